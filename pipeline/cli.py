@@ -1,0 +1,175 @@
+"""The `keel` command: `keel <verb> SPEC [overrides...] [--json]`.
+
+Exit codes (docs/cli.md): 0 ok; 1 a gate or contract said no; 2 bad spec, bad
+input or usage. With --json the last line of stdout is one JSON object for
+scripts and CI. Heavy imports (Prefect, GE) happen inside the verbs that need
+them, so `keel show` and `keel diff` answer in about a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.spec.errors import SpecError
+
+EXIT_OK, EXIT_NO, EXIT_BAD = 0, 1, 2
+
+QUIET_ENV = {
+    "GX_ANALYTICS_ENABLED": "false",  # great-expectations would send usage data
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # no telemetry rows (they also contend for SQLite)
+    "DO_NOT_TRACK": "1",
+    "TQDM_DISABLE": "1",  # GE's per-metric progress bars
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # 2 busy cores: the default 20 s is tight
+}
+
+
+class UsageError(Exception):
+    """Bad input that is not a spec problem (a data file, a git revision); exit 2."""
+
+
+def _emit(args: argparse.Namespace, human: str, payload: dict[str, Any]) -> None:
+    if human:
+        print(human)
+    if args.json:
+        print(json.dumps(payload, default=str, sort_keys=False))
+
+
+def _load(args: argparse.Namespace):
+    from pipeline.spec.load import load_spec
+
+    return load_spec(args.spec, args.overrides, [Path(d) for d in args.conf])
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    _emit(
+        args,
+        f"{args.spec}: ok (sha256 {loaded.sha256[:12]})",
+        {"status": "ok", "spec": str(args.spec), "spec_sha256": loaded.sha256},
+    )
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    text = loaded.to_yaml()
+    header = f"# {args.spec} resolved; sha256 {loaded.sha256}\n"
+    _emit(
+        args,
+        "" if args.json else header + text.rstrip(),
+        {"status": "ok", "spec": str(args.spec), "spec_sha256": loaded.sha256, "resolved": loaded.resolved},
+    )
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from pipeline.spec.diff import diff_specs, render
+    from pipeline.spec.load import load_spec
+    from pipeline.spec.revisions import spec_at_revision
+
+    conf = [Path(d) for d in args.conf]
+    if args.against:
+        if args.new is not None:
+            raise UsageError("give either OLD NEW or SPEC --against REV, not both")
+        with spec_at_revision(Path(args.spec), args.against) as (old_path, old_conf):
+            old = load_spec(old_path, args.overrides, [old_conf, *conf] if old_conf else conf)
+            old_resolved = old.resolved
+        new = load_spec(args.spec, args.overrides, conf)
+        labels = (f"{args.spec}@{args.against}", str(args.spec))
+    else:
+        if args.new is None:
+            raise UsageError("keel diff needs OLD.yaml NEW.yaml, or SPEC --against <git-rev>")
+        old_resolved = load_spec(args.spec, args.overrides, conf).resolved
+        new = load_spec(args.new, args.overrides, conf)
+        labels = (str(args.spec), str(args.new))
+    changes = diff_specs(old_resolved, new.resolved)
+    head = f"--- {labels[0]}\n+++ {labels[1]}\n"
+    _emit(
+        args,
+        head + render(changes),
+        {"status": "ok", "old": labels[0], "new": labels[1], "changes": [c.to_dict() for c in changes]},
+    )
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    from flows.validate import run_validation
+
+    summary = run_validation(loaded, data_path=args.data)
+    _emit(args, summary["text"], {k: v for k, v in summary.items() if k != "text"})
+    return EXIT_OK if summary["status"] == "ok" else EXIT_NO
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keel",
+        description="Run ML systems described by YAML specs. Exit codes: 0 ok, 1 a gate/contract said no, "
+        "2 bad spec, input or usage.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("spec", type=Path, help="the spec file, e.g. specs/streamflow_churn.yaml")
+        sub.add_argument("overrides", nargs="*", help="Hydra overrides: key=value, +new.key=value, ~key")
+        sub.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+        sub.add_argument(
+            "--conf",
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="extra config-group directory searched before the defaults (repeatable)",
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    verb("check", cmd_check, "compose and check a spec; print nothing else")
+    verb("show", cmd_show, "print the fully resolved spec (defaults filled in, stable key order)")
+    diff = verb("diff", cmd_diff, "explain in words what changes between two specs")
+    diff.add_argument("--new", type=Path, default=None, help=argparse.SUPPRESS)
+    diff.add_argument("--against", metavar="REV", help="compare SPEC with itself at a git revision")
+    validate = verb("validate", cmd_validate, "validate the spec's dataset against its contract")
+    validate.add_argument(
+        "--data", type=Path, default=None, help="validate this Parquet/CSV file instead of the spec's data.source"
+    )
+    return parser
+
+
+def _split_diff_args(argv: list[str]) -> list[str]:
+    """`keel diff OLD NEW [overrides]`: the second positional is the new spec, not an override."""
+    if len(argv) >= 3 and argv[0] == "diff" and argv[2].endswith((".yaml", ".yml")) and "=" not in argv[2]:
+        return ["diff", argv[1], *argv[3:], "--new", argv[2]]
+    return argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    argv = _split_diff_args(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except SpecError as exc:
+        return _fail(args, exc.render(), {"status": "error", "problems": [p.to_dict() for p in exc.problems]})
+    except UsageError as exc:
+        return _fail(args, f"keel: {exc}", {"status": "error", "problems": [{"reason": str(exc)}]})
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(args: argparse.Namespace, message: str, payload: dict[str, Any]) -> int:
+    print(message, file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps(payload, default=str))
+    return EXIT_BAD
+
+
+if __name__ == "__main__":
+    sys.exit(main())

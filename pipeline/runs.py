@@ -1,0 +1,93 @@
+"""Run directories: every output sits beside the resolved spec that produced it.
+
+`runs/<spec name>/<UTC time>-<verb>-<spec hash[:8]>/` holds `resolved_spec.yaml`,
+`run.json` (spec hash, overrides, group choices, code version) and whatever the
+verb writes. Reports from weeks ago stay explainable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from pipeline.spec.load import LoadedSpec
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def write_json(self, name: str, payload: Any) -> Path:
+        target = self.path / name
+        atomic_write_text(target, json.dumps(payload, indent=2, default=str, sort_keys=False) + "\n")
+        return target
+
+    def write_text(self, name: str, text: str) -> Path:
+        target = self.path / name
+        atomic_write_text(target, text)
+        return target
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    """Write via a temp file and rename, so a crash never leaves half a report."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def code_version() -> str:
+    """Package version plus the git commit (with '+dirty') when run from a checkout."""
+    try:
+        base = version("keel")
+    except PackageNotFoundError:
+        base = "0+unknown"
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return base
+    return f"{base}+g{sha}{'.dirty' if dirty else ''}"
+
+
+def create_run_dir(loaded: LoadedSpec, verb: str, now: datetime | None = None) -> RunDir:
+    """Make a fresh run directory and record the spec that the run uses."""
+    now = now or datetime.now(UTC)
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    root = Path(loaded.spec.runtime.runs_dir) / loaded.spec.name
+    run = RunDir(root / f"{stamp}-{verb}-{loaded.sha256[:8]}")
+    run.path.mkdir(parents=True, exist_ok=False)
+    run.write_text("resolved_spec.yaml", loaded.to_yaml())
+    run.write_json(
+        "run.json",
+        {
+            "verb": verb,
+            "spec": str(loaded.path),
+            "spec_name": loaded.spec.name,
+            "spec_sha256": loaded.sha256,
+            "overrides": loaded.overrides,
+            "config_choices": loaded.choices,
+            "code_version": code_version(),
+            "started_at": now.isoformat(),
+        },
+    )
+    return run

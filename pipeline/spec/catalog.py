@@ -1,0 +1,100 @@
+"""The names a spec may use: metrics (with their direction), model families.
+
+The spec layer owns this catalogue so that it can check names without importing
+the code that computes them; `pipeline.metrics` registers its implementations
+against these names and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    higher_is_better: bool
+    description: str
+
+
+_CLASSIFICATION = [
+    MetricInfo("auc", True, "area under the ROC curve"),
+    MetricInfo("pr_auc", True, "area under the precision-recall curve"),
+    MetricInfo("log_loss", False, "mean negative log-likelihood"),
+    MetricInfo("brier", False, "mean squared error of the probability"),
+    MetricInfo("accuracy", True, "share of correct labels at the threshold"),
+    MetricInfo("precision", True, "precision at the spec's threshold"),
+    MetricInfo("recall", True, "recall at the spec's threshold"),
+    MetricInfo("f1", True, "F1 at the spec's threshold"),
+    MetricInfo("precision_at_k", True, "precision of the top-k list"),
+    MetricInfo("flagged_share", False, "share of entities above the threshold"),
+    MetricInfo("tpr_gap", False, "max gap in true positive rate across groups"),
+    MetricInfo("fpr_gap", False, "max gap in false positive rate across groups"),
+    MetricInfo("auc_gap", False, "max gap in AUC across groups"),
+]
+
+_RANKING_AT_K = {
+    "recall": MetricInfo("recall@K", True, "share of held-out items retrieved in the top K"),
+    "hit": MetricInfo("hit@K", True, "share of users with a held-out item in the top K"),
+    "ndcg": MetricInfo("ndcg@K", True, "normalised discounted cumulative gain at K"),
+    "precision": MetricInfo("precision@K", True, "share of the top K that are held-out items"),
+    "mrr": MetricInfo("mrr@K", True, "mean reciprocal rank of the first hit within K"),
+    "hit_disparity": MetricInfo("hit_disparity@K", False, "max gap in hit@K across user groups"),
+}
+
+_RECOMMENDATION = [
+    MetricInfo("mrr", True, "mean reciprocal rank of the first hit"),
+    MetricInfo("coverage", True, "share of the catalogue recommended to anyone"),
+    MetricInfo("exposure_equity", True, "worst group's exposure relative to its share"),
+    MetricInfo("exposure_gini", False, "Gini coefficient of creator exposure"),
+    MetricInfo("ate", True, "causal average treatment effect (doubly robust)"),
+    MetricInfo("skew_psi", False, "training-serving skew as PSI"),
+]
+
+_SERVING = [
+    MetricInfo("p50_latency_ms", False, "median latency in milliseconds"),
+    MetricInfo("p95_latency_ms", False, "95th percentile latency in milliseconds"),
+    MetricInfo("p99_latency_ms", False, "99th percentile latency in milliseconds"),
+    MetricInfo("error_rate", False, "share of failed requests"),
+    MetricInfo("ctr", True, "click-through rate"),
+    MetricInfo("churn_rate", False, "observed churn rate"),
+    MetricInfo("rank_correlation", True, "Spearman correlation of champion and challenger outputs"),
+]
+
+_AT_K = re.compile(r"^([a-z_]+)@(\d+)$")
+
+TASKS = ("binary_classification", "recommendation")
+
+
+def metrics_for(task: str) -> dict[str, MetricInfo]:
+    """Plain (non-@K) metric names valid for a task, serving metrics included."""
+    base = _CLASSIFICATION if task == "binary_classification" else _RECOMMENDATION
+    return {m.name: m for m in [*base, *_SERVING]}
+
+
+def metric_info(name: str, task: str) -> MetricInfo | None:
+    """Look a metric up, understanding the 'name@K' form for ranking metrics."""
+    plain = metrics_for(task)
+    if name in plain:
+        return plain[name]
+    match = _AT_K.match(name)
+    if match and task == "recommendation" and match.group(1) in _RANKING_AT_K:
+        info = _RANKING_AT_K[match.group(1)]
+        return MetricInfo(name, info.higher_is_better, info.description.replace("K", match.group(2)))
+    return None
+
+
+def metric_names(task: str) -> list[str]:
+    """Names to suggest for a typo (with @10 as the example K)."""
+    names = list(metrics_for(task))
+    if task == "recommendation":
+        names += [f"{k}@10" for k in _RANKING_AT_K] + ["recall@500"]
+    return names
+
+
+MODEL_FAMILIES = {
+    "binary_classification": ("lightgbm", "logistic"),
+    "recommendation": ("two_tower",),
+}
+RANKER_FAMILIES = ("lightgbm_ranker", "mlp_ranker")

@@ -1,0 +1,233 @@
+"""Compose a spec with Hydra and remember which file set each key.
+
+The spec file is Hydra's primary config; `conf/` directories are on the search
+path, so `defaults: [{model: lightgbm}]` pulls `conf/model/lightgbm.yaml` in and
+command-line overrides use Hydra's grammar. The result is a plain dict plus a
+`Provenance` that maps key paths back to file:line for error messages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.spec.errors import Problem, suggest
+from pipeline.spec.security import check_overrides, check_tree
+from pipeline.spec.source_map import YamlProblem, YamlSource, read_yaml
+
+_MISSING_OPTION = re.compile(r"Could not find '([^']+)/([^']+)'")
+
+
+@dataclass
+class Provenance:
+    """Where each key of the composed spec came from (later sources win)."""
+
+    spec_file: str
+    sources: list[YamlSource] = field(default_factory=list)
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def locate(self, key: str) -> tuple[str, int | None]:
+        """(file, line) of the nearest key at or above `key` that a source defines."""
+        parts = key.split(".") if key else []
+        while True:
+            path = ".".join(parts)
+            for override_key, text in self.overrides.items():
+                if path and (override_key == path or override_key.startswith(path + ".")):
+                    return f"command line override '{text}'", None
+            for source in reversed(self.sources):
+                relative = _strip_package(path, source.package)
+                if relative is not None and relative in source.lines:
+                    return _display(source.path), source.lines[relative]
+            if not parts:
+                return self.spec_file, None
+            parts.pop()
+
+    def problem(self, key: str, reason: str) -> Problem:
+        file, line = self.locate(key)
+        return Problem(file, line, key, reason)
+
+
+def _strip_package(path: str, package: str) -> str | None:
+    if not package:
+        return path
+    if path == package:
+        return ""
+    if path.startswith(package + "."):
+        return path[len(package) + 1 :]
+    return None
+
+
+def _display(path: Path) -> str:
+    """Paths relative to the working directory when possible: shorter errors."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+@dataclass
+class Composed:
+    data: dict[str, Any]
+    provenance: Provenance
+    choices: dict[str, str]
+
+
+def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -> Composed:
+    """Compose `spec_path` with Hydra; raise SpecError-ready Problems as a list on failure."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    display = _display(spec_path)
+    try:
+        primary = read_yaml(spec_path, display)
+    except YamlProblem as exc:
+        raise ComposeFailed([exc.problem]) from None
+    if not isinstance(primary.data, dict):
+        raise ComposeFailed([Problem(display, 1, "", "a spec must be a YAML mapping of keys to values")])
+
+    problems = check_overrides(overrides)
+    if problems:
+        raise ComposeFailed(problems)
+
+    search = ",".join(f"file://{d.resolve()}" for d in conf_dirs)
+    hydra_overrides = [f"hydra.searchpath=[{search}]", *overrides]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(spec_path.parent.resolve()), version_base="1.3"):
+            cfg = compose(config_name=spec_path.stem, overrides=hydra_overrides, return_hydra_config=True)
+    except MissingConfigException as exc:
+        raise ComposeFailed([_missing_option_problem(exc, primary, display, conf_dirs)]) from None
+    except OverrideParseException as exc:
+        reason = str(exc).splitlines()[0]
+        raise ComposeFailed([Problem("command line", None, "", f"cannot parse override: {reason}")]) from None
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ComposeFailed([_composition_problem(exc, display, conf_dirs, primary)]) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+    choices = {
+        group: option
+        for group, option in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
+        if not group.startswith("hydra/") and option is not None
+    }
+    with _unlocked(cfg):
+        del cfg["hydra"]
+
+    provenance = Provenance(spec_file=display)
+    for group, option in choices.items():
+        source = _group_source(group, option, conf_dirs)
+        if source is not None:
+            provenance.sources.append(source)
+    provenance.sources.append(primary)
+    provenance.overrides = _override_keys(overrides)
+
+    problems = check_tree(OmegaConf.to_container(cfg, resolve=False), provenance)
+    if problems:
+        raise ComposeFailed(problems)
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", "") or ""
+        raise ComposeFailed([provenance.problem(key, f"cannot resolve interpolation: {exc.msg}")]) from None
+    data.pop("defaults", None)
+    return Composed(data=data, provenance=provenance, choices=choices)
+
+
+class ComposeFailed(Exception):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(p.render() for p in problems))
+
+
+class _unlocked:
+    """Temporarily lift Hydra's struct flag so the hydra node can be dropped."""
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+
+    def __enter__(self) -> None:
+        from omegaconf import OmegaConf
+
+        OmegaConf.set_struct(self.cfg, False)
+
+    def __exit__(self, *exc: object) -> None:
+        from omegaconf import OmegaConf
+
+        OmegaConf.set_struct(self.cfg, True)
+
+
+def _group_source(group: str, option: str, conf_dirs: list[Path]) -> YamlSource | None:
+    for conf in conf_dirs:
+        path = conf / group / f"{option}.yaml"
+        if path.is_file():
+            source = read_yaml(path, _display(path))
+            if not source.package:
+                source.package = group.replace("/", ".")
+            elif source.package == "_global_":
+                source.package = ""
+            return source
+    return None
+
+
+def _override_keys(overrides: list[str]) -> dict[str, str]:
+    keys = {}
+    for text in overrides:
+        key = text.split("=", 1)[0].lstrip("+~")
+        keys[key] = text
+    return keys
+
+
+def _defaults_line(primary: YamlSource, group: str) -> int | None:
+    defaults = primary.data.get("defaults") if isinstance(primary.data, dict) else None
+    for index, entry in enumerate(defaults or []):
+        if isinstance(entry, dict) and any(
+            str(k).lstrip("/").removeprefix("override ").lstrip("/") == group for k in entry
+        ):
+            return primary.lines.get(f"defaults.{index}")
+    return primary.lines.get("defaults")
+
+
+def _available(group: str, conf_dirs: list[Path]) -> list[str]:
+    return sorted({p.stem for d in conf_dirs for p in (d / group).glob("*.yaml")})
+
+
+def _missing_option_problem(exc: Exception, primary: YamlSource, display: str, conf_dirs: list[Path]) -> Problem:
+    match = _MISSING_OPTION.search(str(exc))
+    if not match:
+        return Problem(display, None, "defaults", str(exc).splitlines()[0])
+    group, option = match.groups()
+    options = _available(group, conf_dirs)
+    if not options:
+        groups = sorted(p.name for d in conf_dirs if d.is_dir() for p in d.iterdir() if p.is_dir())
+        reason = f"no config group '{group}' in {', '.join(map(str, conf_dirs))}{suggest(group, groups)}"
+    else:
+        reason = (
+            f"no option '{option}' in config group '{group}'{suggest(option, options)}; available: {', '.join(options)}"
+        )
+    return Problem(display, _defaults_line(primary, group), f"defaults.{group}", reason)
+
+
+def _composition_problem(exc: Exception, display: str, conf_dirs: list[Path], primary: YamlSource) -> Problem:
+    """Hydra wraps YAML errors of group files and bad overrides; find the real cause."""
+    for entry in primary.data.get("defaults") or []:
+        if isinstance(entry, dict):
+            for group, option in entry.items():
+                group = str(group).removeprefix("override ").lstrip("/")
+                for conf in conf_dirs:
+                    path = conf / group / f"{option}.yaml"
+                    if path.is_file():
+                        try:
+                            read_yaml(path, _display(path))
+                        except YamlProblem as problem:
+                            return problem.problem
+    message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    cause = exc.__cause__
+    key = getattr(cause, "full_key", "") or ""
+    if "override" in message.lower():
+        return Problem("command line", None, key, message)
+    return Problem(display, None, key, message)

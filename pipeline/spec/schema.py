@@ -1,0 +1,330 @@
+"""The typed schema of a Keel spec.
+
+Hydra composes the YAML; these pydantic models type-check the result. Pydantic
+rather than OmegaConf structured configs because it reports *every* error of a
+file in one pass, with constraints (ranges, enums, patterns) on each field
+(see docs/adr/0002-spec-schema-pydantic.md). Every model forbids unknown keys so a
+typo is an error with a suggestion, never a silently ignored setting.
+
+Field order is the order `keel show` prints, so keep related keys together.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.spec.types import Column, Cron, Duration, Name
+
+
+class Strict(BaseModel):
+    """Base for every spec section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------- data
+
+
+class ScenarioSpec(Strict):
+    """Knobs a synthetic generator plants in its data, so tests know the truth."""
+
+    drift: dict[Column, float] = Field(default_factory=dict, description="feature -> shift in standard deviations")
+    unit_bug: dict[Column, float] = Field(
+        default_factory=dict, description="feature -> factor its values are scaled by"
+    )
+    segment_shift: dict[str, dict[Column, float]] = Field(
+        default_factory=dict, description="segment value -> {feature: shift in standard deviations}"
+    )
+    corrupt_fraction: float = Field(0.0, ge=0, le=1, description="share of rows given a contract violation")
+
+
+class SourceSpec(Strict):
+    """Where a dataset comes from: a Parquet/CSV path or `synthetic:<generator>`."""
+
+    source: str = Field(description="path to .parquet/.csv, or synthetic:streamflow / synthetic:streamrec")
+    table: str | None = Field(None, description="table of a multi-table source (synthetic:streamrec)")
+    rows: int = Field(20_000, ge=0, description="rows to generate (synthetic sources)")
+    seed: int = Field(0, description="random seed (synthetic sources)")
+    scenario: ScenarioSpec = Field(default_factory=ScenarioSpec)
+    csv_delimiter: str = ","
+
+
+class SplitSpec(Strict):
+    method: Literal["time", "random"] = "time"
+    valid_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+class DataSpec(SourceSpec):
+    """The dataset a spec trains and validates on, and the roles of its columns."""
+
+    entity_id: Column
+    timestamp: Column | None = None
+    label: Column | None = None
+    positive: Any = Field(1, description="the label value that counts as positive")
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    reference: SourceSpec | None = Field(
+        None, description="dataset whose profile is the drift reference; absent: profile the data itself"
+    )
+
+
+# ---------------------------------------------------------------- contract
+
+Dtype = Literal["int", "float", "bool", "str", "category", "datetime"]
+
+
+class ColumnContract(Strict):
+    """What one column must look like. Units belong in names too (minutes_watched)."""
+
+    dtype: Dtype
+    unit: str | None = None
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = False
+    allowed: list[Any] | None = Field(None, description="allowed values (str, category, int)")
+    unique: bool = False
+    description: str = ""
+
+
+class ProfileSpec(Strict):
+    bins: int = Field(10, ge=2, le=100, description="quantile bins of the reference profile")
+    psi_warning: float = Field(0.10, gt=0)
+    psi_alert: float = Field(0.25, gt=0)
+
+
+class ContractSpec(Strict):
+    name: Name
+    on_violation: Literal["quarantine", "fail"] = "quarantine"
+    max_quarantine_fraction: float = Field(0.05, ge=0, le=1)
+    allow_extra_columns: bool = False
+    engine: Literal["keel", "pandera"] = Field(
+        "keel", description="bulk validation engine: keel (vectorised) or pandera (lazy)"
+    )
+    ge_sample_rows: int = Field(10_000, ge=0, description="rows great-expectations checks for Data Docs")
+    profile: ProfileSpec = Field(default_factory=ProfileSpec)
+    columns: dict[Column, ColumnContract]
+
+
+# ---------------------------------------------------------------- features
+
+
+class DerivedFeature(Strict):
+    expr: str = Field(description="safe arithmetic over columns, e.g. 'sessions_last_30d / 30'")
+    unit: str | None = None
+    description: str = ""
+
+
+class FeaturesSpec(Strict):
+    derived: dict[Column, DerivedFeature] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- models
+
+
+class LightGBMParams(Strict):
+    num_leaves: int = Field(31, ge=2)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    n_estimators: int = Field(300, ge=1)
+    max_depth: int = Field(-1, ge=-1)
+    min_child_samples: int = Field(20, ge=1)
+    subsample: float = Field(1.0, gt=0, le=1)
+    colsample_bytree: float = Field(1.0, gt=0, le=1)
+    reg_alpha: float = Field(0.0, ge=0)
+    reg_lambda: float = Field(0.0, ge=0)
+    class_weight: Literal["balanced"] | None = None
+    early_stopping_rounds: int | None = Field(None, ge=1)
+
+
+class LogisticParams(Strict):
+    C: float = Field(1.0, gt=0, description="inverse regularisation strength")
+    max_iter: int = Field(200, ge=1)
+    class_weight: Literal["balanced"] | None = None
+
+
+class TwoTowerParams(Strict):
+    embedding_dim: int = Field(32, ge=2, le=1024)
+    hidden_dim: int = Field(64, ge=2)
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(512, ge=2)
+    learning_rate: float = Field(0.005, gt=0)
+    temperature: float = Field(0.05, gt=0)
+    seed: int = 0
+
+
+class ModelBase(Strict):
+    features: list[Column] = Field(description="features the model takes, by name")
+
+
+class LightGBMModel(ModelBase):
+    family: Literal["lightgbm"]
+    params: LightGBMParams = Field(default_factory=LightGBMParams)
+
+
+class LogisticModel(ModelBase):
+    family: Literal["logistic"]
+    params: LogisticParams = Field(default_factory=LogisticParams)
+
+
+class IndexSpec(Strict):
+    type: Literal["flat", "hnsw", "ivf"] = "flat"
+    hnsw_m: int = Field(32, ge=4)
+    ivf_nlist: int = Field(100, ge=1)
+    ivf_nprobe: int = Field(10, ge=1)
+
+
+class TwoTowerModel(ModelBase):
+    family: Literal["two_tower"]
+    params: TwoTowerParams = Field(default_factory=TwoTowerParams)
+    item_features: list[Column] = Field(default_factory=list)
+    index: IndexSpec = Field(default_factory=IndexSpec)
+    candidates: int = Field(500, ge=1, description="candidates retrieved per request")
+
+
+ModelSpec = Annotated[LightGBMModel | LogisticModel | TwoTowerModel, Field(discriminator="family")]
+
+
+class SelectionSpec(Strict):
+    metric: str | None = Field(None, description="metric that picks the challenger; default auc / ndcg@10 by task")
+    cv_folds: int = Field(3, ge=2, le=20)
+
+
+class RankerSpec(Strict):
+    family: Literal["lightgbm_ranker", "mlp_ranker"] = "lightgbm_ranker"
+    features: list[Column] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RerankerSpec(Strict):
+    diversity_attribute: Column
+    diversity_weight: float = Field(0.3, ge=0, le=1)
+    min_exposure_share: float = Field(0.05, ge=0, le=1)
+    latency_budget_share: float = Field(0.8, gt=0, le=1, description="skip re-ranking past this share of the SLA")
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class EvaluationSpec(Strict):
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which an entity is flagged")
+    top_k: int = Field(100, ge=1, description="list size for precision_at_k and ranking metrics")
+    group_columns: list[Column] = Field(default_factory=list)
+
+
+class GateSpec(Strict):
+    """One pass/fail rule on a metric. Without `vs`: absolute bounds; with `vs`: relative."""
+
+    metric: str | None = Field(None, description="metric name; defaults to the gate's own name")
+    min: float | None = None
+    max: float | None = None
+    vs: Literal["champion", "baseline"] | None = None
+    max_drop: float | None = Field(None, ge=0, description="largest allowed absolute worsening vs `vs`")
+    max_relative_drop: float | None = Field(None, ge=0, le=1)
+    blocking: bool = True
+
+
+# ---------------------------------------------------------------- rollout
+
+
+class StageSpec(Strict):
+    name: Name
+    traffic: float = Field(ge=0, le=1, description="share of traffic sent to the challenger")
+    duration: Duration = "1d"
+    min_samples: int = Field(0, ge=0)
+    checks: list[str] = Field(default_factory=list, description="metrics that must hold before advancing")
+    approval: bool = False
+
+
+class ImmediateRollback(Strict):
+    error_rate: float | None = Field(0.005, ge=0, le=1)
+    p99_latency_ms: float | None = Field(60.0, gt=0)
+
+
+class EvaluationRollback(Strict):
+    metric: str = "ctr"
+    max_relative_drop: float = Field(0.02, ge=0, le=1)
+    significance: float = Field(0.05, gt=0, lt=1)
+    min_rank_correlation: float | None = Field(0.70, ge=-1, le=1)
+
+
+class RollbackSpec(Strict):
+    immediate: ImmediateRollback = Field(default_factory=ImmediateRollback)
+    evaluation: EvaluationRollback = Field(default_factory=EvaluationRollback)
+    warm_standby: bool = True
+
+
+class RolloutSpec(Strict):
+    name: Name
+    stages: list[StageSpec] = Field(min_length=1)
+    rollback: RollbackSpec = Field(default_factory=RollbackSpec)
+
+
+# ---------------------------------------------------------------- triggers
+
+
+class ScheduleTrigger(Strict):
+    cron: Cron
+    timezone: str = "UTC"
+
+
+class DriftTrigger(Strict):
+    features: list[Column] = Field(default_factory=list, description="key features; empty: all model features")
+    psi_above: float = Field(0.25, gt=0)
+    critical_psi: float = Field(0.50, gt=0)
+    reference_window: Duration = "30d"
+    approval: bool = True
+
+
+class PerformanceTrigger(Strict):
+    metric: str
+    floor: float | None = None
+    max_relative_decline: float | None = Field(0.10, ge=0, le=1)
+    baseline_window: Duration = "7d"
+
+
+class TriggersSpec(Strict):
+    schedule: ScheduleTrigger | None = None
+    drift: DriftTrigger | None = None
+    performance: PerformanceTrigger | None = None
+    min_interval: Duration = Field("24h", description="dedup window between retrains; critical triggers bypass it")
+
+
+# ---------------------------------------------------------------- monitoring and runtime
+
+
+class MonitoringSpec(Strict):
+    segment_column: Column | None = None
+    psi_warning: float = Field(0.10, gt=0)
+    psi_alert: float = Field(0.25, gt=0)
+    psi_critical: float = Field(0.50, gt=0)
+
+
+class RuntimeSpec(Strict):
+    runs_dir: str = Field("runs", description="where run directories go (relative to the working directory)")
+    bentoml_home: str | None = Field(None, description="BentoML store; default: BENTOML_HOME or ~/bentoml")
+    redis_url: str | None = None
+    prefect_api_url: str | None = Field(None, description="a Prefect server; absent: an ephemeral one")
+
+
+# ---------------------------------------------------------------- the spec
+
+
+class Spec(Strict):
+    name: Name
+    description: str = ""
+    task: Literal["binary_classification", "recommendation"]
+    data: DataSpec
+    contract: ContractSpec
+    features: FeaturesSpec = Field(default_factory=FeaturesSpec)
+    model: ModelSpec
+    candidates: list[ModelSpec] = Field(default_factory=list, description="extra models to select among")
+    selection: SelectionSpec = Field(default_factory=SelectionSpec)
+    ranker: RankerSpec | None = None
+    reranker: RerankerSpec | None = None
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    gates: dict[str, GateSpec] = Field(default_factory=dict)
+    rollout: RolloutSpec | None = None
+    triggers: TriggersSpec = Field(default_factory=TriggersSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)

@@ -1,0 +1,190 @@
+"""Checks that need the whole spec: names that must exist, orders that must hold.
+
+Each check returns Problems (never raises), so one run reports them all. A check
+is a small function of the typed Spec; `CHECKS` lists them in report order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from pipeline.spec.catalog import MODEL_FAMILIES, metric_info, metric_names
+from pipeline.spec.compose import Provenance
+from pipeline.spec.errors import Problem, unknown
+from pipeline.spec.expressions import check_expressions
+from pipeline.spec.schema import Spec
+
+Finding = tuple[str, str]
+"""(key path, reason): semantic checks speak in key paths; provenance adds file:line."""
+
+
+def check_semantics(spec: Spec, provenance: Provenance) -> list[Problem]:
+    return [provenance.problem(key, reason) for check in CHECKS for key, reason in check(spec)]
+
+
+def _columns(spec: Spec) -> list[str]:
+    return list(spec.contract.columns)
+
+
+def _feature_names(spec: Spec) -> list[str]:
+    return [*spec.contract.columns, *spec.features.derived]
+
+
+def _must_exist(key: str, name: str | None, known: Iterable[str], kind: str) -> Iterator[Finding]:
+    known = list(known)
+    if name is not None and name not in known:
+        yield key, unknown(kind, name, known)
+
+
+def check_data_roles(spec: Spec) -> Iterator[Finding]:
+    columns = _columns(spec)
+    for role in ("entity_id", "timestamp", "label"):
+        yield from _must_exist(f"data.{role}", getattr(spec.data, role), columns, "contract column")
+
+
+def check_contract(spec: Spec) -> Iterator[Finding]:
+    for name, column in spec.contract.columns.items():
+        key = f"contract.columns.{name}"
+        if column.min is not None and column.max is not None and column.min > column.max:
+            yield f"{key}.min", f"min {column.min} is above max {column.max}"
+        if (column.min is not None or column.max is not None) and column.dtype not in ("int", "float"):
+            yield f"{key}.dtype", f"min/max need a numeric dtype (int or float), not {column.dtype}"
+        if column.allowed is not None and column.dtype in ("float", "datetime"):
+            yield f"{key}.allowed", f"allowed values make no sense for dtype {column.dtype}"
+        if column.allowed is not None and not column.allowed:
+            yield f"{key}.allowed", "an empty list of allowed values rejects every row"
+    profile = spec.contract.profile
+    if profile.psi_warning >= profile.psi_alert:
+        reason = f"psi_warning {profile.psi_warning} must be below psi_alert {profile.psi_alert}"
+        yield "contract.profile.psi_warning", reason
+
+
+def check_derived(spec: Spec) -> Iterator[Finding]:
+    for feature, reason in check_expressions(spec.features.derived, _columns(spec)):
+        yield f"features.derived.{feature}.expr", reason
+
+
+def _model_findings(spec: Spec, key: str, model) -> Iterator[Finding]:
+    families = MODEL_FAMILIES[spec.task]
+    if model.family not in families:
+        reason = f"model family '{model.family}' does not fit task {spec.task} (use {', '.join(families)})"
+        yield f"{key}.family", reason
+    known = _feature_names(spec)
+    leaks = {spec.data.label: "the label", spec.data.entity_id: "the entity id"}
+    for index, feature in enumerate(model.features):
+        if feature in leaks and spec.task == "binary_classification":
+            yield f"{key}.features.{index}", f"'{feature}' is {leaks[feature]}; using it as a feature leaks the answer"
+        else:
+            yield from _must_exist(f"{key}.features.{index}", feature, known, "feature")
+    if len(set(model.features)) != len(model.features):
+        yield f"{key}.features", "a feature is listed twice"
+
+
+def check_models(spec: Spec) -> Iterator[Finding]:
+    yield from _model_findings(spec, "model", spec.model)
+    for index, candidate in enumerate(spec.candidates):
+        yield from _model_findings(spec, f"candidates.{index}", candidate)
+    if spec.selection.metric is not None:
+        yield from _metric("selection.metric", spec.selection.metric, spec)
+    known = _feature_names(spec)
+    if spec.ranker is not None:
+        for index, feature in enumerate(spec.ranker.features):
+            yield from _must_exist(f"ranker.features.{index}", feature, known, "feature")
+    if spec.reranker is not None:
+        yield from _must_exist("reranker.diversity_attribute", spec.reranker.diversity_attribute, known, "column")
+    for index, column in enumerate(spec.evaluation.group_columns):
+        yield from _must_exist(f"evaluation.group_columns.{index}", column, _columns(spec), "contract column")
+
+
+def _metric(key: str, name: str, spec: Spec) -> Iterator[Finding]:
+    if metric_info(name, spec.task) is None:
+        yield key, unknown(f"metric for task {spec.task}", name, metric_names(spec.task))
+
+
+def check_gates(spec: Spec) -> Iterator[Finding]:
+    for name, gate in spec.gates.items():
+        key = f"gates.{name}"
+        metric = gate.metric or name
+        yield from _metric(f"{key}.metric" if gate.metric else key, metric, spec)
+        if gate.vs is None:
+            if gate.min is None and gate.max is None:
+                yield key, "an absolute gate needs 'min' or 'max' (or 'vs: champion' with 'max_drop')"
+            if gate.max_drop is not None or gate.max_relative_drop is not None:
+                yield key, "'max_drop'/'max_relative_drop' need 'vs: champion' or 'vs: baseline'"
+        elif gate.max_drop is None and gate.max_relative_drop is None:
+            yield key, f"a gate 'vs: {gate.vs}' needs 'max_drop' or 'max_relative_drop'"
+        if gate.min is not None and gate.max is not None and gate.min > gate.max:
+            yield f"{key}.min", f"min {gate.min} is above max {gate.max}: the gate can never pass"
+
+
+def check_rollout(spec: Spec) -> Iterator[Finding]:
+    if spec.rollout is None:
+        return
+    seen: set[str] = set()
+    previous = None
+    for index, stage in enumerate(spec.rollout.stages):
+        key = f"rollout.stages.{index}"
+        if stage.name in seen:
+            yield f"{key}.name", f"stage name '{stage.name}' is used twice"
+        seen.add(stage.name)
+        if previous is not None and stage.traffic < previous.traffic:
+            yield (
+                f"{key}.traffic",
+                (
+                    f"stage traffic must never decrease: '{stage.name}' {stage.traffic:.0%} "
+                    f"after '{previous.name}' {previous.traffic:.0%}"
+                ),
+            )
+        for check_index, check in enumerate(stage.checks):
+            yield from _metric(f"{key}.checks.{check_index}", check, spec)
+        previous = stage
+    yield from _metric("rollout.rollback.evaluation.metric", spec.rollout.rollback.evaluation.metric, spec)
+
+
+def check_triggers(spec: Spec) -> Iterator[Finding]:
+    triggers = spec.triggers
+    if triggers.drift is not None:
+        for index, feature in enumerate(triggers.drift.features):
+            yield from _must_exist(f"triggers.drift.features.{index}", feature, _feature_names(spec), "feature")
+        if triggers.drift.psi_above >= triggers.drift.critical_psi:
+            yield (
+                "triggers.drift.critical_psi",
+                (f"critical_psi {triggers.drift.critical_psi} must be above psi_above {triggers.drift.psi_above}"),
+            )
+    if triggers.performance is not None:
+        yield from _metric("triggers.performance.metric", triggers.performance.metric, spec)
+        if triggers.performance.floor is None and triggers.performance.max_relative_decline is None:
+            yield "triggers.performance", "a performance trigger needs 'floor' or 'max_relative_decline'"
+    if triggers.schedule is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(triggers.schedule.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            reason = f"unknown timezone '{triggers.schedule.timezone}' (e.g. UTC, Europe/Berlin)"
+            yield "triggers.schedule.timezone", reason
+
+
+def check_monitoring(spec: Spec) -> Iterator[Finding]:
+    monitoring = spec.monitoring
+    yield from _must_exist("monitoring.segment_column", monitoring.segment_column, _columns(spec), "contract column")
+    if not monitoring.psi_warning < monitoring.psi_alert < monitoring.psi_critical:
+        yield (
+            "monitoring.psi_warning",
+            (
+                f"thresholds must rise: psi_warning {monitoring.psi_warning} < psi_alert {monitoring.psi_alert} "
+                f"< psi_critical {monitoring.psi_critical}"
+            ),
+        )
+
+
+CHECKS: list[Callable[[Spec], Iterator[Finding]]] = [
+    check_data_roles,
+    check_contract,
+    check_derived,
+    check_models,
+    check_gates,
+    check_rollout,
+    check_triggers,
+    check_monitoring,
+]

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up, then lint and run the whole test suite (slow tests included). Extra args go to pytest,
+# e.g. scripts/test.sh -m "not slow" for the quick inner loop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export GX_ANALYTICS_ENABLED=false
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/python -m pytest -n 2 --timeout 600 "$@"
