@@ -43,12 +43,20 @@ def check_contract(frame: pd.DataFrame, spec: Spec) -> ContractResult:
 @task(cache_policy=NO_CACHE)
 def derive_features(accepted: pd.DataFrame, spec: Spec) -> dict[str, dict[str, Any]]:
     """Compute declared derived features on accepted rows; report lineage and non-finite counts."""
-    if not spec.features.derived or accepted.empty:
-        return {}
-    derived = add_derived(accepted, spec.features.derived)
     lineage = derived_lineage(spec.features.derived)
+    computable = {
+        name: feature
+        for name, feature in spec.features.derived.items()
+        if all(column in accepted.columns or column in spec.features.derived for column in lineage[name])
+    }
+    if not computable or accepted.empty:
+        return {}
+    derived = add_derived(accepted, computable)
     return {
-        name: {"inputs": lineage[name], "non_finite": int((~np.isfinite(derived[name].to_numpy(float))).sum())}
+        name: {
+            "inputs": lineage[name],
+            "non_finite": int((~np.isfinite(derived[name].to_numpy(float))).sum()) if name in computable else None,
+        }
         for name in spec.features.derived
     }
 
@@ -80,6 +88,8 @@ def data_docs(frame: pd.DataFrame, spec: Spec, run: RunDir) -> dict[str, Any]:
     """Great-expectations Data Docs for a seeded sample of the raw rows (GE is too slow for all)."""
     from pipeline.contracts.expectations import write_data_docs
 
+    if spec.contract.ge_sample_rows == 0:
+        return {"index": None, "note": "disabled (contract.ge_sample_rows is 0)"}
     if frame.empty or not len(frame.columns):
         return {"index": None, "note": "no rows to document"}
     docs = write_data_docs(spec.contract, frame, run / "data_docs")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.data.errors import DataSourceError
 from pipeline.spec.errors import SpecError
 
 EXIT_OK, EXIT_NO, EXIT_BAD = 0, 1, 2
@@ -100,6 +101,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     loaded = _load(args)
+    if args.data is not None and not args.data.is_file():
+        raise UsageError(f"cannot read {args.data}: the file does not exist")  # before Prefect starts
     from flows.validate import run_validation
 
     summary = run_validation(loaded, data_path=args.data)
@@ -153,12 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
     argv = _split_diff_args(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    # overrides may come after options (`--data x.csv a=b`); anything else unknown is a usage error
+    stray = [e for e in extras if e.startswith("-") or "=" not in e and not e.startswith("~")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = [*getattr(args, "overrides", []), *extras]
     try:
         return args.handler(args)
     except SpecError as exc:
         return _fail(args, exc.render(), {"status": "error", "problems": [p.to_dict() for p in exc.problems]})
-    except UsageError as exc:
+    except (UsageError, DataSourceError) as exc:
         return _fail(args, f"keel: {exc}", {"status": "error", "problems": [{"reason": str(exc)}]})
     except KeyboardInterrupt:
         return 130

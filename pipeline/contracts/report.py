@@ -100,7 +100,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["derived_features"]:
         lines += ["## Derived features", "", "| feature | inputs | non-finite rows |", "|---|---|---:|"]
         for name, info in report["derived_features"].items():
-            lines.append(f"| {name} | {', '.join(info['inputs'])} | {info['non_finite']:,} |")
+            count = "skipped: an input column is missing" if info["non_finite"] is None else f"{info['non_finite']:,}"
+            lines.append(f"| {name} | {', '.join(info['inputs'])} | {count} |")
         lines.append("")
     outputs = report.get("outputs", {})
     if outputs:

@@ -101,6 +101,8 @@ def apply_policy(result: ContractResult, contract: ContractSpec) -> ContractResu
     if result.schema_problems:
         names = ", ".join(f"{p.column} ({p.problem})" for p in result.schema_problems)
         reasons.append(f"schema problems: {names}")
+    if result.rows_accepted < contract.min_rows:
+        reasons.append(f"{result.rows_accepted} accepted row(s), fewer than min_rows {contract.min_rows}")
     q = result.rows_quarantined
     if contract.on_violation == "fail" and q:
         reasons.append(f"{q} row(s) violate the contract and on_violation is 'fail'")

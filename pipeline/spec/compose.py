@@ -95,7 +95,7 @@ def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -
         raise ComposeFailed(problems)
 
     search = ",".join(f"file://{d.resolve()}" for d in conf_dirs)
-    hydra_overrides = [f"hydra.searchpath=[{search}]", *overrides]
+    hydra_overrides = [f"hydra.searchpath=[{search}]", *(_add_or_override(o, conf_dirs) for o in overrides)]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(spec_path.parent.resolve()), version_base="1.3"):
@@ -172,6 +172,20 @@ def _group_source(group: str, option: str, conf_dirs: list[Path]) -> YamlSource 
                 source.package = ""
             return source
     return None
+
+
+def _add_or_override(override: str, conf_dirs: list[Path]) -> str:
+    """`a.b=1` -> `++a.b=1`, so keys that only have a schema default can be set without '+'.
+
+    Hydra's struct mode would refuse them; the schema check that follows still rejects a key
+    the schema does not know, with a suggestion. Group choices (`model=logistic`) and
+    explicit `+`/`++`/`~` overrides are left as written.
+    """
+    key, sep, _ = override.partition("=")
+    if not sep or key.startswith(("+", "~")):
+        return override
+    is_group = "." not in key and any((d / key.split("@")[0]).is_dir() for d in conf_dirs)
+    return override if is_group else f"++{override}"
 
 
 def _override_keys(overrides: list[str]) -> dict[str, str]:

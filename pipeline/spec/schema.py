@@ -98,6 +98,7 @@ class ContractSpec(Strict):
     name: Name
     on_violation: Literal["quarantine", "fail"] = "quarantine"
     max_quarantine_fraction: float = Field(0.05, ge=0, le=1)
+    min_rows: int = Field(1, ge=0, description="fewer accepted rows than this fails validation")
     allow_extra_columns: bool = False
     engine: Literal["keel", "pandera"] = Field(
         "keel", description="bulk validation engine: keel (vectorised) or pandera (lazy)"

@@ -101,8 +101,10 @@ def test_zero_row_frame():
     df = interactions().iloc[:0]
     r = validate_frame(df, load_contract("streamrec_interactions"))
     _invariant(r)
-    assert r.rows_in == 0 and r.ok and r.quarantine_fraction == 0.0
+    assert r.rows_in == 0 and r.quarantine_fraction == 0.0
+    assert not r.ok and "fewer than min_rows 1" in r.policy_reason
     assert ROW_COL in r.quarantined.columns
+    assert validate_frame(df, load_contract("streamrec_interactions", min_rows=0)).ok
 
 
 def test_zero_column_frame():

@@ -121,7 +121,7 @@ CASES = [
     pytest.param(
         GOOD,
         ["model.params.nope=1"],
-        ["command line", "Could not override 'model.params.nope'"],
+        ["command line override 'model.params.nope=1'", "unknown key 'nope'"],
         id="override-unknown-key",
     ),
     pytest.param(
