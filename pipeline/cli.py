@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     # overrides may come after options (`--data x.csv a=b`); anything else unknown is a usage error
-    stray = [e for e in extras if e.startswith("-") or "=" not in e and not e.startswith("~")]
+    stray = [e for e in extras if e.startswith("-") or ("=" not in e and not e.startswith("~"))]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     args.overrides = [*getattr(args, "overrides", []), *extras]

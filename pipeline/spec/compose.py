@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pipeline.spec.errors import Problem, suggest
 from pipeline.spec.security import check_overrides, check_tree
 from pipeline.spec.source_map import YamlProblem, YamlSource, read_yaml
@@ -105,7 +107,7 @@ def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -
     except OverrideParseException as exc:
         reason = str(exc).splitlines()[0]
         raise ComposeFailed([Problem("command line", None, "", f"cannot parse override: {reason}")]) from None
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
         raise ComposeFailed([_composition_problem(exc, display, conf_dirs, primary)]) from None
     finally:
         GlobalHydra.instance().clear()

@@ -32,9 +32,14 @@ class YamlSource:
 
 def _walk(node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
     if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            lines[key] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            if key_node.value in seen:
+                raise _Duplicate(key, line, seen[key_node.value])
+            seen[key_node.value] = line
+            lines[key] = line
             _walk(value_node, key, lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
@@ -75,9 +80,19 @@ def read_yaml(path: Path, display: str | None = None) -> YamlSource:
         raise YamlProblem(Problem(shown, None, "", f"invalid YAML: {exc}")) from None
     lines: dict[str, int] = {}
     if node is not None:
-        _walk(node, "", lines)
+        try:
+            _walk(node, "", lines)
+        except _Duplicate as dup:
+            reason = f"duplicate key (first set on line {dup.first_line}); YAML keeps only one: merge them"
+            raise YamlProblem(Problem(shown, dup.line, dup.key, reason)) from None
     header = _package_header(text)
     return YamlSource(path=path, data=data, lines=lines, package=header or "")
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: str, line: int, first_line: int):
+        self.key, self.line, self.first_line = key, line, first_line
+        super().__init__(key)
 
 
 class YamlProblem(Exception):

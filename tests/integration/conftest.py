@@ -16,6 +16,6 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
     home = tmp_path_factory.mktemp("prefect-home")
-    with temporary_settings({PREFECT_HOME: home, PREFECT_LOCAL_STORAGE_PATH: home / "storage"}):
-        with prefect_test_harness(server_startup_timeout=120):
-            yield
+    settings = {PREFECT_HOME: home, PREFECT_LOCAL_STORAGE_PATH: home / "storage"}
+    with temporary_settings(settings), prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -51,8 +51,14 @@ def test_default_spec_writes_every_output() -> None:
     code, result = run(*SMALL, "contract.ge_sample_rows=1000")
     assert code == 0, result
     run_dir = Path(result["run_dir"])
-    for name in ("validation_report.md", "validation_report.json", "quarantine.parquet", "resolved_spec.yaml",
-                 "run.json", "reference_profile.json"):
+    for name in (
+        "validation_report.md",
+        "validation_report.json",
+        "quarantine.parquet",
+        "resolved_spec.yaml",
+        "run.json",
+        "reference_profile.json",
+    ):
         assert (run_dir / name).is_file(), name
     assert Path(result["outputs"]["data_docs"]).is_file()
     assert result["rows_in"] == result["rows_accepted"] + result["rows_quarantined"] == 3000
@@ -80,7 +86,8 @@ def test_fail_policy_fails_on_any_bad_row() -> None:
 
 def test_in_range_unit_bug_is_named() -> None:
     code, result = run(
-        *SMALL, "data.scenario.corrupt_fraction=0",
+        *SMALL,
+        "data.scenario.corrupt_fraction=0",
         "data.reference={source: 'synthetic:streamflow', rows: 3000, seed: 1}",
         "data.scenario.unit_bug={avg_session_minutes: 0.0166667}",
     )
@@ -92,7 +99,8 @@ def test_in_range_unit_bug_is_named() -> None:
 
 def test_same_distribution_reference_passes() -> None:
     code, result = run(
-        *SMALL, "data.reference={source: 'synthetic:streamflow', rows: 3000, seed: 1}",
+        *SMALL,
+        "data.reference={source: 'synthetic:streamflow', rows: 3000, seed: 1}",
     )
     assert code == 0, result["reasons"]
 
@@ -102,9 +110,7 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def test_nan_inf_and_strings_in_numeric_csv_columns_are_quarantined(
-    tmp_path: Path
-) -> None:
+def test_nan_inf_and_strings_in_numeric_csv_columns_are_quarantined(tmp_path: Path) -> None:
     frame = clean_frame().astype({"monthly_charges": object, "sessions_last_30d": object})
     frame.loc[3, "monthly_charges"] = np.nan
     frame.loc[4, "monthly_charges"] = np.inf

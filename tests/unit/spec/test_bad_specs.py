@@ -86,6 +86,9 @@ CASES = [
     ),
     pytest.param(GOOD + "model_x: 1\n  bad: [\n", [], ["spec.yaml:18", "invalid YAML"], id="invalid-yaml"),
     pytest.param(
+        GOOD + "name: again\n", [], ["spec.yaml:17", "name", "duplicate key (first set on line 8)"], id="duplicate-key"
+    ),
+    pytest.param(
         _replace("model: lightgbm", "model: lgbm"),
         [],
         ["spec.yaml:3", "defaults.model", "no option 'lgbm'", "did you mean 'lightgbm'"],
