@@ -13,7 +13,8 @@ from pipeline.spec import schema
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "spec-reference.md").read_text()
 MODELS = [
-    obj for _, obj in inspect.getmembers(schema, inspect.isclass)
+    obj
+    for _, obj in inspect.getmembers(schema, inspect.isclass)
     if issubclass(obj, BaseModel) and obj.__module__ == schema.__name__ and obj is not schema.Strict
 ]
 FIELDS = sorted({(model.__name__, name) for model in MODELS for name in model.model_fields})
