@@ -1,0 +1,142 @@
+"""Gates: the spec's pass/fail rules applied to a challenger's metrics.
+
+A gate is absolute (`min`/`max`) or relative to a reference (`vs: champion` or
+`vs: baseline`, with `max_drop` / `max_relative_drop`). Missing or NaN metrics fail:
+no evidence is not a pass (Flagger treats "no values found" the same way). With no
+champion or baseline yet, a relative gate passes and says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipeline.spec.catalog import metric_info
+from pipeline.spec.schema import GateSpec
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    metric: str
+    value: float | None
+    passed: bool
+    blocking: bool
+    rule: str
+    reason: str
+    reference: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GateReport:
+    results: list[GateResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results if r.blocking)
+
+    @property
+    def failed(self) -> list[GateResult]:
+        return [r for r in self.results if not r.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "gates": [r.to_dict() for r in self.results]}
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def evaluate_gates(
+    gates: Mapping[str, GateSpec],
+    metrics: Mapping[str, Any],
+    task: str,
+    champion: Mapping[str, Any] | None = None,
+    baseline: Mapping[str, Any] | None = None,
+) -> GateReport:
+    """Apply every gate; each result says which rule, the value, the bound and the reference."""
+    report = GateReport()
+    for name, gate in gates.items():
+        metric = gate.metric or name
+        value = _number(metrics.get(metric))
+        if gate.vs is None:
+            result = _absolute(name, metric, value, gate)
+        else:
+            references = {"champion": champion, "baseline": baseline}
+            reference = references[gate.vs]
+            info = metric_info(metric, task)
+            higher = info.higher_is_better if info else True
+            result = _relative(name, metric, value, gate, reference, higher)
+        report.results.append(result)
+    return report
+
+
+def _absolute(name: str, metric: str, value: float | None, gate: GateSpec) -> GateResult:
+    bounds = [f"{k} {v:g}" for k, v in (("min", gate.min), ("max", gate.max)) if v is not None]
+    rule = " and ".join(bounds)
+    if value is None:
+        return GateResult(name, metric, None, False, gate.blocking, rule, f"{metric} was not computed (no data)")
+    too_low = gate.min is not None and value < gate.min
+    too_high = gate.max is not None and value > gate.max
+    if too_low or too_high:
+        bound = f"below min {gate.min:g}" if too_low else f"above max {gate.max:g}"
+        return GateResult(name, metric, value, False, gate.blocking, rule, f"{metric} {_fmt(value)} is {bound}")
+    return GateResult(name, metric, value, True, gate.blocking, rule, f"{metric} {_fmt(value)} within {rule}")
+
+
+def _relative(
+    name: str,
+    metric: str,
+    value: float | None,
+    gate: GateSpec,
+    reference: Mapping[str, Any] | None,
+    higher_is_better: bool,
+) -> GateResult:
+    parts = []
+    if gate.max_drop is not None:
+        parts.append(f"drop <= {gate.max_drop:g}")
+    if gate.max_relative_drop is not None:
+        parts.append(f"relative drop <= {gate.max_relative_drop:.1%}")
+    rule = f"vs {gate.vs}: " + " and ".join(parts)
+    if reference is None:
+        return GateResult(name, metric, value, value is not None, gate.blocking, rule,
+                          f"no {gate.vs} yet: nothing to compare with" if value is not None
+                          else f"{metric} was not computed (no data)")
+    ref = _number(reference.get(metric))
+    if value is None or ref is None:
+        missing = "challenger" if value is None else gate.vs
+        return GateResult(name, metric, value, False, gate.blocking, rule,
+                          f"{metric} missing for the {missing}", ref)
+    drop = (ref - value) if higher_is_better else (value - ref)
+    relative = drop / abs(ref) if ref else (math.inf if drop > 0 else 0.0)
+    too_far = (gate.max_drop is not None and drop > gate.max_drop) or (
+        gate.max_relative_drop is not None and relative > gate.max_relative_drop
+    )
+    verdict = "worse than allowed" if too_far else "within bounds"
+    reason = f"{metric} {_fmt(value)} vs {gate.vs} {_fmt(ref)}: drop {drop:+.4g} ({relative:+.1%}), {verdict}"
+    return GateResult(name, metric, value, not too_far, gate.blocking, rule, reason, ref)
+
+
+def render_markdown(report: GateReport, title: str) -> str:
+    verdict = "PASSED" if report.passed else "FAILED"
+    lines = [f"# {title}", "", f"**{verdict}**", "", "| gate | metric | value | rule | reference | result |",
+             "|---|---|---:|---|---:|---|"]
+    for r in report.results:
+        outcome = "pass" if r.passed else ("FAIL" if r.blocking else "fail (non-blocking)")
+        lines.append(f"| {r.name} | {r.metric} | {_fmt(r.value)} | {r.rule} | {_fmt(r.reference)} | {outcome} |")
+    if report.failed:
+        lines += ["", "## Why", ""] + [f"- {r.name}: {r.reason}" for r in report.failed]
+    return "\n".join(lines) + "\n"
