@@ -17,18 +17,18 @@ from tests.unit.test_models_fixtures import SEED, churn_spec, fitted, xy
 FAMILIES = ["lightgbm", "logistic"]
 
 
-def test_lightgbm_learns_churn_and_logistic_is_close():
-    """LightGBM reaches AUC >= 0.80 on the time-split test set.
+def test_lightgbm_learns_churn_and_beats_logistic():
+    """LightGBM reaches AUC >= 0.80 on the time-split test set and beats the logistic model.
 
-    The generator draws churn from a logistic function of (log-)features, so the logistic model
-    is near the true model family and matches or slightly beats LightGBM here; selection decides.
+    The generator adds an inactivity cliff, an early-tenure effect and a usage x price
+    interaction on top of a logistic core: trees can express them, a linear model cannot.
     """
     x, y = xy("test")
     auc_lgb = roc_auc_score(y, fitted("lightgbm").predict_proba(x))
     auc_log = roc_auc_score(y, fitted("logistic").predict_proba(x))
     assert auc_lgb >= 0.80
     assert auc_log >= 0.80
-    assert abs(auc_lgb - auc_log) < 0.03
+    assert auc_lgb > auc_log
 
 
 def test_early_stopping_keeps_only_the_used_trees():

@@ -118,4 +118,11 @@ def _churn(columns: dict[str, np.ndarray], noise: np.ndarray, uniform: np.ndarra
         - 0.40 * (ratio - 0.62) / 0.17
         + noise
     )
+    # Non-linear effects real churn data shows and a linear model cannot express directly:
+    # a cliff after three weeks of inactivity, an early-tenure risk, and price sensitivity that
+    # only matters to subscribers who barely use the service (an interaction).
+    low_use = columns["sessions_last_30d"] < 10
+    logit += 1.5 * (columns["days_since_last_activity"] > 7) - 0.3
+    logit += 1.0 * (columns["tenure_months"] < 6) - 0.2
+    logit += 1.8 * (low_use & (columns["monthly_charges"] > 16)) - 0.9 * low_use
     return (uniform < 1.0 / (1.0 + np.exp(-logit))).astype(float)
