@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.data.errors import DataSourceError
+from pipeline.data.errors import DataSourceError, TrainingDataError
 from pipeline.spec.errors import SpecError
 
 EXIT_OK, EXIT_NO, EXIT_BAD = 0, 1, 2
@@ -110,6 +110,70 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if summary["status"] == "ok" else EXIT_NO
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    from flows.lifecycle import run_lifecycle
+
+    summary = run_lifecycle(loaded)
+    _emit(args, summary["text"], {k: v for k, v in summary.items() if k != "text"})
+    return EXIT_OK if summary["status"] == "ok" else EXIT_NO
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pipeline.registry import BundleStore, RegistryError, promote, rollback
+    from pipeline.registry.aliases import aliases, history
+
+    loaded = _load(args)
+    name = loaded.spec.name
+    home = loaded.spec.runtime.bentoml_home
+    store = BundleStore(Path(home) if home else None)
+    try:
+        if args.action == "list":
+            state = aliases(name, store=store)
+            roles = {tag: role for role, tag in state.items() if tag}
+            rows = [
+                {
+                    "tag": b.tag,
+                    "created_at": b.manifest.created_at,
+                    "gate_passed": b.manifest.gate_passed,
+                    "alias": roles.get(b.tag),
+                    "auc": b.manifest.metrics.get("auc"),
+                }
+                for b in store.list(name)
+            ]
+            text = (
+                "\n".join(
+                    f"{r['tag']}  {r['created_at']}  gates {'passed' if r['gate_passed'] else 'FAILED'}"
+                    f"  auc {r['auc'] if r['auc'] is None else round(r['auc'], 4)}  {r['alias'] or ''}"
+                    for r in rows
+                )
+                or f"no bundles for {name}"
+            )
+            _emit(args, text, {"status": "ok", "bundles": rows, "aliases": state})
+        elif args.action == "show":
+            ref = store.get(args.tag) if args.tag else store.get(aliases(name, store=store)["champion"] or "")
+            ref.verify()
+            _emit(
+                args,
+                json.dumps(ref.manifest.to_dict(), indent=2, default=str),
+                {"status": "ok", "manifest": ref.manifest.to_dict()},
+            )
+        elif args.action == "promote":
+            if not args.tag:
+                raise UsageError("keel models promote needs --tag NAME:VERSION")
+            state = promote(name, args.tag, reason=args.reason or "manual promote", store=store)
+            _emit(args, f"champion is now {state.get('champion')}", {"status": "ok", "aliases": state})
+        elif args.action == "rollback":
+            state = rollback(name, reason=args.reason or "manual rollback", store=store)
+            _emit(args, f"rolled back: champion is now {state.get('champion')}", {"status": "ok", "aliases": state})
+        elif args.action == "history":
+            events = history(name, store=store)
+            _emit(args, "\n".join(json.dumps(e, default=str) for e in events), {"status": "ok", "history": events})
+    except RegistryError as exc:
+        return _fail(args, f"keel models {args.action}: {exc}", {"status": "failed", "reason": str(exc)}, EXIT_NO)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keel",
@@ -142,7 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--data", type=Path, default=None, help="validate this Parquet/CSV file instead of the spec's data.source"
     )
+    verb("run", cmd_run, "train, evaluate, gate, register and batch-score the spec's model (a Prefect flow)")
+    models = verb("models", cmd_models, "list, show, promote or roll back the spec's registered bundles")
+    models.add_argument("--action", choices=["list", "show", "promote", "rollback", "history"], default="list")
+    models.add_argument("--tag", default=None, help="bundle tag NAME:VERSION (show, promote)")
+    models.add_argument("--reason", default=None, help="recorded in the alias history")
     return parser
+
+
+def _split_models_args(argv: list[str]) -> list[str]:
+    """`keel models list SPEC` reads better than `keel models SPEC --action list`."""
+    actions = {"list", "show", "promote", "rollback", "history"}
+    if len(argv) >= 2 and argv[0] == "models" and argv[1] in actions:
+        return ["models", *argv[2:], "--action", argv[1]]
+    return argv
 
 
 def _split_diff_args(argv: list[str]) -> list[str]:
@@ -155,7 +232,7 @@ def _split_diff_args(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
-    argv = _split_diff_args(list(sys.argv[1:] if argv is None else argv))
+    argv = _split_models_args(_split_diff_args(list(sys.argv[1:] if argv is None else argv)))
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     # overrides may come after options (`--data x.csv a=b`); anything else unknown is a usage error
@@ -167,17 +244,19 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except SpecError as exc:
         return _fail(args, exc.render(), {"status": "error", "problems": [p.to_dict() for p in exc.problems]})
+    except TrainingDataError as exc:
+        return _fail(args, f"keel: {exc}", {"status": "failed", "reasons": [str(exc)]}, EXIT_NO)
     except (UsageError, DataSourceError) as exc:
         return _fail(args, f"keel: {exc}", {"status": "error", "problems": [{"reason": str(exc)}]})
     except KeyboardInterrupt:
         return 130
 
 
-def _fail(args: argparse.Namespace, message: str, payload: dict[str, Any]) -> int:
+def _fail(args: argparse.Namespace, message: str, payload: dict[str, Any], code: int = EXIT_BAD) -> int:
     print(message, file=sys.stderr)
     if getattr(args, "json", False):
         print(json.dumps(payload, default=str))
-    return EXIT_BAD
+    return code
 
 
 if __name__ == "__main__":

@@ -13,4 +13,9 @@ class DataSourceError(Exception):
     """A dataset could not be loaded: missing file, unknown format, corrupt file, unknown generator."""
 
 
-__all__ = ["DataSourceError", "ExpressionError"]  # ExpressionError lives with its grammar in pipeline.spec
+# ExpressionError lives with its grammar in pipeline.spec
+__all__ = ["DataSourceError", "ExpressionError", "TrainingDataError"]
+
+
+class TrainingDataError(ValueError):
+    """The data cannot train this spec's model (one class only, too few rows, contract failed)."""

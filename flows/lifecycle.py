@@ -1,0 +1,167 @@
+"""`keel run`: validate -> features -> split -> select/train -> evaluate -> gate -> register -> batch-score.
+
+The whole StreamFlow system from its spec, as one Prefect flow of coarse tasks. A
+failed gate stops promotion (the bundle is still registered, marked gate-failed,
+so the report can be reproduced); a passed one becomes champion, the previous
+champion its warm standby.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.evaluate import evaluate_model, gate
+from flows.train import fingerprint, fit_model, prepare_data, select_challenger
+from pipeline.contracts.profile import build_profile
+from pipeline.gates.evaluate import render_markdown
+from pipeline.models.explain import FeatureReference
+from pipeline.registry import BundleStore, promote, save_bundle
+from pipeline.registry.tabular import load_tabular_bundle, write_bundle_dir
+from pipeline.runs import RunDir, code_version, create_run_dir
+from pipeline.scoring.batch import latest_snapshot, score_high_risk, write_redis
+from pipeline.spec.load import LoadedSpec, load_spec
+
+
+def bundle_store(loaded: LoadedSpec) -> BundleStore:
+    home = loaded.spec.runtime.bentoml_home
+    return BundleStore(Path(home) if home else None)
+
+
+@task(cache_policy=NO_CACHE)
+def register(loaded: LoadedSpec, model, data, evaluation: dict, gate_report, run: RunDir, store: BundleStore):
+    spec = loaded.spec
+    train = data.splits["train"]
+    profile = build_profile(data.contract.accepted, spec.contract, spec.contract.profile.bins)
+    with tempfile.TemporaryDirectory(prefix="keel-bundle-") as tmp:
+        write_bundle_dir(
+            Path(tmp),
+            model,
+            spec.contract,
+            spec.features.derived,
+            FeatureReference.from_frame(train, model.features),
+            {"test": evaluation["metrics"], "gates": gate_report.to_dict()},
+            profile.to_json(),
+            loaded.to_yaml(),
+            spec.evaluation.threshold,
+        )
+        ref = save_bundle(
+            spec.name,
+            Path(tmp),
+            spec_sha256=loaded.sha256,
+            data_fingerprint=fingerprint(train),
+            code_version=code_version(),
+            features=model.features,
+            metrics=evaluation["metrics"],
+            gate_passed=gate_report.passed,
+            extra={"family": model.family, "run_dir": str(run.path)},
+            store=store,
+        )
+    if gate_report.passed:
+        promote(spec.name, ref.tag, reason=f"gates passed in {run.path.name}", store=store)
+    return ref.tag
+
+
+@task(cache_policy=NO_CACHE)
+def batch_score(loaded: LoadedSpec, tag: str, data, run: RunDir, store: BundleStore) -> dict[str, Any]:
+    spec = loaded.spec
+    bundle = load_tabular_bundle(store.get(tag))
+    snapshot = latest_snapshot(data.contract.accepted, spec.data.entity_id, spec.data.timestamp)
+    listing = score_high_risk(bundle, snapshot, spec.data.entity_id, spec.evaluation.threshold)
+    outputs = listing.write(run.path)
+    if spec.runtime.redis_url:
+        outputs["redis_keys"] = write_redis(spec.runtime.redis_url, spec.name, listing.frame, spec.data.entity_id)
+    return {"scored": listing.scored, "listed": len(listing.frame), **outputs}
+
+
+@flow(name="keel-run", log_prints=True)
+def run_flow(spec_path: str, overrides: list[str] | None = None, conf_dirs: list[str] | None = None) -> dict:
+    loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
+    spec = loaded.spec
+    run = create_run_dir(loaded, "run")
+    store = bundle_store(loaded)
+    data = prepare_data(spec, loaded.base_dir)
+    model_spec, selection = select_challenger(spec, data)
+    model = fit_model(spec, model_spec, data)
+    evaluation = evaluate_model(spec, model, data)
+    gate_report, champion_tag = gate(spec, evaluation["metrics"], store)
+    tag = register(loaded, model, data, evaluation, gate_report, run, store)
+    scoring = batch_score(loaded, tag, data, run, store) if gate_report.passed else {}
+    report = {
+        "spec_name": spec.name,
+        "spec_sha256": loaded.sha256,
+        "run_dir": str(run.path),
+        "status": "ok" if gate_report.passed else "failed",
+        "bundle": tag,
+        "promoted": gate_report.passed,
+        "previous_champion": champion_tag,
+        "model_family": model.family,
+        "selection": selection,
+        "rows": {
+            "in": data.contract.rows_in,
+            "quarantined": data.contract.rows_quarantined,
+            **{part: len(frame) for part, frame in data.splits.items()},
+        },
+        "metrics": evaluation["metrics"],
+        "gates": gate_report.to_dict(),
+        "calibration": evaluation["calibration"],
+        "lift": evaluation["lift"],
+        "scoring": scoring,
+    }
+    markdown = render_markdown(gate_report, f"Gate report — {spec.name} ({tag})") + _summary(report)
+    run.write_json("run_report.json", report)
+    run.write_text("gate_report.md", markdown)
+    create_markdown_artifact(markdown=markdown, key=f"{spec.name}-gates", description="Keel gate report")
+    return report
+
+
+def _summary(report: dict) -> str:
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in report["metrics"].items())
+    lines = [
+        "",
+        "## Run",
+        "",
+        f"- bundle `{report['bundle']}` ({report['model_family']}), "
+        f"{'promoted to champion' if report['promoted'] else 'NOT promoted'}",
+        f"- previous champion: {report['previous_champion'] or 'none'}",
+        f"- test metrics: {metrics}",
+    ]
+    if report["selection"]:
+        lines += [
+            "",
+            "## Model selection (cross-validation)",
+            "",
+            "| candidate | family | mean | std |",
+            "|---|---|---:|---:|",
+        ]
+        rows = report["selection"]
+        lines += [f"| {r['candidate']} | {r['family']} | {r['mean']:.4f} | {r['std']:.4f} |" for r in rows]
+    if report["scoring"]:
+        lines += [
+            "",
+            f"- high-risk list: {report['scoring']['listed']:,} of {report['scoring']['scored']:,} "
+            f"entities at or above the threshold: `{report['scoring']['high_risk_csv']}`",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def run_lifecycle(loaded: LoadedSpec) -> dict[str, Any]:
+    report = run_flow(str(loaded.path), loaded.overrides, [str(d) for d in loaded.conf_dirs])
+    verdict = "promoted" if report["promoted"] else "NOT promoted (a gate said no)"
+    failed = [f"  - {g['name']}: {g['reason']}" for g in report["gates"]["gates"] if not g["passed"]]
+    text = "\n".join(
+        [
+            f"run {report['status']}: bundle {report['bundle']} {verdict}",
+            "  " + ", ".join(f"{k} {v:.4f}" for k, v in report["metrics"].items() if k in ("auc", "pr_auc", "brier")),
+            *failed,
+            f"report: {report['run_dir']}/gate_report.md",
+        ]
+    )
+    keys = ("status", "run_dir", "bundle", "promoted", "previous_champion", "metrics", "gates", "scoring")
+    return {"text": text, **{k: report[k] for k in keys}, "report": json.loads(json.dumps(report["rows"]))}

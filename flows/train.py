@@ -1,0 +1,64 @@
+"""Training tasks: prepare the data, select among the declared models, fit the challenger.
+
+Thin wrappers over `pipeline/`: one coarse task per step (Prefect costs ~20 ms a task,
+so never one per fold or per feature). Data-heavy tasks use NO_CACHE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline.data.prepare import Prepared, load_frame, prepare
+from pipeline.models import TabularModel, build_model
+from pipeline.models.select import select_model
+from pipeline.spec.schema import Spec
+
+
+@task(cache_policy=NO_CACHE)
+def prepare_data(spec: Spec, base_dir: Path, data_path: Path | None = None) -> Prepared:
+    return prepare(spec, load_frame(spec, base_dir, data_path))
+
+
+@task(cache_policy=NO_CACHE)
+def select_challenger(spec: Spec, data: Prepared) -> tuple[Any, list[dict[str, Any]]]:
+    """The declared model, or the cross-validated best of model + candidates."""
+    if not spec.candidates:
+        return spec.model, []
+    candidates = [spec.model, *spec.candidates]
+    metric = spec.selection.metric or "auc"
+    train = data.splits["train"]
+    features = list(dict.fromkeys(f for c in candidates for f in c.features))
+    selection = select_model(
+        candidates,
+        train[features],
+        data.labels("train", spec.data),
+        metric,
+        spec.selection.cv_folds,
+        spec.data.seed,
+        spec.evaluation.threshold,
+        spec.evaluation.top_k,
+    )
+    return selection.spec, selection.table
+
+
+@task(cache_policy=NO_CACHE)
+def fit_model(spec: Spec, model_spec: Any, data: Prepared) -> TabularModel:
+    model = build_model(model_spec, seed=spec.data.seed)
+    train, valid = data.splits["train"], data.splits["valid"]
+    valid_set = (valid[model.features], data.labels("valid", spec.data)) if len(valid) else None
+    return model.fit(train[model.features], data.labels("train", spec.data), valid_set)
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A cheap, stable fingerprint of the training data (row hash of a fixed sample + shape)."""
+    import hashlib
+
+    sample = frame if len(frame) <= 100_000 else frame.iloc[:: max(1, len(frame) // 100_000)]
+    digest = hashlib.sha256(pd.util.hash_pandas_object(sample, index=False).to_numpy().tobytes())
+    digest.update(f"{frame.shape}".encode())
+    return digest.hexdigest()
