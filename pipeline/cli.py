@@ -174,6 +174,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    from pipeline.serving.run import serve
+
+    home = loaded.spec.runtime.bentoml_home
+    print(f"serving {loaded.spec.name}'s champion on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
+    code = serve(loaded.path, host=args.host, port=args.port, home=home)
+    return EXIT_OK if code in (0, 130) else EXIT_NO
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keel",
@@ -207,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=None, help="validate this Parquet/CSV file instead of the spec's data.source"
     )
     verb("run", cmd_run, "train, evaluate, gate, register and batch-score the spec's model (a Prefect flow)")
+    serve = verb("serve", cmd_serve, "serve the spec's champion bundle over HTTP (BentoML): /score, /cached_score")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
     models = verb("models", cmd_models, "list, show, promote or roll back the spec's registered bundles")
     models.add_argument("--action", choices=["list", "show", "promote", "rollback", "history"], default="list")
     models.add_argument("--tag", default=None, help="bundle tag NAME:VERSION (show, promote)")

@@ -112,14 +112,21 @@ def _relative(
         parts.append(f"relative drop <= {gate.max_relative_drop:.1%}")
     rule = f"vs {gate.vs}: " + " and ".join(parts)
     if reference is None:
-        return GateResult(name, metric, value, value is not None, gate.blocking, rule,
-                          f"no {gate.vs} yet: nothing to compare with" if value is not None
-                          else f"{metric} was not computed (no data)")
+        return GateResult(
+            name,
+            metric,
+            value,
+            value is not None,
+            gate.blocking,
+            rule,
+            f"no {gate.vs} yet: nothing to compare with"
+            if value is not None
+            else f"{metric} was not computed (no data)",
+        )
     ref = _number(reference.get(metric))
     if value is None or ref is None:
         missing = "challenger" if value is None else gate.vs
-        return GateResult(name, metric, value, False, gate.blocking, rule,
-                          f"{metric} missing for the {missing}", ref)
+        return GateResult(name, metric, value, False, gate.blocking, rule, f"{metric} missing for the {missing}", ref)
     drop = (ref - value) if higher_is_better else (value - ref)
     relative = drop / abs(ref) if ref else (math.inf if drop > 0 else 0.0)
     too_far = (gate.max_drop is not None and drop > gate.max_drop) or (
@@ -132,8 +139,14 @@ def _relative(
 
 def render_markdown(report: GateReport, title: str) -> str:
     verdict = "PASSED" if report.passed else "FAILED"
-    lines = [f"# {title}", "", f"**{verdict}**", "", "| gate | metric | value | rule | reference | result |",
-             "|---|---|---:|---|---:|---|"]
+    lines = [
+        f"# {title}",
+        "",
+        f"**{verdict}**",
+        "",
+        "| gate | metric | value | rule | reference | result |",
+        "|---|---|---:|---|---:|---|",
+    ]
     for r in report.results:
         outcome = "pass" if r.passed else ("FAIL" if r.blocking else "fail (non-blocking)")
         lines.append(f"| {r.name} | {r.metric} | {_fmt(r.value)} | {r.rule} | {_fmt(r.reference)} | {outcome} |")

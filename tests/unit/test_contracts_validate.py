@@ -254,3 +254,42 @@ def test_every_quarantined_row_of_the_synthetic_data_has_a_reason() -> None:
     assert result.rows_in == result.rows_accepted + result.rows_quarantined
     assert 0.03 < result.quarantine_fraction < 0.08
     assert (result.quarantined[REASONS_COL].str.len() > 0).all()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_chunked_parallel_pass_matches_the_serial_one(monkeypatch, chunk) -> None:
+    """The row-chunked, threaded fail-mask pass (used on big frames) gives exactly the serial result."""
+    import pipeline.contracts.validate as v
+
+    rng = np.random.default_rng(chunk)
+    df = as_csv_strings(interactions(300, chunk))
+    df["watch_minutes"] = rng.uniform(0, 700, len(df))  # a numpy float column: its null mask is lazy
+    df.loc[[3, 50], "watch_minutes"] = [np.nan, np.inf]
+    df.loc[[7, 8, 9], "platform"] = ["fax", None, "web"]
+    df.loc[[10, 20], "interaction_id"] = "5"
+    df.loc[11, "position"] = "abc"
+    df["platform"] = df["platform"].astype("category")
+    contract = load_contract("streamrec_interactions", max_quarantine_fraction=1.0)
+    serial = validate_frame(df, contract)
+    monkeypatch.setattr(v, "_PARALLEL_ROWS", 0)
+    monkeypatch.setattr(v, "_WORKERS", 2)
+    monkeypatch.setattr(v, "_CHUNK", chunk)
+    chunked = validate_frame(df, contract)
+    _invariant(chunked)
+    assert len(serial.quarantined) > 20 and chunked.check_counts == serial.check_counts
+    pd.testing.assert_frame_equal(chunked.accepted, serial.accepted, check_index_type=True)
+    pd.testing.assert_frame_equal(chunked.quarantined, serial.quarantined)
+
+
+def test_accepted_index_keeps_labels_and_range_type() -> None:
+    """index[keep] semantics: positions reused as labels for a default RangeIndex, RangeIndex when equally spaced."""
+    df = interactions(50)
+    df.loc[49, "clicked"] = 3  # only the last row fails: the kept rows are still a range
+    r = validate_frame(df, load_contract("streamrec_interactions"))
+    assert isinstance(r.accepted.index, pd.RangeIndex) and list(r.accepted.index) == list(range(49))
+    df.loc[[5, 17], "clicked"] = 3
+    r = validate_frame(df, load_contract("streamrec_interactions", max_quarantine_fraction=1.0))
+    assert r.accepted.index.dtype == np.int64 and 5 not in r.accepted.index and 6 in r.accepted.index
+    df.index = pd.RangeIndex(100, 200, 2, name="row")
+    r = validate_frame(df, load_contract("streamrec_interactions", max_quarantine_fraction=1.0))
+    assert r.accepted.index.name == "row" and 110 not in r.accepted.index and 112 in r.accepted.index

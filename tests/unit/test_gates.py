@@ -36,8 +36,10 @@ def test_missing_or_nan_metric_fails() -> None:
 
 
 def test_vs_champion_respects_metric_direction() -> None:
-    spec = gates(auc_vs={"metric": "auc", "vs": "champion", "max_drop": 0.01},
-                 brier_vs={"metric": "brier", "vs": "champion", "max_drop": 0.005})
+    spec = gates(
+        auc_vs={"metric": "auc", "vs": "champion", "max_drop": 0.01},
+        brier_vs={"metric": "brier", "vs": "champion", "max_drop": 0.005},
+    )
     champion = {"auc": 0.85, "brier": 0.10}
     assert evaluate_gates(spec, {"auc": 0.845, "brier": 0.104}, TASK, champion=champion).passed
     report = evaluate_gates(spec, {"auc": 0.83, "brier": 0.11}, TASK, champion=champion)
@@ -52,8 +54,9 @@ def test_relative_drop_and_quiet_degradation_vs_baseline() -> None:
         ndcg_vs_champion={"metric": "ndcg@20", "vs": "champion", "max_relative_drop": 0.02},
         ndcg_vs_baseline={"metric": "ndcg@20", "vs": "baseline", "max_relative_drop": 0.05},
     )
-    report = evaluate_gates(spec, {"ndcg@20": 0.171}, "recommendation",
-                            champion={"ndcg@20": 0.174}, baseline={"ndcg@20": 0.186})
+    report = evaluate_gates(
+        spec, {"ndcg@20": 0.171}, "recommendation", champion={"ndcg@20": 0.174}, baseline={"ndcg@20": 0.186}
+    )
     assert [r.passed for r in report.results] == [True, False]
 
 

@@ -1,0 +1,156 @@
+"""Serving latency: /score through the BentoML ChurnService vs the same routes on bare uvicorn.
+
+Both servers run the same Scorer and the same FastAPI routes (pipeline.serving.app), so the
+difference is exactly what BentoML adds (its ASGI stack, middlewares, metrics, tracing, access
+log). The load generator is a minimal keep-alive HTTP/1.1 client on asyncio streams: httpx costs
+~1 ms of CPU per request, which on a 2-core box would be charged to whichever server it sits
+beside. Loopback only, a fixed number of requests per level; prints, asserts nothing.
+
+    PYTHONPATH=. python bench/bench_serving.py [--requests 600] [--levels 1,8,32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.integration.serving_fixtures import SPEC_PATH, _stop, build_bundle, free_port, running_service  # noqa: E402
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def bare_app():
+    """The serving routes on plain FastAPI/uvicorn, loaded the way the service loads them."""
+    from pipeline.serving.app import ServingState, build_app
+    from pipeline.serving.loader import load_champion
+
+    state = ServingState()
+    state.scorer = load_champion(os.environ["KEEL_SPEC"]).scorer
+    state.error = None
+    return build_app(state)
+
+
+async def _one_connection(port: int, request: bytes, count: int, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(count):
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            if status != 200:
+                raise RuntimeError(f"HTTP {status}")
+    finally:
+        writer.close()
+
+
+def load(port: int, method: str, path: str, body: bytes, concurrency: int, total: int) -> dict[str, float]:
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    request = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    latencies: list[float] = []
+    per = max(1, total // concurrency)
+
+    async def main() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(_one_connection(port, request, per, latencies) for _ in range(concurrency)))
+        return time.perf_counter() - start
+
+    asyncio.run(_one_connection(port, request, 20, []))  # warm-up
+    elapsed = asyncio.run(main())
+    ms = np.array(latencies) * 1e3
+    return {"rps": len(ms) / elapsed, "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
+
+
+def _bare_server(home: Path, workers: int):
+    port = free_port()
+    env = {**os.environ, "BENTOML_HOME": str(home), "KEEL_SPEC": str(SPEC_PATH), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "bench.bench_serving:bare_app", "--port", str(port)]
+    cmd += ["--workers", str(workers), "--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            load(port, "GET", "/cached_score/x", b"", 1, 1)
+        except (OSError, RuntimeError):
+            pass
+        else:
+            break
+        time.sleep(0.3)
+    return proc, port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=640)
+    parser.add_argument("--levels", default="1,8,32")
+    parser.add_argument("--workers", type=int, default=1, help="server processes, the same for both")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
+        built = build_bundle(Path(tmp) / "home")
+        body = json.dumps(built.sample[0]).encode()
+        results: dict[str, dict[int, dict[str, float]]] = {"bentoml": {}, "fastapi": {}}
+        entity = f"bench-{uuid.uuid4().hex}"
+        redis_ok = _seed_redis(built, entity)
+        extra = {"KEEL_REDIS_URL": REDIS_URL} if redis_ok else {}
+        extra.update(KEEL_WORKERS=str(args.workers), KEEL_MAX_CONCURRENCY="128")  # shed nothing while timing
+        with running_service(built.home, extra) as (url, _):
+            port = int(url.rsplit(":", 1)[1])
+            for c in levels:
+                results["bentoml"][c] = load(port, "POST", "/score", body, c, args.requests)
+            cached = {c: load(port, "GET", f"/cached_score/{entity}", b"", c, 2000) for c in (1, 8)} if redis_ok else {}
+        proc, port = _bare_server(built.home, args.workers)
+        try:
+            for c in levels:
+                results["fastapi"][c] = load(port, "POST", "/score", body, c, args.requests)
+        finally:
+            _stop(proc)
+    print(f"/score, {args.requests} requests/level, one record, workers={args.workers}, cpu_count={os.cpu_count()}")
+    print(
+        f"{'conc':>4} | {'BentoML req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'FastAPI req/s':>13} "
+        f"{'p50 ms':>7} {'p99 ms':>7} | p99 ratio  rps ratio"
+    )
+    for c in levels:
+        b, f = results["bentoml"][c], results["fastapi"][c]
+        print(
+            f"{c:>4} | {b['rps']:>13.0f} {b['p50']:>7.2f} {b['p99']:>7.2f} | {f['rps']:>13.0f} {f['p50']:>7.2f} "
+            f"{f['p99']:>7.2f} | {b['p99'] / f['p99']:>8.2f}x {b['rps'] / f['rps']:>8.2f}x"
+        )
+    for c, r in cached.items():
+        print(f"/cached_score (Redis) conc {c}: {r['rps']:.0f} req/s, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms")
+    if not redis_ok:
+        print("/cached_score: no Redis on 127.0.0.1:6379, skipped")
+
+
+def _seed_redis(built, entity: str) -> bool:
+    try:
+        from pipeline.serving.cache import RedisScoreCache
+
+        cache = RedisScoreCache(REDIS_URL, built.name)
+        cache.put_many([{"entity_id": entity, "probability": 0.5, "reasons": ["r1", "r2", "r3"], "bundle": built.tag}])
+        return True
+    except Exception:
+        return False
+
+
+if __name__ == "__main__":
+    main()

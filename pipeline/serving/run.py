@@ -1,0 +1,57 @@
+"""`keel serve`: run the BentoML service for one spec, in the foreground, until Ctrl-C.
+
+A subprocess rather than `bentoml.serve(...)` in-process: BentoML's serve forks a supervisor
+with its own signal handling, and the service reads KEEL_SPEC / BENTOML_HOME from the env at
+import; a child with its own env and process group starts and stops the same way every time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+SERVICE = "pipeline.serving.service:ChurnService"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+
+
+def serve(spec_path: str | Path, host: str = "127.0.0.1", port: int = 3000, home: str | Path | None = None) -> int:
+    """Serve the spec's champion; returns the server's exit code (0 after a clean Ctrl-C/SIGTERM)."""
+    env = {**os.environ, "KEEL_SPEC": str(Path(spec_path).resolve())}
+    if home is not None:
+        env["BENTOML_HOME"] = str(Path(home).resolve())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.Popen(serve_command(host, port), env=env, cwd=REPO, start_new_session=True)
+    # the child has its own session (so a terminal's Ctrl-C reaches only us once): forward SIGTERM too
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return _stop(proc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            _stop(proc)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 15) -> int:
+    """SIGTERM the whole process group (supervisor + workers), then SIGKILL after `grace_s`."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        code = proc.wait(grace_s)
+        return 0 if code == -signal.SIGTERM else code
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+    except ProcessLookupError:
+        return proc.wait()

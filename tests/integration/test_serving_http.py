@@ -1,0 +1,184 @@
+"""The BentoML churn service over real HTTP on loopback: scoring, bad input, limits, caches, readiness."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from pipeline.data.derived import add_derived
+from pipeline.registry import BundleStore
+from pipeline.registry.tabular import load_tabular_bundle
+from pipeline.serving.cache import FileScoreCache, RedisScoreCache
+from tests.integration.serving_fixtures import BuiltBundle, build_bundle, running_service
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
+    return build_bundle(tmp_path_factory.mktemp("serving") / "home")
+
+
+@pytest.fixture(scope="module")
+def file_cache(built: BuiltBundle) -> Path:
+    path = built.home.parent / "scores.parquet"
+    FileScoreCache(path).put_many([{"entity_id": "sub-1", "probability": 0.42, "reasons": ["a"], "bundle": built.tag}])
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(built: BuiltBundle, file_cache: Path):
+    env = {"KEEL_SCORE_CACHE": str(file_cache), "KEEL_MAX_BATCH": "20"}
+    with running_service(built.home, env) as (url, _), httpx.Client(base_url=url, timeout=10) as client:
+        yield client
+
+
+def test_score_matches_the_model_and_names_reasons(server: httpx.Client, built: BuiltBundle) -> None:
+    bundle = load_tabular_bundle(BundleStore(built.home).get(built.tag))
+    frame = add_derived(pd.DataFrame(built.sample[:5]), bundle.derived)
+    expected = bundle.model.predict_proba(frame[bundle.model.features])
+    features = set(bundle.model.features)
+    for record, want in zip(built.sample[:5], expected, strict=True):
+        r = server.post("/score", json=record)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["probability"] == pytest.approx(float(want), abs=1e-12)
+        assert body["flagged"] == (body["probability"] >= bundle.threshold)
+        assert body["bundle"] == built.tag
+        assert 0 < len(body["reasons"]) <= 3
+        assert all(reason.split(" ")[0] in features for reason in body["reasons"])
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"drop": "plan_type"}, "plan_type"),
+        ({"set": ("surprise", 1)}, "surprise"),
+        ({"set": ("tenure_months", "ten")}, "tenure_months"),
+        ({"set": ("plan_type", 3)}, "plan_type"),
+        ({"set": ("plan_type", "gold")}, "plan_type"),
+        ({"set": ("sessions_last_30d", 2.5)}, "sessions_last_30d"),
+        ({"set": ("monthly_charges", -1.0)}, "monthly_charges"),
+        ({"set": ("tenure_months", 10_000)}, "tenure_months"),
+        ({"set": ("avg_session_minutes", None)}, "avg_session_minutes"),
+        ({"raw": "NaN"}, "monthly_charges"),
+        ({"raw": "Infinity"}, "monthly_charges"),
+    ],
+)
+def test_bad_fields_are_4xx_naming_the_field(
+    server: httpx.Client, built: BuiltBundle, change: dict, field: str
+) -> None:
+    record = dict(built.sample[0])
+    if "drop" in change:
+        record.pop(change["drop"])
+    if "set" in change:
+        record[change["set"][0]] = change["set"][1]
+    if "raw" in change:
+        record["monthly_charges"] = 12345.5
+        body = json.dumps(record).replace("12345.5", change["raw"])
+        r = server.post("/score", content=body, headers={"content-type": "application/json"})
+    else:
+        r = server.post("/score", json=record)
+    assert 400 <= r.status_code < 500, r.text
+    assert any(p.startswith(field) for p in r.json()["problems"]), r.text
+    assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2", "application/json"),
+        (b"\xff\xfe", "application/json"),
+        (b"[]", "application/json"),
+        (b'{"a": 1}', "text/plain"),
+        (b"\x80\x04K\x01.", "application/vnd.bentoml+pickle"),
+    ],
+)
+def test_malformed_or_wrong_type_is_4xx(server: httpx.Client, body: bytes, content_type: str) -> None:
+    r = server.post("/score", content=body, headers={"content-type": content_type})
+    assert 400 <= r.status_code < 500, r.text
+    assert "Traceback" not in r.text
+
+
+def test_ten_megabyte_body_is_413(server: httpx.Client) -> None:
+    r = server.post("/score", content=b" " * (10 << 20), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_score_batch_and_its_cap(server: httpx.Client, built: BuiltBundle) -> None:
+    r = server.post("/score_batch", json={"records": built.sample[:10]})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    single = server.post("/score", json=built.sample[3]).json()
+    assert len(results) == 10 and results[3] == single
+    over = server.post("/score_batch", json={"records": built.sample[:21]})
+    assert over.status_code == 413 and "cap" in over.text
+    bad = server.post("/score_batch", json={"records": [built.sample[0], {**built.sample[1], "plan_type": "x"}]})
+    assert bad.status_code == 422 and "records[1].plan_type" in bad.text
+
+
+def test_cached_score_from_file(server: httpx.Client, built: BuiltBundle) -> None:
+    r = server.get("/cached_score/sub-1")
+    assert r.status_code == 200 and r.json() == {
+        "entity_id": "sub-1",
+        "probability": 0.42,
+        "reasons": ["a"],
+        "bundle": built.tag,
+    }
+    assert server.get("/cached_score/nobody").status_code == 404
+
+
+def test_ready_and_metrics(server: httpx.Client, built: BuiltBundle) -> None:
+    assert server.get("/readyz").status_code == 200
+    server.post("/score", json=built.sample[0])
+    metrics = server.get("/metrics").text
+    assert "keel_score_probability_count" in metrics
+    assert "bentoml_service_request_total" in metrics
+
+
+def test_cached_score_from_redis(built: BuiltBundle) -> None:
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    entity = f"test-{uuid.uuid4().hex}"
+    cache = RedisScoreCache(REDIS_URL, built.name)
+    cache.put_many([{"entity_id": entity, "probability": 0.7, "reasons": ["x high"], "bundle": built.tag}])
+    try:
+        with running_service(built.home, {"KEEL_REDIS_URL": REDIS_URL}) as (url, _):
+            r = httpx.get(f"{url}/cached_score/{entity}")
+            assert r.status_code == 200 and r.json()["probability"] == 0.7
+            assert httpx.get(f"{url}/cached_score/{entity}-absent").status_code == 404
+    finally:
+        cache.client.delete(cache.prefix + entity)
+
+
+def test_no_champion_is_not_ready(tmp_path: Path) -> None:
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    with running_service(home, wait_ready=False) as (url, proc):
+        assert httpx.get(f"{url}/readyz").status_code == 503
+        r = httpx.post(f"{url}/score", json={"a": 1})
+        assert r.status_code == 503 and "no champion" in r.json()["error"]
+        assert "NOT READY" in Path(proc.log_path).read_text()
+
+
+def test_tampered_bundle_is_refused(built: BuiltBundle, tmp_path: Path) -> None:
+    home = tmp_path / "tampered-home"
+    shutil.copytree(built.home, home)
+    name, version = built.tag.split(":")
+    contract = home / "models" / name / version / "contract.json"
+    contract.write_text(contract.read_text().replace('"min_rows": 1', '"min_rows": 0'))  # same size, new bytes
+    with running_service(home, wait_ready=False) as (url, proc):
+        assert httpx.get(f"{url}/readyz").status_code == 503
+        r = httpx.post(f"{url}/score", json=built.sample[0])
+        assert r.status_code == 503 and "refused at load" in r.json()["error"]
+        assert "IntegrityError" in Path(proc.log_path).read_text()
