@@ -63,7 +63,34 @@ async def _one_connection(port: int, request: bytes, count: int, latencies: list
         writer.close()
 
 
-def load(port: int, method: str, path: str, body: bytes, concurrency: int, total: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a server process and its children (workers), from /proc via psutil."""
+    import psutil
+
+    procs = [psutil.Process(pid)]
+    procs += procs[0].children(recursive=True)
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def timed_load(pid: int, port: int, method: str, path: str, body: bytes, concurrency: int, total: int):
+    """load() plus the server's CPU milliseconds per request: the framework's cost, whatever the noise."""
+    load(port, method, path, body, 1, 20)  # warm-up, outside the CPU window
+    before = cpu_seconds(pid)
+    result = load(port, method, path, body, concurrency, total, warm=False)
+    result["cpu_ms"] = (cpu_seconds(pid) - before) * 1e3 / max(1, (total // concurrency) * concurrency)
+    return result
+
+
+def load(
+    port: int, method: str, path: str, body: bytes, concurrency: int, total: int, warm: bool = True
+) -> dict[str, float]:
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     request = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     latencies: list[float] = []
@@ -74,15 +101,16 @@ def load(port: int, method: str, path: str, body: bytes, concurrency: int, total
         await asyncio.gather(*(_one_connection(port, request, per, latencies) for _ in range(concurrency)))
         return time.perf_counter() - start
 
-    asyncio.run(_one_connection(port, request, 20, []))  # warm-up
+    if warm:
+        asyncio.run(_one_connection(port, request, 20, []))
     elapsed = asyncio.run(main())
     ms = np.array(latencies) * 1e3
     return {"rps": len(ms) / elapsed, "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
 
 
-def _bare_server(home: Path, workers: int):
+def _bare_server(home: Path, workers: int, extra: dict[str, str]):
     port = free_port()
-    env = {**os.environ, "BENTOML_HOME": str(home), "KEEL_SPEC": str(SPEC_PATH), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "BENTOML_HOME": str(home), "KEEL_SPEC": str(SPEC_PATH), "PYTHONPATH": str(REPO), **extra}
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "bench.bench_serving:bare_app", "--port", str(port)]
     cmd += ["--workers", str(workers), "--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
@@ -98,47 +126,73 @@ def _bare_server(home: Path, workers: int):
     return proc, port
 
 
+CASES = (("/score", "with reasons"), ("/score?explain=false", "no reasons"))
+
+
+def _measure(pid: int, port: int, body: bytes, levels: list[int], requests: int) -> dict[tuple[str, int], dict]:
+    return {(path, c): timed_load(pid, port, "POST", path, body, c, requests) for path, _ in CASES for c in levels}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=640)
     parser.add_argument("--levels", default="1,8,32")
     parser.add_argument("--workers", type=int, default=1, help="server processes, the same for both")
+    parser.add_argument("--threads", type=int, default=None, help="KEEL_SCORE_THREADS (0: score on the loop)")
+    parser.add_argument("--rows", type=int, default=20000, help="training rows (the demo spec's size)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    extra = {"KEEL_WORKERS": str(args.workers), "KEEL_MAX_CONCURRENCY": "128"}  # shed nothing while timing
+    if args.threads is not None:
+        extra["KEEL_SCORE_THREADS"] = str(args.threads)
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
-        built = build_bundle(Path(tmp) / "home")
+        built = build_bundle(Path(tmp) / "home", rows=args.rows)
+        trees = _trees(built)
         body = json.dumps(built.sample[0]).encode()
-        results: dict[str, dict[int, dict[str, float]]] = {"bentoml": {}, "fastapi": {}}
         entity = f"bench-{uuid.uuid4().hex}"
         redis_ok = _seed_redis(built, entity)
-        extra = {"KEEL_REDIS_URL": REDIS_URL} if redis_ok else {}
-        extra.update(KEEL_WORKERS=str(args.workers), KEEL_MAX_CONCURRENCY="128")  # shed nothing while timing
-        with running_service(built.home, extra) as (url, _):
+        with running_service(built.home, {**extra, **({"KEEL_REDIS_URL": REDIS_URL} if redis_ok else {})}) as (
+            url,
+            proc,
+        ):
             port = int(url.rsplit(":", 1)[1])
-            for c in levels:
-                results["bentoml"][c] = load(port, "POST", "/score", body, c, args.requests)
+            bento = _measure(proc.pid, port, body, levels, args.requests)
             cached = {c: load(port, "GET", f"/cached_score/{entity}", b"", c, 2000) for c in (1, 8)} if redis_ok else {}
-        proc, port = _bare_server(built.home, args.workers)
+        proc, port = _bare_server(built.home, args.workers, extra)
         try:
-            for c in levels:
-                results["fastapi"][c] = load(port, "POST", "/score", body, c, args.requests)
+            bare = _measure(proc.pid, port, body, levels, args.requests)
         finally:
             _stop(proc)
-    print(f"/score, {args.requests} requests/level, one record, workers={args.workers}, cpu_count={os.cpu_count()}")
     print(
-        f"{'conc':>4} | {'BentoML req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'FastAPI req/s':>13} "
-        f"{'p50 ms':>7} {'p99 ms':>7} | p99 ratio  rps ratio"
+        f"/score, one record, {args.requests} requests/level, LightGBM {trees} trees (trained on {args.rows} rows "
+        f"with early stopping), workers={args.workers}, score threads={extra.get('KEEL_SCORE_THREADS', 'cpu_count')}, "
+        f"cpu_count={os.cpu_count()}"
     )
-    for c in levels:
-        b, f = results["bentoml"][c], results["fastapi"][c]
-        print(
-            f"{c:>4} | {b['rps']:>13.0f} {b['p50']:>7.2f} {b['p99']:>7.2f} | {f['rps']:>13.0f} {f['p50']:>7.2f} "
-            f"{f['p99']:>7.2f} | {b['p99'] / f['p99']:>8.2f}x {b['rps'] / f['rps']:>8.2f}x"
-        )
+    print(
+        f"{'case':<13} {'conc':>4} | {'BentoML req/s':>13} {'p50':>6} {'p99':>6} {'cpu/req':>7} | "
+        f"{'FastAPI req/s':>13} {'p50':>6} {'p99':>6} {'cpu/req':>7} | p99 ratio  cpu ratio"
+    )
+    for path, label in CASES:
+        for c in levels:
+            b, f = bento[(path, c)], bare[(path, c)]
+            print(
+                f"{label:<13} {c:>4} | {b['rps']:>13.0f} {b['p50']:>6.2f} {b['p99']:>6.2f} {b['cpu_ms']:>7.2f} | "
+                f"{f['rps']:>13.0f} {f['p50']:>6.2f} {f['p99']:>6.2f} {f['cpu_ms']:>7.2f} | "
+                f"{b['p99'] / f['p99']:>8.2f}x {b['cpu_ms'] / f['cpu_ms']:>8.2f}x"
+            )
+    print("(latencies in ms; cpu/req = server CPU ms per request, all processes; loopback, same machine)")
     for c, r in cached.items():
         print(f"/cached_score (Redis) conc {c}: {r['rps']:.0f} req/s, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms")
     if not redis_ok:
         print("/cached_score: no Redis on 127.0.0.1:6379, skipped")
+
+
+def _trees(built) -> int:
+    from pipeline.registry import BundleStore
+    from pipeline.registry.tabular import load_tabular_bundle
+
+    model = load_tabular_bundle(BundleStore(built.home).get(built.tag)).model
+    return int(model.booster.num_trees())
 
 
 def _seed_redis(built, entity: str) -> bool:

@@ -13,11 +13,13 @@ from pipeline.gates.evaluate import GateReport, evaluate_gates
 from pipeline.metrics import calibration_table, classification_metrics, lift_by_decile
 from pipeline.models import TabularModel
 from pipeline.registry import BundleStore, RegistryError
-from pipeline.registry.aliases import aliases
+from pipeline.registry.aliases import aliases, history
 from pipeline.spec.schema import Spec
 
 BASELINE_BUNDLES = 5
-"""The historical baseline: median of the last N gate-passed bundles (catches quiet degradation)."""
+"""The historical baseline: median of the last N gate-passed bundles (catches quiet degradation).
+
+Sweep trials count only once promoted, so a sweep never gates against its own siblings."""
 
 
 @task(cache_policy=NO_CACHE)
@@ -39,17 +41,21 @@ def reference_metrics(spec: Spec, store: BundleStore) -> tuple[dict | None, dict
     try:
         champion_tag = aliases(spec.name, store=store).get("champion")
         bundles = [b for b in store.list(spec.name) if b.manifest.gate_passed]
+        if any(b.manifest.extra.get("sweep") for b in bundles):
+            # sweep trials are not history: only the ones ever promoted count (docs/adr/0009-sweeps.md)
+            ever = {e["to"] for e in history(spec.name, store=store) if e.get("alias") == "champion"}
+            bundles = [b for b in bundles if not b.manifest.extra.get("sweep") or b.tag in ever]
     except RegistryError:
         return None, None, None
     champion = next((b.manifest.metrics for b in bundles if b.tag == champion_tag), None)
-    history = [b.manifest.metrics for b in bundles[:BASELINE_BUNDLES]]
+    recent = [b.manifest.metrics for b in bundles[:BASELINE_BUNDLES]]
     baseline = None
-    if history:
-        names = set.intersection(*(set(m) for m in history))
+    if recent:
+        names = set.intersection(*(set(m) for m in recent))
         baseline = {
-            name: statistics.median(float(m[name]) for m in history)
+            name: statistics.median(float(m[name]) for m in recent)
             for name in names
-            if all(isinstance(m[name], int | float) for m in history)
+            if all(isinstance(m[name], int | float) for m in recent)
         }
     return champion, baseline, champion_tag
 

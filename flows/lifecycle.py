@@ -3,7 +3,8 @@
 The whole StreamFlow system from its spec, as one Prefect flow of coarse tasks. A
 failed gate stops promotion (the bundle is still registered, marked gate-failed,
 so the report can be reproduced); a passed one becomes champion, the previous
-champion its warm standby.
+champion its warm standby. A sweep job (`keel run -m`, flows/sweep.py) registers but
+never promotes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pipeline.registry import BundleStore, promote, save_bundle
 from pipeline.registry.tabular import load_tabular_bundle, write_bundle_dir
 from pipeline.runs import RunDir, code_version, create_run_dir
 from pipeline.scoring.batch import latest_snapshot, score_high_risk, write_redis
+from pipeline.scoring.masked import masked_churner_outputs
 from pipeline.spec.load import LoadedSpec, load_spec
 
 
@@ -35,7 +37,18 @@ def bundle_store(loaded: LoadedSpec) -> BundleStore:
 
 
 @task(cache_policy=NO_CACHE)
-def register(loaded: LoadedSpec, model, data, evaluation: dict, gate_report, run: RunDir, store: BundleStore):
+def register(
+    loaded: LoadedSpec,
+    model,
+    data,
+    evaluation: dict,
+    gate_report,
+    run: RunDir,
+    store: BundleStore,
+    promote_on_pass: bool = True,
+    sweep: dict[str, Any] | None = None,
+):
+    """Register the bundle (passed or not, so its report can be reproduced); promote it if allowed."""
     spec = loaded.spec
     train = data.splits["train"]
     profile = build_profile(data.contract.accepted, spec.contract, spec.contract.profile.bins)
@@ -60,10 +73,10 @@ def register(loaded: LoadedSpec, model, data, evaluation: dict, gate_report, run
             features=model.features,
             metrics=evaluation["metrics"],
             gate_passed=gate_report.passed,
-            extra={"family": model.family, "run_dir": str(run.path)},
+            extra={"family": model.family, "run_dir": str(run.path), **({"sweep": sweep["id"]} if sweep else {})},
             store=store,
         )
-    if gate_report.passed:
+    if gate_report.passed and promote_on_pass:
         promote(spec.name, ref.tag, reason=f"gates passed in {run.path.name}", store=store)
     return ref.tag
 
@@ -75,13 +88,20 @@ def batch_score(loaded: LoadedSpec, tag: str, data, run: RunDir, store: BundleSt
     snapshot = latest_snapshot(data.contract.accepted, spec.data.entity_id, spec.data.timestamp)
     listing = score_high_risk(bundle, snapshot, spec.data.entity_id, spec.evaluation.threshold)
     outputs = listing.write(run.path)
+    outputs |= masked_churner_outputs(spec, snapshot, loaded.base_dir, run.path, listing.frame[spec.data.entity_id])
     if spec.runtime.redis_url:
         outputs["redis_keys"] = write_redis(spec.runtime.redis_url, spec.name, listing.frame, spec.data.entity_id)
     return {"scored": listing.scored, "listed": len(listing.frame), **outputs}
 
 
 @flow(name="keel-run", log_prints=True)
-def run_flow(spec_path: str, overrides: list[str] | None = None, conf_dirs: list[str] | None = None) -> dict:
+def run_flow(
+    spec_path: str,
+    overrides: list[str] | None = None,
+    conf_dirs: list[str] | None = None,
+    sweep: dict[str, Any] | None = None,
+) -> dict:
+    """One run. A sweep job (`sweep` set) registers but never promotes: see docs/adr/0009-sweeps.md."""
     loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
     spec = loaded.spec
     run = create_run_dir(loaded, "run")
@@ -91,18 +111,22 @@ def run_flow(spec_path: str, overrides: list[str] | None = None, conf_dirs: list
     model = fit_model(spec, model_spec, data)
     evaluation = evaluate_model(spec, model, data)
     gate_report, champion_tag = gate(spec, evaluation["metrics"], store)
-    tag = register(loaded, model, data, evaluation, gate_report, run, store)
-    scoring = batch_score(loaded, tag, data, run, store) if gate_report.passed else {}
+    promoted = gate_report.passed and sweep is None
+    tag = register(loaded, model, data, evaluation, gate_report, run, store, promoted, sweep)
+    scoring = batch_score(loaded, tag, data, run, store) if promoted else {}
     report = {
         "spec_name": spec.name,
         "spec_sha256": loaded.sha256,
         "run_dir": str(run.path),
         "status": "ok" if gate_report.passed else "failed",
         "bundle": tag,
-        "promoted": gate_report.passed,
+        "promoted": promoted,
+        "promotion": _promotion(gate_report.passed, promoted, sweep),
         "previous_champion": champion_tag,
         "model_family": model.family,
+        "selection_metric": spec.selection.metric or "auc",
         "selection": selection,
+        "sweep": sweep,
         "rows": {
             "in": data.contract.rows_in,
             "quarantined": data.contract.rows_quarantined,
@@ -127,8 +151,7 @@ def _summary(report: dict) -> str:
         "",
         "## Run",
         "",
-        f"- bundle `{report['bundle']}` ({report['model_family']}), "
-        f"{'promoted to champion' if report['promoted'] else 'NOT promoted'}",
+        f"- bundle `{report['bundle']}` ({report['model_family']}), {report['promotion']}",
         f"- previous champion: {report['previous_champion'] or 'none'}",
         f"- test metrics: {metrics}",
     ]
@@ -137,11 +160,17 @@ def _summary(report: dict) -> str:
             "",
             "## Model selection (cross-validation)",
             "",
-            "| candidate | family | mean | std |",
-            "|---|---|---:|---:|",
+            f"{len(report['selection'][0]['folds'])}-fold cross-validated {report['selection_metric']} "
+            "on the training split; the best mean is trained on all of it and evaluated on test.",
+            "",
+            f"| candidate | family | mean {report['selection_metric']} | std | selected |",
+            "|---|---|---:|---:|---|",
         ]
         rows = report["selection"]
-        lines += [f"| {r['candidate']} | {r['family']} | {r['mean']:.4f} | {r['std']:.4f} |" for r in rows]
+        lines += [
+            f"| {r['source']} | {r['family']} | {r['mean']:.4f} | {r['std']:.4f} | {'yes' if r['selected'] else ''} |"
+            for r in rows
+        ]
     if report["scoring"]:
         lines += [
             "",
@@ -151,17 +180,53 @@ def _summary(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _promotion(passed: bool, promoted: bool, sweep: dict[str, Any] | None) -> str:
+    """The promotion verdict in words, for the report and the CLI."""
+    if promoted:
+        return "promoted to champion"
+    if not passed or not sweep:
+        return "NOT promoted (a gate said no)"
+    return f"gates passed, held: sweep job {sweep['job']} of {sweep['jobs']} (only --promote-best promotes)"
+
+
+def _selection_line(report: dict[str, Any]) -> str:
+    rows = report["selection"]
+    if not rows:
+        return f"  model: {report['model_family']} (the only one declared)"
+    scores = ", ".join(f"{r['source']} {r['family']} {r['mean']:.4f}" for r in rows)
+    return f"  model: {report['model_family']}, best cross-validated {report['selection_metric']} of: {scores}"
+
+
 def run_lifecycle(loaded: LoadedSpec) -> dict[str, Any]:
     report = run_flow(str(loaded.path), loaded.overrides, [str(d) for d in loaded.conf_dirs])
-    verdict = "promoted" if report["promoted"] else "NOT promoted (a gate said no)"
+    return lifecycle_summary(report)
+
+
+def lifecycle_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The CLI's text and JSON for one run report (also each job of a sweep)."""
+    verdict = "promoted" if report["promoted"] else report["promotion"]
     failed = [f"  - {g['name']}: {g['reason']}" for g in report["gates"]["gates"] if not g["passed"]]
     text = "\n".join(
         [
             f"run {report['status']}: bundle {report['bundle']} {verdict}",
             "  " + ", ".join(f"{k} {v:.4f}" for k, v in report["metrics"].items() if k in ("auc", "pr_auc", "brier")),
+            _selection_line(report),
             *failed,
             f"report: {report['run_dir']}/gate_report.md",
         ]
     )
-    keys = ("status", "run_dir", "bundle", "promoted", "previous_champion", "metrics", "gates", "scoring")
+    keys = (
+        "status",
+        "run_dir",
+        "bundle",
+        "promoted",
+        "promotion",
+        "previous_champion",
+        "model_family",
+        "selection_metric",
+        "selection",
+        "metrics",
+        "gates",
+        "scoring",
+    )
     return {"text": text, **{k: report[k] for k in keys}, "report": json.loads(json.dumps(report["rows"]))}

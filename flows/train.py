@@ -43,7 +43,9 @@ def select_challenger(spec: Spec, data: Prepared) -> tuple[Any, list[dict[str, A
         spec.evaluation.threshold,
         spec.evaluation.top_k,
     )
-    return selection.spec, selection.table
+    sources = ["model", *(f"candidates.{i}" for i in range(len(spec.candidates)))]
+    table = [{"source": source, "metric": metric, **row} for source, row in zip(sources, selection.table, strict=True)]
+    return selection.spec, table
 
 
 @task(cache_policy=NO_CACHE)

@@ -14,10 +14,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.data.errors import DataSourceError, TrainingDataError
-from pipeline.spec.errors import SpecError
+from pipeline.spec.errors import Problem, SpecError
+
+if TYPE_CHECKING:
+    from pipeline.spec.load import LoadedSpec
+    from pipeline.spec.sweep import SweepJob
 
 EXIT_OK, EXIT_NO, EXIT_BAD = 0, 1, 2
 
@@ -43,11 +47,38 @@ def _emit(args: argparse.Namespace, human: str, payload: dict[str, Any]) -> None
 
 def _load(args: argparse.Namespace):
     from pipeline.spec.load import load_spec
+    from pipeline.spec.sweep import sweep_overrides
 
+    sweeps = sweep_overrides(args.overrides)
+    if sweeps:  # clearer than Hydra's "Ambiguous value ... add --multirun"
+        reason = "several values make a sweep: `keel run -m` runs one job per value; a list is written [a,b]"
+        problems = [
+            Problem(f"command line override '{o}'", None, o.split("=", 1)[0].lstrip("+~"), reason) for o in sweeps
+        ]
+        raise SpecError(problems, spec_file=str(args.spec))
     return load_spec(args.spec, args.overrides, [Path(d) for d in args.conf])
 
 
+def _load_sweep(args: argparse.Namespace) -> tuple[list[SweepJob], list[LoadedSpec]]:
+    """Every combination of a `-m` sweep, each composed and checked (exit 2 lists every bad one)."""
+    from pipeline.spec.sweep import check_sweep, expand_sweep
+
+    jobs = expand_sweep(args.overrides, spec_file=str(args.spec))
+    return jobs, check_sweep(args.spec, jobs, [Path(d) for d in args.conf])
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.multirun:
+        jobs, specs = _load_sweep(args)
+        text = "\n".join(
+            f"job {j.index} [{j.label}]: ok (sha256 {s.sha256[:12]})" for j, s in zip(jobs, specs, strict=True)
+        )
+        payload = [
+            {"job": j.index, "overrides": list(j.swept), "spec_sha256": s.sha256}
+            for j, s in zip(jobs, specs, strict=True)
+        ]
+        _emit(args, text, {"status": "ok", "spec": str(args.spec), "jobs": payload})
+        return EXIT_OK
     loaded = _load(args)
     _emit(
         args,
@@ -111,12 +142,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.multirun:
+        return _run_sweep(args)
+    if args.promote_best:
+        raise UsageError("--promote-best only applies to a sweep: keel run -m SPEC key=a,b ... --promote-best")
     loaded = _load(args)
     from flows.lifecycle import run_lifecycle
 
     summary = run_lifecycle(loaded)
     _emit(args, summary["text"], {k: v for k, v in summary.items() if k != "text"})
     return EXIT_OK if summary["status"] == "ok" else EXIT_NO
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    """`keel run -m`: check every combination, then one keel-run per job in one Prefect session."""
+    jobs, specs = _load_sweep(args)
+    from flows.sweep import render_text, sweep_flow
+
+    summary = sweep_flow(
+        str(args.spec),
+        [{"index": j.index, "overrides": list(j.overrides), "swept": list(j.swept)} for j in jobs],
+        [str(d) for d in specs[0].conf_dirs],
+        specs[0].spec.selection.metric or "auc",
+        args.promote_best,
+    )
+    _emit(args, render_text(summary), summary)
+    return {"ok": EXIT_OK, "failed": EXIT_NO}.get(summary["status"], EXIT_BAD)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -207,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    verb("check", cmd_check, "compose and check a spec; print nothing else")
+    check = verb("check", cmd_check, "compose and check a spec; print nothing else")
+    check.add_argument("-m", "--multirun", action="store_true", help="check every combination of a sweep")
     verb("show", cmd_show, "print the fully resolved spec (defaults filled in, stable key order)")
     diff = verb("diff", cmd_diff, "explain in words what changes between two specs")
     diff.add_argument("--new", type=Path, default=None, help=argparse.SUPPRESS)
@@ -216,7 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--data", type=Path, default=None, help="validate this Parquet/CSV file instead of the spec's data.source"
     )
-    verb("run", cmd_run, "train, evaluate, gate, register and batch-score the spec's model (a Prefect flow)")
+    run = verb("run", cmd_run, "train, evaluate, gate, register and batch-score the spec's model (a Prefect flow)")
+    run.add_argument(
+        "-m",
+        "--multirun",
+        action="store_true",
+        help="sweep: one run per combination of the overrides' values (a=1,2 b=range(1,4)), "
+        "each registered and gated, none promoted",
+    )
+    run.add_argument(
+        "--promote-best",
+        action="store_true",
+        help="with -m: promote the gate-passed job with the best test selection metric when the sweep ends",
+    )
     serve = verb("serve", cmd_serve, "serve the spec's champion bundle over HTTP (BentoML): /score, /cached_score")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)

@@ -119,6 +119,43 @@ def _describe_number(name: str, values: np.ndarray, median: float | None) -> np.
     return out
 
 
+def describe_numbers(names: list[str], values: list[float], medians: list[float | None]) -> list[str]:
+    """The words top_reasons gives for a few (feature, value, median) triples, without pandas.
+
+    The serving path explains one request at a time: this is _describe_number's logic per item,
+    with the display rounding done by the same vectorised `_display_key`, once for all items.
+    """
+    count = len(names)
+    if count == 0:
+        return []
+    meds = [math.nan if m is None else float(m) for m in medians]
+    keys = _display_key(np.array([*values, *meds], dtype=np.float64)).tolist()
+    out: list[str] = []
+    for i, (name, value, median) in enumerate(zip(names, values, meds, strict=True)):
+        if math.isnan(value):
+            out.append(f"{name} missing")
+        elif math.isnan(median):
+            out.append(f"{name} = {_fmt(keys[i])}")
+        elif value == median:
+            out.append(f"{name} at median ({_fmt(median)})")
+        else:
+            direction = "high" if value > median else "low"
+            med = _fmt(median)
+            if keys[i] == keys[count + i]:
+                shown, med = _distinct(float(value), median, med)
+            else:
+                shown = _fmt(keys[i])
+            out.append(f"{name} {direction} ({shown} vs median {med})")
+    return out
+
+
+def describe_category(name: str, value: str | None, known: set[str]) -> str:
+    """One categorical reason, worded as _describe_category words a column of them."""
+    if value is None:
+        return f"{name} missing"
+    return f"{name} = {value}" if str(value) in known else f"{name} = {value} (not seen in training)"
+
+
 def _broadcast(out: np.ndarray, mask: np.ndarray, values: np.ndarray, word: Any) -> None:
     rows = np.flatnonzero(mask)
     if len(rows) == 0:
@@ -161,6 +198,8 @@ def _distinct(value: float, median: float, median_text: str) -> tuple[str, str]:
 
 def _fmt(value: float) -> str:
     """Whole numbers without decimals, others with three significant digits (no exponent below 1e6)."""
+    if not math.isfinite(value):
+        return str(value)
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     if abs(value) >= 100:

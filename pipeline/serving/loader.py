@@ -30,14 +30,19 @@ class Loaded:
     scorer: Scorer
 
 
-def load_champion(spec_path: str | Path, home: str | Path | None = None, max_batch: int = 1000) -> Loaded:
-    """The spec's champion as a Scorer; NotServable (never a half-loaded model) otherwise."""
+def load_serving_spec(spec_path: str | Path, home: str | Path | None = None) -> tuple[Spec, BundleStore]:
+    """The spec and the store it serves from (BENTOML_HOME, else the spec's runtime.bentoml_home)."""
     try:
         spec = load_spec(spec_path).spec
     except Exception as exc:  # SpecError and friends: report, do not crash the worker
         raise NotServable(f"cannot load spec {spec_path}: {exc}") from exc
     home = home or os.environ.get("BENTOML_HOME") or spec.runtime.bentoml_home
-    store = BundleStore(Path(home) if home else None)
+    return spec, BundleStore(Path(home) if home else None)
+
+
+def load_champion(spec_path: str | Path, home: str | Path | None = None, max_batch: int = 1000) -> Loaded:
+    """The spec's champion as a Scorer; NotServable (never a half-loaded model) otherwise."""
+    spec, store = load_serving_spec(spec_path, home)
     try:
         tag = aliases(spec.name, store=store).get("champion")
     except Exception as exc:

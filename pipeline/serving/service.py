@@ -31,7 +31,8 @@ import bentoml
 from pipeline.serving.app import ServingState, build_app
 from pipeline.serving.cache import cache_from_env
 from pipeline.serving.limits import BodySizeLimit
-from pipeline.serving.loader import NotServable, load_champion
+from pipeline.serving.loader import NotServable, load_serving_spec
+from pipeline.serving.watch import ChampionWatcher
 
 log = logging.getLogger("keel.serving")
 
@@ -39,6 +40,12 @@ MAX_BODY_BYTES = int(os.environ.get("KEEL_MAX_BODY_BYTES", 1 << 20))
 MAX_CONCURRENCY = int(os.environ.get("KEEL_MAX_CONCURRENCY", 32))
 MAX_BATCH = int(os.environ.get("KEEL_MAX_BATCH", 1000))
 WORKERS = int(os.environ.get("KEEL_WORKERS", 1))
+ACCESS_LOG = os.environ.get("KEEL_ACCESS_LOG", "0") == "1"
+WATCH_INTERVAL_S = float(os.environ.get("KEEL_WATCH_INTERVAL_S", 0.5))
+# BentoML samples no traces by default (tracing.sample_rate 0) yet still builds a span per request;
+# the hot routes skip OpenTelemetry unless KEEL_TRACE_SCORING=1 (then set BentoML's sample_rate too).
+TRACE_SCORING = os.environ.get("KEEL_TRACE_SCORING", "0") == "1"
+UNTRACED = [] if TRACE_SCORING else ["/score", "/score_batch", "/cached_score/", "/status"]
 
 STATE = ServingState()  # one per worker process; the mounted app reads it
 app = build_app(STATE)
@@ -49,10 +56,12 @@ app = build_app(STATE)
     workers=WORKERS,
     traffic={"timeout": 10, "max_concurrency": MAX_CONCURRENCY},
     http={"host": "127.0.0.1"},  # BentoML binds 0.0.0.0 by default; exposing it is a deliberate choice
+    logging={"access": {"enabled": ACCESS_LOG}},
+    tracing={"excluded_urls": UNTRACED},
 )
 @bentoml.asgi_app(app, path="/")
 class ChurnService:
-    """Loads the champion at start; never reports ready on a model it could not verify."""
+    """Serves the spec's champion and follows the alias record; never ready on a model it could not verify."""
 
     def __init__(self) -> None:
         self.state = STATE
@@ -60,21 +69,21 @@ class ChurnService:
         try:
             if not spec_path:
                 raise NotServable("KEEL_SPEC is not set: point it at the spec file to serve")
-            loaded = load_champion(spec_path, max_batch=MAX_BATCH)
+            spec, store = load_serving_spec(spec_path)
         except NotServable as exc:
             STATE.error = str(exc)
             log.error("keel serving NOT READY: %s", exc)
             return
-        spec = loaded.spec
-        STATE.scorer = loaded.scorer
+        self.watcher = ChampionWatcher(spec.name, store, STATE, max_batch=MAX_BATCH)
+        self.watcher.start(WATCH_INTERVAL_S)  # loads the champion now, then follows promotions and rollbacks
+        if STATE.scorer is None:
+            log.error("keel serving NOT READY (will retry): %s", STATE.error)
         try:
             redis_url = os.environ.get("KEEL_REDIS_URL") or spec.runtime.redis_url
             cache_path = os.environ.get("KEEL_SCORE_CACHE")
             STATE.cache = cache_from_env(redis_url, spec.name, Path(cache_path) if cache_path else None)
         except Exception as exc:  # a broken cache must not take scoring down; /cached_score answers 404/503
             log.error("keel score cache unavailable: %s", exc)
-        STATE.error = None
-        log.info("keel serving %s (threshold %.3f)", loaded.scorer.tag, loaded.scorer.threshold)
 
     def __is_ready__(self) -> bool:
         return self.state.scorer is not None

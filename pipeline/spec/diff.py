@@ -2,7 +2,7 @@
 
 A reviewer reading a spec pull request wants "gate auc: min 0.80 -> 0.85 (stricter)",
 not a YAML diff. Known shapes (gates, contract columns, rollout stages, derived
-features) get sentences; anything else falls back to "key: old -> new".
+features, masked churners) get sentences; anything else falls back to "key: old -> new".
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ CONCERNS = {
     "reranker": "model",
     "evaluation": "evaluation",
     "gates": "gates",
+    "masked_churners": "scoring",
     "rollout": "rollout",
     "triggers": "triggers",
     "monitoring": "monitoring",
@@ -34,6 +35,7 @@ ORDER = [
     "rollout",
     "triggers",
     "evaluation",
+    "scoring",
     "data",
     "monitoring",
     "runtime",
@@ -70,6 +72,8 @@ def diff_specs(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
             changes += _contract_changes(before, after, new.get("model", {}).get("features", []))
         elif key == "rollout" and isinstance(before, dict) and isinstance(after, dict):
             changes += _rollout_changes(before, after)
+        elif key == "masked_churners":
+            changes += _masked_changes(before, after)
         elif key == "features" and isinstance(before, dict) and isinstance(after, dict):
             changes += _derived_changes(before.get("derived", {}), after.get("derived", {}))
         else:
@@ -307,3 +311,32 @@ def _derived_changes(before: dict, after: dict) -> list[Change]:
         else:
             out += _generic("features", path, b, a, f"derived feature {name}")
     return out
+
+
+def _describe_masked(masked: dict) -> str:
+    moves = "rises" if masked.get("direction", "increase") == "increase" else "falls"
+    text = (
+        f"{masked['feature']} {moves} less than {masked['fraction']:.0%} of its {masked['segment']} median "
+        f"since {masked['previous']['source']}"
+    )
+    return text if masked.get("enabled", True) else f"{text}; disabled"
+
+
+def _masked_changes(before: Any, after: Any) -> list[Change]:
+    path = "masked_churners"
+    if not isinstance(before, dict):
+        return [Change("scoring", path, None, after, f"masked churners: added ({_describe_masked(after)})")]
+    if not isinstance(after, dict):
+        return [Change("scoring", path, before, None, f"masked churners: removed (was {_describe_masked(before)})")]
+    out: list[Change] = []
+    if before.get("enabled") != after.get("enabled"):
+        text = "masked churners: enabled" if after.get("enabled") else "masked churners: disabled (no list is written)"
+        out.append(Change("scoring", f"{path}.enabled", before.get("enabled"), after.get("enabled"), text))
+    old, new = before.get("fraction"), after.get("fraction")
+    if old != new:
+        effect = "lists more entities" if new > old else "lists fewer entities"
+        text = f"masked churners: fraction {_fmt(old)} -> {_fmt(new)} ({effect})"
+        out.append(Change("scoring", f"{path}.fraction", old, new, text))
+    rest_b = {k: v for k, v in before.items() if k not in ("enabled", "fraction")}
+    rest_a = {k: v for k, v in after.items() if k not in ("enabled", "fraction")}
+    return out + _generic("scoring", path, rest_b, rest_a, "masked churners")

@@ -225,6 +225,27 @@ class GateSpec(Strict):
     blocking: bool = True
 
 
+class MaskedChurnersSpec(Strict):
+    """Entities whose change in a feature falls short of their segment's expected change.
+
+    A segment-wide gain (a product change) can lift a subscriber's absolute values into the
+    normal range, so the model does not flag them; compared with their peers they lag.
+    See docs/adr/0008-masked-churners.md for what "expected change" means.
+    """
+
+    enabled: bool = True
+    feature: Column = Field(description="numeric contract column or derived feature whose change is compared")
+    segment: Column = Field(description="categorical contract column whose groups set the expected change")
+    previous: SourceSpec = Field(description="the earlier snapshot: same contract, same entity ids")
+    fraction: float = Field(0.5, ge=0, le=1, description="listed below this share of the segment's expected change")
+    direction: Literal["increase", "decrease"] = Field(
+        "increase", description="the feature's healthy direction; only segments moving that way list anyone"
+    )
+    min_segment_size: int = Field(
+        20, ge=1, description="entities a segment needs in both snapshots before its median counts"
+    )
+
+
 # ---------------------------------------------------------------- rollout
 
 
@@ -325,6 +346,7 @@ class Spec(Strict):
     reranker: RerankerSpec | None = None
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     gates: dict[str, GateSpec] = Field(default_factory=dict)
+    masked_churners: MaskedChurnersSpec | None = None
     rollout: RolloutSpec | None = None
     triggers: TriggersSpec = Field(default_factory=TriggersSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)

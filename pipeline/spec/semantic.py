@@ -178,6 +178,24 @@ def check_monitoring(spec: Spec) -> Iterator[Finding]:
         )
 
 
+def check_masked_churners(spec: Spec) -> Iterator[Finding]:
+    masked = spec.masked_churners
+    if masked is None:
+        return
+    if spec.task != "binary_classification":
+        yield "masked_churners", f"masked churners are listed by binary_classification runs, not {spec.task}"
+    yield from _must_exist("masked_churners.feature", masked.feature, _feature_names(spec), "feature")
+    feature = spec.contract.columns.get(masked.feature)
+    if feature is not None and feature.dtype not in ("int", "float"):
+        reason = f"'{masked.feature}' is {feature.dtype}: a change needs a numeric feature (int, float or derived)"
+        yield "masked_churners.feature", reason
+    yield from _must_exist("masked_churners.segment", masked.segment, _columns(spec), "contract column")
+    segment = spec.contract.columns.get(masked.segment)
+    if segment is not None and segment.dtype in ("float", "datetime"):
+        reason = f"'{masked.segment}' is {segment.dtype}: a segment needs a category, str, int or bool column"
+        yield "masked_churners.segment", reason
+
+
 CHECKS: list[Callable[[Spec], Iterator[Finding]]] = [
     check_data_roles,
     check_contract,
@@ -187,4 +205,5 @@ CHECKS: list[Callable[[Spec], Iterator[Finding]]] = [
     check_rollout,
     check_triggers,
     check_monitoring,
+    check_masked_churners,
 ]

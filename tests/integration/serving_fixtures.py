@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,19 +41,23 @@ class BuiltBundle:
     sample: list[dict[str, Any]]  # raw input records (input_columns only) from the test split
 
 
-def build_bundle(home: Path, rows: int = 4000, champion: bool = True) -> BuiltBundle:
-    """Train, write, register and (optionally) promote one bundle into `home`."""
-    loaded = load_spec(SPEC_PATH)
+def build_bundle(
+    home: Path, rows: int = 4000, champion: bool = True, overrides: list[str] | None = None
+) -> BuiltBundle:
+    """Train (as `keel run` does: early stopping on the validation split), write, register, promote."""
+    loaded = load_spec(SPEC_PATH, overrides)
     spec = loaded.spec
     frame = generate(rows, 11, ScenarioSpec())
     prepared = prepare(spec, frame)
     train = prepared.splits["train"]
     features = list(spec.model.features)
     model = build_model(spec.model, seed=0)
-    model.fit(train[features], prepared.labels("train", spec.data))
+    valid = (prepared.splits["valid"][features], prepared.labels("valid", spec.data))
+    model.fit(train[features], prepared.labels("train", spec.data), valid=valid)
     reference = FeatureReference.from_frame(train, features)
     profile = build_profile(train, spec.contract)
-    source = home.parent / f"{home.name}-src"
+    home.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(tempfile.mkdtemp(prefix=f"{home.name}-src-", dir=home.parent))
     write_bundle_dir(
         source,
         model,

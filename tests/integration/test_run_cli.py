@@ -47,6 +47,9 @@ def test_run_trains_gates_registers_and_scores(tmp_path: Path) -> None:
     assert (listing["probability"] >= 0.20).all()
     assert listing["rank"].tolist() == list(range(1, len(listing) + 1))
     assert all(1 <= len(reasons) <= 3 for reasons in listing["reasons"])
+    masked = pd.read_csv(result["scoring"]["masked_churners_csv"])
+    assert len(masked) == result["scoring"]["masked_churners"] > 0
+    assert Path(result["scoring"]["masked_churners_parquet"]).parent == Path(result["run_dir"])
     report = (Path(result["run_dir"]) / "gate_report.md").read_text()
     assert "**PASSED**" in report
 

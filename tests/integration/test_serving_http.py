@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -182,3 +183,52 @@ def test_tampered_bundle_is_refused(built: BuiltBundle, tmp_path: Path) -> None:
         r = httpx.post(f"{url}/score", json=built.sample[0])
         assert r.status_code == 503 and "refused at load" in r.json()["error"]
         assert "IntegrityError" in Path(proc.log_path).read_text()
+
+
+def _wait_status(url: str, done, timeout_s: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body = httpx.get(f"{url}/status").json()
+        if done(body) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
+def test_follows_promotions_and_keeps_serving_through_a_damaged_alias_record(tmp_path: Path) -> None:
+    home = tmp_path / "live-home"
+    home.mkdir()
+    with running_service(home, {"KEEL_WATCH_INTERVAL_S": "0.1"}, wait_ready=False) as (url, _):
+        assert httpx.get(f"{url}/readyz").status_code == 503
+        first = build_bundle(home)  # trains, registers and promotes while the service runs
+        status = _wait_status(url, lambda b: b["bundle"] == first.tag)
+        assert status["ready"] and status["error"] is None, status
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        assert httpx.post(f"{url}/score", json=first.sample[0]).json()["bundle"] == first.tag
+
+        record = home / "keel" / first.name / "aliases.json"
+        good = record.read_bytes()
+        record.write_text("{ not json")
+        status = _wait_status(url, lambda b: b["reload_error"] is not None)
+        assert "cannot read aliases" in status["reload_error"] and status["bundle"] == first.tag, status
+        r = httpx.post(f"{url}/score", json=first.sample[0])
+        assert r.status_code == 200 and r.json()["bundle"] == first.tag
+
+        record.write_bytes(good)
+        second = build_bundle(home)
+        status = _wait_status(url, lambda b: b["bundle"] == second.tag)
+        assert status["bundle"] == second.tag and status["reload_error"] is None, status
+        assert httpx.post(f"{url}/score", json=first.sample[0]).json()["bundle"] == second.tag
+
+
+def test_explain_false_skips_reasons_and_bad_values_are_400(server: httpx.Client, built: BuiltBundle) -> None:
+    full = server.post("/score", json=built.sample[0]).json()
+    bare = server.post("/score?explain=false", json=built.sample[0])
+    assert bare.status_code == 200 and "reasons" not in bare.json()
+    assert bare.json()["probability"] == pytest.approx(full["probability"], abs=1e-12)
+    r = server.post("/score?explain=maybe", json=built.sample[0])
+    assert r.status_code == 400 and "explain" in r.text
+
+
+def test_status_names_the_served_bundle(server: httpx.Client, built: BuiltBundle) -> None:
+    body = server.get("/status").json()
+    assert body["ready"] and body["bundle"] == built.tag and body["reload_error"] is None

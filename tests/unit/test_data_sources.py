@@ -97,5 +97,5 @@ def test_synthetic_multi_table_missing_or_unknown_table_lists_tables(table: str 
 
 
 def test_unknown_generator_lists_known_ones() -> None:
-    with pytest.raises(DataSourceError, match=r"'nope'.*streamflow, streamrec"):
+    with pytest.raises(DataSourceError, match=r"'nope'.*streamflow, streamflow_previous, streamrec"):
         load("synthetic:nope", Path("."))

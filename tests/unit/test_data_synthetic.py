@@ -280,3 +280,38 @@ def test_streamrec_unit_bug_on_watch_minutes(rec: dict[str, pd.DataFrame]) -> No
     ratio = bugged["watch_minutes"][clicked].median() / rec["interactions"]["watch_minutes"][clicked].median()
     assert ratio == pytest.approx(1 / 60, rel=0.01)
     others_unchanged(rec["interactions"], bugged, {"watch_minutes"})
+
+
+# ---------------------------------------------------------------- earlier snapshot (masked churners)
+
+
+def test_previous_snapshot_same_subscribers_four_weeks_earlier(flow: pd.DataFrame) -> None:
+    previous = streamflow.generate_previous(20_000, 7, ScenarioSpec())
+    assert_same(previous, streamflow.generate_previous(20_000, 7, ScenarioSpec()))
+    spec = contract("streamflow")
+    assert list(previous.columns) == list(spec.columns)
+    assert [c for c, col in spec.columns.items() if not dtype_ok(previous[c], col)] == []
+    assert violating_rows(previous, spec).sum() == 0
+    assert previous["subscriber_id"].equals(flow["subscriber_id"])
+    assert ((flow["snapshot_date"] - previous["snapshot_date"]) == pd.Timedelta(weeks=4)).all()
+    assert (previous["churned"] == 0).all()  # all of them were still subscribers four weeks later
+    others_unchanged(
+        flow,
+        previous,
+        {"snapshot_date", "sessions_last_30d", "distinct_titles_last_30d", "tenure_months", "churned"},
+    )
+    change = (flow["sessions_last_30d"] - previous["sessions_last_30d"]).groupby(flow["plan_type"], observed=True)
+    medians = change.median()
+    assert medians.idxmax() == "premium" and medians.idxmin() == "basic"
+    grew = flow["sessions_last_30d"] - previous["sessions_last_30d"]
+    assert grew[flow["churned"] == 1].mean() < 0.3 * grew[flow["churned"] == 0].mean()  # churners barely grew
+    assert (previous["distinct_titles_last_30d"] <= previous["sessions_last_30d"]).all()
+
+
+def test_previous_snapshot_follows_the_scenario_but_is_not_corrupted() -> None:
+    scenario = ScenarioSpec(unit_bug={"avg_session_minutes": 1 / 60}, corrupt_fraction=0.02)
+    previous = streamflow.generate_previous(5_000, 3, scenario)
+    current = streamflow.generate(5_000, 3, scenario)
+    assert violating_rows(previous, contract("streamflow")).sum() == 0
+    clean = ~violating_rows(current, contract("streamflow"))
+    assert_same(previous["avg_session_minutes"][clean], current["avg_session_minutes"][clean])

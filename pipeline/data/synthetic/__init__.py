@@ -17,5 +17,6 @@ Generator = Callable[[int, int, ScenarioSpec], pd.DataFrame | dict[str, pd.DataF
 
 GENERATORS: dict[str, Generator] = {
     "streamflow": streamflow.generate,
+    "streamflow_previous": streamflow.generate_previous,
     "streamrec": streamrec.generate,
 }

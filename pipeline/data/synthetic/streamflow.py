@@ -44,10 +44,32 @@ WEEKS = 12
 PLAN_PRICE = {"basic": 8.99, "standard": 13.99, "premium": 19.99, "family": 24.99}
 PLAN_CHURN_EFFECT = {"basic": 0.45, "standard": 0.0, "premium": -0.35, "family": -0.55}
 INTERCEPT = -2.55
+PREVIOUS_WEEKS = 4
+SEGMENT_SESSION_GAIN = {"basic": 2.0, "standard": 3.0, "premium": 6.0, "family": 4.0}
+"""Sessions per 30 days each plan gained over PREVIOUS_WEEKS (premium: a feature launch)."""
+CHURNER_GAIN_LOSS = 1.0
 
 
 def generate(rows: int, seed: int, scenario: ScenarioSpec) -> pd.DataFrame:
     """One row per subscriber snapshot, sorted by snapshot_date; same seed, same bytes."""
+    columns = _clean_snapshot(rows, seed, scenario)
+    corrupt_rng = np.random.default_rng([seed % 2**64, 1])
+    corrupt(columns, RULES, scenario.corrupt_fraction, corrupt_rng, exclude=frozenset({LABEL}))
+    return build_frame(columns, RULES)
+
+
+def generate_previous(rows: int, seed: int, scenario: ScenarioSpec) -> pd.DataFrame:
+    """The same subscribers PREVIOUS_WEEKS earlier (`synthetic:streamflow_previous`), for masked churners.
+
+    Built from `generate`'s clean snapshot with the same rows, seed and scenario, so ids match
+    one to one; its own random stream leaves `generate`'s bytes unchanged. Not corrupted: the
+    current snapshot already exercises quarantine.
+    """
+    columns = _clean_snapshot(rows, seed, scenario)
+    return build_frame(_drift_back(columns, np.random.default_rng([seed % 2**64, 2])), RULES)
+
+
+def _clean_snapshot(rows: int, seed: int, scenario: ScenarioSpec) -> dict[str, np.ndarray]:
     check_scenario(scenario, RULES, SEGMENT, set(NUMERIC_FEATURES))
     rng = np.random.default_rng(seed % 2**64)
     draws = _draw(rows, rng)
@@ -55,9 +77,32 @@ def generate(rows: int, seed: int, scenario: ScenarioSpec) -> pd.DataFrame:
     apply_shifts(columns, scenario, RULES, segment=columns[SEGMENT])
     columns[LABEL] = _churn(columns, draws["noise"], draws["uniform"])
     apply_unit_bug(columns, scenario, RULES)
-    corrupt_rng = np.random.default_rng([seed % 2**64, 1])
-    corrupt(columns, RULES, scenario.corrupt_fraction, corrupt_rng, exclude=frozenset({LABEL}))
-    return build_frame(columns, RULES)
+    return columns
+
+
+def _drift_back(current: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Undo PREVIOUS_WEEKS of per-segment session growth: churners mostly did not grow.
+
+    A subscriber's gain is SEGMENT_SESSION_GAIN[plan] x a factor around 1 (around 0 for
+    churners), so the masked-churner list is enriched in churners without being a copy of them.
+    """
+    n = len(current["subscriber_id"])
+    factor = rng.normal(1.0, 0.5, size=n) - CHURNER_GAIN_LOSS * current[LABEL]
+    gain = np.array([SEGMENT_SESSION_GAIN[p] for p in PLANS])[_plan_index(current[SEGMENT])] * factor
+    previous = dict(current)
+    sessions = clip(current["sessions_last_30d"] - gain, RULES["sessions_last_30d"])
+    kept = np.divide(sessions, current["sessions_last_30d"], out=np.ones(n), where=current["sessions_last_30d"] > 0)
+    titles = np.minimum(current["distinct_titles_last_30d"] * np.minimum(kept, 1.0), sessions)
+    previous["sessions_last_30d"] = sessions
+    previous["distinct_titles_last_30d"] = clip(titles, RULES["distinct_titles_last_30d"])
+    previous["tenure_months"] = clip(current["tenure_months"] - 1, RULES["tenure_months"])  # 4 weeks: a month
+    previous["snapshot_date"] = current["snapshot_date"] - np.timedelta64(7 * PREVIOUS_WEEKS, "D")
+    previous[LABEL] = np.zeros(n)  # all of them were still subscribers PREVIOUS_WEEKS later
+    return previous
+
+
+def _plan_index(plans: np.ndarray) -> np.ndarray:
+    return pd.Categorical(plans, categories=PLANS).codes
 
 
 def _draw(n: int, rng: np.random.Generator) -> dict[str, Any]:

@@ -36,6 +36,15 @@ model:
 """
 
 
+MASKED = """\
+masked_churners:
+  feature: {feature}
+  segment: {segment}
+  previous: {{source: synthetic:streamflow_previous}}
+  fraction: {fraction}
+"""
+
+
 def _replace(old: str, new: str) -> str:
     assert old in GOOD
     return GOOD.replace(old, new)
@@ -132,6 +141,36 @@ CASES = [
     ),
     pytest.param(
         _replace("sessions_last_30d, plan_type", "churned"), [], ["model.features.0", "leaks"], id="label-leak"
+    ),
+    pytest.param(
+        GOOD + MASKED.format(feature="sesions_last_30d", segment="plan_type", fraction=0.5),
+        [],
+        ["spec.yaml:18", "masked_churners.feature", "unknown feature 'sesions_last_30d'", "mean 'sessions_last_30d'"],
+        id="masked-unknown-feature",
+    ),
+    pytest.param(
+        GOOD + MASKED.format(feature="sessions_last_30d", segment="plan_tpye", fraction=0.5),
+        [],
+        ["spec.yaml:19", "masked_churners.segment", "unknown contract column 'plan_tpye'", "mean 'plan_type'"],
+        id="masked-unknown-segment",
+    ),
+    pytest.param(
+        GOOD + MASKED.format(feature="sessions_last_30d", segment="plan_type", fraction=1.5),
+        [],
+        ["spec.yaml:21", "masked_churners.fraction", "less than or equal to 1"],
+        id="masked-fraction-above-1",
+    ),
+    pytest.param(
+        GOOD + MASKED.format(feature="sessions_last_30d", segment="plan_type", fraction=0.5),
+        ["masked_churners.fraction=-0.1"],
+        ["command line override 'masked_churners.fraction=-0.1'", "greater than or equal to 0"],
+        id="masked-fraction-negative",
+    ),
+    pytest.param(
+        GOOD + MASKED.format(feature="plan_type", segment="monthly_charges", fraction=0.5),
+        [],
+        ["masked_churners.feature", "needs a numeric feature", "masked_churners.segment", "segment needs a category"],
+        id="masked-wrong-dtypes",
     ),
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import shutil
@@ -121,3 +122,23 @@ def test_diff_against_unknown_revision_is_a_clear_error(tmp_path: Path) -> None:
     with contextlib.redirect_stderr(err):
         assert main(["diff", str(BASE), "--against", "no-such-rev-xyz"]) == 2
     assert "git" in err.getvalue() and "Traceback" not in err.getvalue()
+
+
+def test_masked_churner_changes_are_explained() -> None:
+    old = load_spec(BASE).resolved
+    new = copy.deepcopy(old)
+    new["masked_churners"].update(fraction=0.3, feature="engagement_intensity", enabled=False)
+    changes = diff_specs(old, new)
+    assert {c.concern for c in changes} == {"scoring"}
+    assert [c.text for c in changes] == [
+        "masked churners: disabled (no list is written)",
+        "masked churners: fraction 0.5 -> 0.3 (lists fewer entities)",
+        "masked churners feature: sessions_last_30d -> engagement_intensity",
+    ]
+    removed = {k: v for k, v in old.items() if k != "masked_churners"}
+    [added] = diff_specs(removed, old)
+    assert added.text == (
+        "masked churners: added (sessions_last_30d rises less than 50% of its plan_type median "
+        "since synthetic:streamflow_previous)"
+    )
+    assert diff_specs(old, removed)[0].text.startswith("masked churners: removed (was sessions_last_30d rises")

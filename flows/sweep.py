@@ -1,0 +1,232 @@
+"""`keel run -m`: one keel-run subflow per sweep combination, in one Prefect session.
+
+Jobs run one after another under a `keel-sweep` parent flow (one temporary Prefect
+server for the whole sweep, one flow run per job in the UI). Every job registers its
+bundle and is gated against the registry as it stood before the sweep; none promotes.
+With `promote_best`, the best gate-passed job (by the selection metric on the test
+split) is promoted at the end and writes the high-risk list. Why: docs/adr/0009-sweeps.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows.lifecycle import batch_score, bundle_store, run_flow
+from flows.train import prepare_data
+from pipeline.data.errors import DataSourceError, TrainingDataError
+from pipeline.registry import promote
+from pipeline.runs import RunDir, atomic_write_text
+from pipeline.spec.catalog import metric_info
+from pipeline.spec.errors import SpecError
+from pipeline.spec.load import load_spec
+
+
+@flow(name="keel-sweep", log_prints=True)
+def sweep_flow(
+    spec_path: str,
+    jobs: list[dict[str, Any]],
+    conf_dirs: list[str] | None = None,
+    metric: str = "auc",
+    promote_best: bool = False,
+) -> dict[str, Any]:
+    """Run every job (dicts with `index`, `overrides`, `swept`), then rank, maybe promote, report."""
+    conf = [Path(d) for d in conf_dirs or []]
+    first = load_spec(spec_path, jobs[0]["overrides"], conf).spec
+    sweep_dir = _sweep_dir(Path(first.runtime.runs_dir) / first.name, spec_path, jobs)
+    sweep_id = sweep_dir.name
+    plan = {"sweep": sweep_id, "spec": spec_path, "metric": metric, "promote_best": promote_best, "jobs": jobs}
+    atomic_write_text(sweep_dir / "sweep.json", json.dumps(plan, indent=2) + "\n")
+    rows = []
+    for job in jobs:
+        sweep = {"id": sweep_id, "job": job["index"], "jobs": len(jobs), "overrides": job["swept"]}
+        print(f"sweep {sweep_id}: job {job['index']}/{len(jobs)} {' '.join(job['swept'])}")
+        try:
+            report = run_flow(spec_path, job["overrides"], conf_dirs, sweep=sweep)
+        except TrainingDataError as exc:  # the data said no, as a gate would: exit 1
+            rows.append(_row(job, "failed", reason=" ".join(str(exc).split())))
+        except (DataSourceError, SpecError) as exc:  # bad input only this job met (a swept data.source): exit 2
+            rows.append(_row(job, "error", reason=" ".join(str(exc).split())))
+        else:
+            rows.append(_row(job, report["status"], report=report, metric=metric))
+    best = rank(rows, metric)
+    for name, row in best.items():
+        row["best"] = True
+        if promote_best:
+            job = next(j for j in jobs if j["index"] == row["job"])
+            reason = f"best test {metric} of sweep {sweep_id} (job {row['job']} of {len(jobs)})"
+            row["scoring"] = promote_job(spec_path, job["overrides"], conf_dirs, row["bundle"], row["run_dir"], reason)
+            row["promoted"] = True
+            print(f"sweep {sweep_id}: promoted {row['bundle']} to champion of {name}")
+    status = _status(rows)
+    summary = {
+        "status": status,
+        "sweep": sweep_id,
+        "sweep_dir": str(sweep_dir),
+        "spec": spec_path,
+        "metric": metric,
+        "promote_best": promote_best,
+        "jobs": rows,
+        "best": {name: row["bundle"] for name, row in best.items()},
+        "promoted": [row["bundle"] for row in rows if row["promoted"]],
+    }
+    markdown = render_markdown(summary)
+    atomic_write_text(sweep_dir / "sweep.json", json.dumps({**plan, **summary}, indent=2, default=str) + "\n")
+    atomic_write_text(sweep_dir / "sweep_report.md", markdown)
+    create_markdown_artifact(markdown=markdown, key=f"{first.name}-sweep", description="Keel sweep summary")
+    return summary
+
+
+@flow(name="keel-sweep-promote", log_prints=True)
+def promote_job(
+    spec_path: str, overrides: list[str], conf_dirs: list[str] | None, tag: str, run_dir: str, reason: str
+) -> dict[str, Any]:
+    """Promote a sweep job's bundle, then do what a promoting `keel run` does next: the high-risk list.
+
+    The job's data is prepared again (deterministic: same spec, same source) rather than kept
+    in memory for every job of the sweep.
+    """
+    loaded = load_spec(spec_path, overrides, [Path(d) for d in conf_dirs or []])
+    store = bundle_store(loaded)
+    promote(loaded.spec.name, tag, reason=reason, store=store)
+    run = RunDir(Path(run_dir))
+    scoring = batch_score(loaded, tag, prepare_data(loaded.spec, loaded.base_dir), run, store)
+    report = json.loads((run / "run_report.json").read_text())
+    report.update(promoted=True, promotion=f"promoted to champion after the sweep: {reason}", scoring=scoring)
+    run.write_json("run_report.json", report)
+    listing = f"- high-risk list: {scoring['listed']:,} of {scoring['scored']:,} entities: `{scoring['high_risk_csv']}`"
+    promoted = f"\n## Promotion\n\n- promoted to champion after the sweep: {reason}\n{listing}\n"
+    run.write_text("gate_report.md", (run / "gate_report.md").read_text() + promoted)
+    return scoring
+
+
+def rank(rows: list[dict[str, Any]], metric: str) -> dict[str, dict[str, Any]]:
+    """Per spec name, the gate-passed job with the best test `metric`; ties go to the earlier job."""
+    info = metric_info(metric, "binary_classification")
+    higher = info.higher_is_better if info else True
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        value = row.get("value")
+        if row["status"] != "ok" or value is None or math.isnan(value):
+            continue
+        current = best.get(row["spec_name"])
+        if current is None or (value > current["value"] if higher else value < current["value"]):
+            best[row["spec_name"]] = row
+    return best
+
+
+def _row(
+    job: dict[str, Any], status: str, report: dict[str, Any] | None = None, metric: str = "", reason: str = ""
+) -> dict[str, Any]:
+    """One line of the summary: what the job changed, how it ended, where to look (same keys for every job)."""
+    row: dict[str, Any] = {
+        "job": job["index"],
+        "overrides": job["swept"],
+        "all_overrides": job["overrides"],
+        "status": status,
+        "reason": reason,
+        "spec_name": None,
+        "value": None,
+        "gate_passed": None,
+        "failed_gates": [],
+        "model_family": None,
+        "bundle": None,
+        "run_dir": None,
+        "metrics": {},
+        "best": False,
+        "promoted": False,
+    }
+    if report is None:
+        return row
+    return {
+        **row,
+        "spec_name": report["spec_name"],
+        "value": report["metrics"].get(metric),
+        "gate_passed": report["gates"]["passed"],
+        "failed_gates": [g["name"] for g in report["gates"]["gates"] if not g["passed"]],
+        "model_family": report["model_family"],
+        "bundle": report["bundle"],
+        "run_dir": report["run_dir"],
+        "metrics": report["metrics"],
+    }
+
+
+def _status(rows: list[dict[str, Any]]) -> str:
+    statuses = {row["status"] for row in rows}
+    return "error" if "error" in statuses else "failed" if "failed" in statuses else "ok"
+
+
+def _sweep_dir(root: Path, spec_path: str, jobs: list[dict[str, Any]]) -> Path:
+    """`runs/<name>/<UTC time>-sweep-<hash of spec path and jobs>/`, beside the jobs' run dirs."""
+    digest = hashlib.sha256(json.dumps([spec_path, jobs], sort_keys=True).encode()).hexdigest()[:8]
+    path = root / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-sweep-{digest}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def verdict(row: dict[str, Any]) -> str:
+    """The gate column: passed, or which gates failed, or why the job did not get that far."""
+    if row["bundle"] is None:
+        reason = row["reason"]
+        return reason if len(reason) <= 80 else reason[:77] + "..."
+    return "passed" if row["gate_passed"] else "FAILED: " + ", ".join(row["failed_gates"])
+
+
+def table(summary: dict[str, Any]) -> list[list[str]]:
+    """Header plus one row per job, shared by the terminal table and the Markdown report."""
+    rows = [["job", "overrides", "status", f"test {summary['metric']}", "gates", "bundle", ""]]
+    for row in summary["jobs"]:
+        value = row.get("value")
+        note = "promoted" if row["promoted"] else "best" if row["best"] else ""
+        rows.append(
+            [
+                str(row["job"]),
+                " ".join(row["overrides"]) or "-",
+                row["status"],
+                "n/a" if value is None else f"{value:.4f}",
+                verdict(row),
+                row["bundle"] or "-",
+                note,
+            ]
+        )
+    return rows
+
+
+def render_text(summary: dict[str, Any]) -> str:
+    rows = table(summary)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(0, f"sweep {summary['sweep']}: {len(summary['jobs'])} jobs, {summary['status']}")
+    lines += _closing(summary)
+    return "\n".join(lines)
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    rows = table(summary)
+    lines = [f"# Sweep {summary['sweep']}", "", f"`{summary['spec']}`, ranked by test {summary['metric']}.", ""]
+    lines += ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows[1:]]
+    return "\n".join([*lines, "", *_closing(summary), ""])
+
+
+def _closing(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, tag in summary["best"].items():
+        if tag in summary["promoted"]:
+            lines.append(f"{name}: promoted the best gate-passed job, {tag}")
+        else:
+            lines.append(
+                f"{name}: best gate-passed job is {tag}; nothing promoted "
+                f"(--promote-best, or: keel models promote {summary['spec']} --tag {tag})"
+            )
+    if not summary["best"]:
+        lines.append("no job passed its gates; nothing promoted")
+    lines.append(f"report: {summary['sweep_dir']}/sweep_report.md")
+    return lines
