@@ -198,6 +198,10 @@ def _selection_line(report: dict[str, Any]) -> str:
 
 
 def run_lifecycle(loaded: LoadedSpec) -> dict[str, Any]:
+    if loaded.spec.task == "recommendation":  # StreamRec: retrieval + ranking + re-ranking (flows/recsys.py)
+        from flows.recsys import run_recsys
+
+        return run_recsys(loaded)
     report = run_flow(str(loaded.path), loaded.overrides, [str(d) for d in loaded.conf_dirs])
     return lifecycle_summary(report)
 

@@ -51,6 +51,12 @@ class TabularModel(ABC):
         labels = _labels(y, len(raw), "training")
         if len(np.unique(labels)) < 2:
             raise ModelError("training labels hold a single class; a classifier needs both.")
+        empty = [name for name in self.features if not raw[name].notna().any()]
+        if empty:
+            raise ModelError(
+                f"feature(s) {empty} are null in every training row: nothing to learn from; "
+                "fix the source or drop them from model.features."
+            )
         self.kinds = learn_kinds(raw, self.features)
         encoded = self._encode(raw)
         valid_set = None

@@ -41,6 +41,7 @@ _RANKING_AT_K = {
     "precision": MetricInfo("precision@K", True, "share of the top K that are held-out items"),
     "mrr": MetricInfo("mrr@K", True, "mean reciprocal rank of the first hit within K"),
     "hit_disparity": MetricInfo("hit_disparity@K", False, "max gap in hit@K across user groups"),
+    "coverage": MetricInfo("coverage@K", True, "share of the catalogue in anyone's top K"),
 }
 
 _RECOMMENDATION = [
@@ -98,3 +99,27 @@ MODEL_FAMILIES = {
     "recommendation": ("two_tower",),
 }
 RANKER_FAMILIES = ("lightgbm_ranker", "mlp_ranker")
+
+# Names a recommendation spec's `ranker.features` may use: computed per (user, candidate) by
+# pipeline.recsys.ranking_features (kept equal to its FEATURES by a unit test; spec/ imports nothing of ours).
+RANKING_FEATURES = (
+    "user_positives",
+    "user_language",
+    "item_popularity",
+    "item_age_days",
+    "item_language",
+    "item_genre",
+    "item_creator",
+    "retrieval_score",
+    "retrieval_rank",
+    "source",
+    "same_language",
+    "user_creator_affinity",
+    "user_language_affinity",
+    "user_genre_affinity",
+    "history_cooccurrence",
+    "user_impressions",
+    "item_impressions",
+    "item_ctr",
+    "impression_cooccurrence",
+)

@@ -38,6 +38,12 @@ class ScenarioSpec(Strict):
         default_factory=dict, description="segment value -> {feature: shift in standard deviations}"
     )
     corrupt_fraction: float = Field(0.0, ge=0, le=1, description="share of rows given a contract violation")
+    items: int | None = Field(
+        None, ge=1, description="catalog size (synthetic:streamrec); absent: the generator's default rows // 50"
+    )
+    users: int | None = Field(
+        None, ge=1, description="user count (synthetic:streamrec); absent: the generator's default rows // 20"
+    )
 
 
 class SourceSpec(Strict):
@@ -57,6 +63,17 @@ class SplitSpec(Strict):
     test_fraction: float = Field(0.2, gt=0, lt=1)
 
 
+class TableSpec(Strict):
+    """A side table of a recommendation log (items, users): one row per id."""
+
+    source: str | None = Field(
+        None, description="path to .parquet/.csv, or synthetic:<generator>; absent: `table` of data's own source"
+    )
+    table: str | None = Field(None, description="table of a multi-table source (synthetic:streamrec: items, users)")
+    id: Column = Field(description="the column holding the id the interaction log refers to")
+    csv_delimiter: str = ","
+
+
 class DataSpec(SourceSpec):
     """The dataset a spec trains and validates on, and the roles of its columns."""
 
@@ -65,6 +82,13 @@ class DataSpec(SourceSpec):
     label: Column | None = None
     positive: Any = Field(1, description="the label value that counts as positive")
     split: SplitSpec = Field(default_factory=SplitSpec)
+    user: Column | None = Field(None, description="recommendation: the interaction log's user id column")
+    item: Column | None = Field(None, description="recommendation: the interaction log's item id column")
+    rating_threshold: float | None = Field(
+        None, description="recommendation: explicit ratings -> implicit feedback; label >= this is positive"
+    )
+    items: TableSpec | None = Field(None, description="recommendation: the item table (the full catalog)")
+    users: TableSpec | None = Field(None, description="recommendation: the user table (user-tower features)")
     reference: SourceSpec | None = Field(
         None, description="dataset whose profile is the drift reference; absent: profile the data itself"
     )
@@ -151,6 +175,8 @@ class TwoTowerParams(Strict):
     batch_size: int = Field(512, ge=2)
     learning_rate: float = Field(0.005, gt=0)
     temperature: float = Field(0.05, gt=0)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    logq_correction: bool = Field(True, description="subtract log(sampling probability) from in-batch logits")
     seed: int = 0
 
 
@@ -171,6 +197,8 @@ class LogisticModel(ModelBase):
 class IndexSpec(Strict):
     type: Literal["flat", "hnsw", "ivf"] = "flat"
     hnsw_m: int = Field(32, ge=4)
+    hnsw_ef_construction: int = Field(200, ge=1, description="HNSW build-time neighbour list size")
+    hnsw_ef_search: int = Field(128, ge=1, description="HNSW search-time neighbour list size (recall vs speed)")
     ivf_nlist: int = Field(100, ge=1)
     ivf_nprobe: int = Field(10, ge=1)
 
@@ -181,6 +209,9 @@ class TwoTowerModel(ModelBase):
     item_features: list[Column] = Field(default_factory=list)
     index: IndexSpec = Field(default_factory=IndexSpec)
     candidates: int = Field(500, ge=1, description="candidates retrieved per request")
+    positives: Literal["label", "impressions"] = Field(
+        "label", description="what trains the towers: rows with a positive label, or every logged impression"
+    )
 
 
 ModelSpec = Annotated[LightGBMModel | LogisticModel | TwoTowerModel, Field(discriminator="family")]

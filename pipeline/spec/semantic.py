@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from pipeline.spec.catalog import MODEL_FAMILIES, metric_info, metric_names
+from pipeline.spec.catalog import MODEL_FAMILIES, RANKING_FEATURES, metric_info, metric_names
 from pipeline.spec.compose import Provenance
 from pipeline.spec.errors import Problem, unknown
 from pipeline.spec.expressions import check_expressions
@@ -38,8 +38,14 @@ def _must_exist(key: str, name: str | None, known: Iterable[str], kind: str) -> 
 
 def check_data_roles(spec: Spec) -> Iterator[Finding]:
     columns = _columns(spec)
-    for role in ("entity_id", "timestamp", "label"):
+    for role in ("entity_id", "timestamp", "label", "user", "item"):
         yield from _must_exist(f"data.{role}", getattr(spec.data, role), columns, "contract column")
+    if spec.task == "recommendation":
+        for role in ("user", "item", "timestamp"):
+            if getattr(spec.data, role) is None:
+                yield f"data.{role}", f"a recommendation spec needs data.{role} (the interaction log's {role} column)"
+        if spec.data.items is None:
+            yield "data.items", "a recommendation spec needs data.items: the item table is the catalog ranked"
 
 
 def check_contract(spec: Spec) -> Iterator[Finding]:
@@ -74,6 +80,8 @@ def _model_findings(spec: Spec, key: str, model) -> Iterator[Finding]:
     for index, feature in enumerate(model.features):
         if feature in leaks and spec.task == "binary_classification":
             yield f"{key}.features.{index}", f"'{feature}' is {leaks[feature]}; using it as a feature leaks the answer"
+        elif spec.task == "recommendation" and spec.data.users is not None:
+            continue  # user-tower features may come from the user table, checked when it is loaded
         else:
             yield from _must_exist(f"{key}.features.{index}", feature, known, "feature")
     if len(set(model.features)) != len(model.features):
@@ -88,9 +96,11 @@ def check_models(spec: Spec) -> Iterator[Finding]:
         yield from _metric("selection.metric", spec.selection.metric, spec)
     known = _feature_names(spec)
     if spec.ranker is not None:
+        # a ranker scores (user, candidate) pairs: its features are the ranking features, not log columns
+        ranker_known = RANKING_FEATURES if spec.task == "recommendation" else known
         for index, feature in enumerate(spec.ranker.features):
-            yield from _must_exist(f"ranker.features.{index}", feature, known, "feature")
-    if spec.reranker is not None:
+            yield from _must_exist(f"ranker.features.{index}", feature, ranker_known, "ranking feature")
+    if spec.reranker is not None and spec.task != "recommendation":  # recommendation: an item-table column
         yield from _must_exist("reranker.diversity_attribute", spec.reranker.diversity_attribute, known, "column")
     for index, column in enumerate(spec.evaluation.group_columns):
         yield from _must_exist(f"evaluation.group_columns.{index}", column, _columns(spec), "contract column")

@@ -99,3 +99,13 @@ def test_duplicate_feature_names_are_refused():
     frame = pd.DataFrame([[1, 2]], columns=["a", "a"])
     with pytest.raises(FeatureMismatchError, match="duplicated"):
         fitted("logistic").__class__(["a"]).fit(frame, np.array([1]))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_all_null_feature_is_refused_by_name(family):
+    x, y = xy("train")
+    x = x.copy()
+    x["tenure_months"] = np.nan
+    model = type(fitted(family))(fitted(family).features)  # a fresh, unfitted model of the same family
+    with pytest.raises(ModelError, match=r"\['tenure_months'\] are null in every training row"):
+        model.fit(x, y)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.data.errors import DataSourceError
 from pipeline.data.synthetic.rules import ColumnRule, build_frame
 from pipeline.data.synthetic.scenario import apply_shifts, apply_unit_bug, check_scenario, clip, corrupt
 from pipeline.spec.schema import ScenarioSpec
@@ -71,6 +72,10 @@ def generate_previous(rows: int, seed: int, scenario: ScenarioSpec) -> pd.DataFr
 
 def _clean_snapshot(rows: int, seed: int, scenario: ScenarioSpec) -> dict[str, np.ndarray]:
     check_scenario(scenario, RULES, SEGMENT, set(NUMERIC_FEATURES))
+    if scenario.items is not None or scenario.users is not None:
+        raise DataSourceError(
+            "scenario.items / scenario.users size synthetic:streamrec; streamflow has one row per subscriber"
+        )
     rng = np.random.default_rng(seed % 2**64)
     draws = _draw(rows, rng)
     columns = draws["columns"]

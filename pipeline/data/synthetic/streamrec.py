@@ -48,7 +48,10 @@ def generate(rows: int, seed: int, scenario: ScenarioSpec) -> dict[str, pd.DataF
     """Tables interactions (`rows` impressions, time-ordered), users, items and creators."""
     check_scenario(scenario, RULES, "platform", set(SHIFTABLE))
     rng = np.random.default_rng(seed % 2**64)
-    n_users, n_items = max(50, rows // 20), max(50, rows // 50)
+    # The defaults tie the catalog to `rows`; scenario.items / scenario.users size it on its own
+    # (unset, the draws are exactly the old ones, so existing data stays byte-identical).
+    n_users = scenario.users or max(50, rows // 20)
+    n_items = scenario.items or max(50, rows // 50)
     creators = _creators(max(10, n_items // 5), rng)
     items, item_cluster, item_factors, popularity = _items(n_items, creators, rng)
     users, user_cluster, user_factors, activity = _users(n_users, rng)

@@ -1,0 +1,362 @@
+"""`keel run` for `task: recommendation`: validate -> examples -> two-tower + index -> candidates
+-> ranker -> re-rank -> evaluate vs same-run baselines -> gate -> register -> batch top-K.
+
+The StreamRec counterpart of flows/lifecycle.py, with the same run directory, reports and
+CLI summary; every step is a call into pipeline/recsys/system.py. A failed gate registers
+the bundle (marked gate-failed, so the report can be reproduced) but does not promote it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.evaluate import gate
+from flows.train import fingerprint
+from flows.validate import check_contract, write_outputs
+from pipeline.contracts.result import ContractResult
+from pipeline.data.errors import DataSourceError, TrainingDataError
+from pipeline.data.prepare import load_frame
+from pipeline.gates.evaluate import GateReport, render_markdown
+from pipeline.recsys import system
+from pipeline.recsys.bundle import write_recsys_dir
+from pipeline.recsys.examples import RecExamples
+from pipeline.registry import BundleStore, promote, save_bundle
+from pipeline.runs import RunDir, code_version, create_run_dir
+from pipeline.spec.load import LoadedSpec, load_spec
+from pipeline.spec.schema import Spec
+
+
+def validate_log(spec: Spec, base_dir: Path, run: RunDir) -> tuple[ContractResult, dict[str, str]]:
+    """The churn path's contract step on the interaction log; quarantined rows go to quarantine.parquet."""
+    result = check_contract.fn(load_frame(spec, base_dir), spec)
+    outputs = write_outputs.fn(result, run)
+    if not result.ok:
+        raise TrainingDataError(f"the interaction log breaks its contract: {result.policy_reason}")
+    return result, outputs
+
+
+def examples_step(spec: Spec, accepted: pd.DataFrame, base_dir: Path, run: RunDir):
+    """Side tables, the split and every input check, so bad input fails before any model trains."""
+    tables = system.load_side_tables(spec, base_dir)
+    ex = system.make_examples(spec, accepted, tables)
+    if len(ex.quarantine):
+        frame = ex.quarantine.astype({c: "string" for c in ex.quarantine.columns if ex.quarantine[c].dtype == object})
+        frame.to_parquet(run / "quarantine_examples.parquet", index=False)
+    system.check_inputs(spec, tables, accepted)
+    builder = system.feature_builder(spec, tables, ex)
+    if spec.ranker is not None:
+        system.ranker_features(spec, builder)
+    attribute = system.diversity_attribute(spec, tables, ex)
+    return tables, ex, builder, attribute
+
+
+@task(cache_policy=NO_CACHE)
+def inputs_task(spec: Spec, base_dir: Path, run: RunDir) -> dict[str, Any]:
+    """Validate the log against its contract and place it (examples, side tables, features).
+
+    Bad input (an empty log, a missing column) is returned, not raised: raised inside Prefect,
+    it would be logged with a traceback, and the CLI promises a one-line reason (exit 1/2).
+    """
+    try:
+        contract, outputs = validate_log(spec, base_dir, run)
+        tables, ex, builder, attribute = examples_step(spec, contract.accepted, base_dir, run)
+    except (TrainingDataError, DataSourceError) as exc:
+        return {"error": exc}
+    return {
+        "contract": contract,
+        "outputs": outputs,
+        "tables": tables,
+        "ex": ex,
+        "builder": builder,
+        "attribute": attribute,
+    }
+
+
+@task(cache_policy=NO_CACHE)
+def fit_retrieval(spec: Spec, accepted: pd.DataFrame, tables: system.RecTables, ex: RecExamples):
+    model = system.fit_two_tower(spec, accepted, tables, ex)
+    index = system.build_index(spec, model)
+    return model, index, system.Retrieval.fit(model, index, ex, spec.model.candidates)
+
+
+@task(cache_policy=NO_CACHE)
+def fit_ranker(spec: Spec, inputs: dict[str, Any], retrieval: system.Retrieval) -> system.Recommender:
+    ranking = system.train_ranker(spec, inputs["builder"], retrieval, inputs["ex"], spec.data.seed)
+    attribute, exposure = inputs["attribute"]
+    return system.Recommender(spec, retrieval, inputs["builder"], ranking, attribute, exposure)
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_task(spec: Spec, recommender: system.Recommender, ex: RecExamples):
+    return system.evaluate(spec, recommender, ex, spec.evaluation.top_k)
+
+
+@task(cache_policy=NO_CACHE)
+def register(
+    loaded: LoadedSpec,
+    model,
+    index,
+    recommender: system.Recommender,
+    tables: system.RecTables,
+    ex: RecExamples,
+    evaluation: dict[str, Any],
+    gate_report: GateReport,
+    run: RunDir,
+    store: BundleStore,
+) -> str:
+    """One bundle, passed or not; promoted to champion only when every blocking gate passed."""
+    spec = loaded.spec
+    data = spec.data
+    items = pd.DataFrame({data.item: ex.item_map.ids})
+    if recommender.attribute is not None and spec.reranker is not None:
+        items[spec.reranker.diversity_attribute] = pd.Series(recommender.attribute).astype("string")
+    users = pd.DataFrame({data.user: ex.user_map.ids})
+    info = {
+        "user_column": data.user,
+        "item_column": data.item,
+        "sources": list(system.SOURCES),
+        "candidates": recommender.retrieval.k,
+        "top_k": spec.evaluation.top_k,
+        "ranker": recommender.ranking.info,
+        "ranker_features": recommender.ranking.features,
+        "diversity_attribute": spec.reranker.diversity_attribute if spec.reranker else None,
+        "two_tower_positives": spec.model.positives,
+    }
+    with tempfile.TemporaryDirectory(prefix="keel-recsys-") as tmp:
+        write_recsys_dir(
+            Path(tmp),
+            model,
+            index,
+            recommender.ranking.ranker,
+            items,
+            users,
+            spec.contract.model_dump_json(indent=2),
+            loaded.to_yaml(),
+            {"test": evaluation["metrics"], "stages": evaluation["stages"], "gates": gate_report.to_dict()},
+            info,
+        )
+        ref = save_bundle(
+            spec.name,
+            Path(tmp),
+            spec_sha256=loaded.sha256,
+            data_fingerprint=_fingerprint(ex),
+            code_version=code_version(),
+            features=[*spec.model.features, *spec.model.item_features],
+            metrics=evaluation["metrics"],
+            gate_passed=gate_report.passed,
+            extra={
+                "family": "two_tower",
+                "run_dir": str(run.path),
+                "ranker_used": recommender.ranking.ranker is not None,
+            },
+            store=store,
+        )
+    if gate_report.passed:
+        promote(spec.name, ref.tag, reason=f"gates passed in {run.path.name}", store=store)
+    return ref.tag
+
+
+@task(cache_policy=NO_CACHE)
+def batch_task(spec: Spec, recommender: system.Recommender, ex: RecExamples, run: RunDir) -> dict[str, Any]:
+    assert spec.data.user and spec.data.item
+    return system.batch_top_k(
+        recommender,
+        ex,
+        system.all_positive_matrix(ex),
+        spec.evaluation.top_k,
+        run / "recommendations.parquet",
+        spec.data.user,
+        spec.data.item,
+    )
+
+
+@flow(name="keel-run-recsys", log_prints=True)
+def recsys_flow(spec_path: str, overrides: list[str] | None = None, conf_dirs: list[str] | None = None) -> dict:
+    loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
+    spec = loaded.spec
+    run = create_run_dir(loaded, "run")
+    store = _store(loaded)
+    inputs = inputs_task(spec, loaded.base_dir, run)
+    if "error" in inputs:
+        return {"error": inputs["error"], "run_dir": str(run.path)}
+    contract, outputs, tables, ex = inputs["contract"], inputs["outputs"], inputs["tables"], inputs["ex"]
+    model, index, retrieval = fit_retrieval(spec, contract.accepted, tables, ex)
+    recommender = fit_ranker(spec, inputs, retrieval)
+    metrics, stages, diversity = evaluate_task(spec, recommender, ex)
+    metrics = {k: v for k, v in system.finite(metrics).items() if v is not None}
+    gate_report, champion_tag = gate(spec, metrics, store)
+    evaluation = {"metrics": metrics, "stages": stages}
+    tag = register(loaded, model, index, recommender, tables, ex, evaluation, gate_report, run, store)
+    promoted = gate_report.passed
+    scoring = batch_task(spec, recommender, ex, run) if promoted else {}
+    report = {
+        "spec_name": spec.name,
+        "spec_sha256": loaded.sha256,
+        "task": spec.task,
+        "run_dir": str(run.path),
+        "status": "ok" if gate_report.passed else "failed",
+        "bundle": tag,
+        "promoted": promoted,
+        "promotion": "promoted to champion" if promoted else "NOT promoted (a gate said no)",
+        "previous_champion": champion_tag,
+        "model_family": "two_tower",
+        "selection_metric": spec.selection.metric or "ndcg@10",
+        "selection": [],
+        "rows": {
+            "in": contract.rows_in,
+            "quarantined": contract.rows_quarantined,
+            **{f"examples_{k}": v for k, v in ex.counts().items()},
+            "quarantine_reasons": ex.quarantine["reason"].value_counts().to_dict() if len(ex.quarantine) else {},
+        },
+        "split": {"valid_start": str(ex.valid_start), "test_start": str(ex.test_start)},
+        "metrics": metrics,
+        "stages": {name: system.finite(values) for name, values in stages.items()},
+        "baselines": system.baseline_margins(stages),
+        "retrieval": {
+            "sources": list(system.SOURCES),
+            "candidates_per_user": retrieval.k,
+            "failed_sources": dict(retrieval.failures),
+            "two_tower_positives": spec.model.positives,
+            "index": spec.model.index.type,
+            "two_tower_epochs": [round(h["loss"], 4) for h in model.history],
+        },
+        "ranker": recommender.ranking.info,
+        "diversity": diversity,
+        "gates": gate_report.to_dict(),
+        "scoring": scoring,
+        "outputs": outputs,
+    }
+    markdown = render_markdown(gate_report, f"Gate report — {spec.name} ({tag})") + render_summary(report)
+    run.write_json("run_report.json", report)
+    run.write_text("gate_report.md", markdown)
+    create_markdown_artifact(markdown=markdown, key=f"{spec.name}-gates", description="Keel recommendation report")
+    return report
+
+
+def render_summary(report: dict[str, Any]) -> str:
+    """The Markdown body after the gate table: rows, stage metrics vs baselines, ranker, diversity, batch."""
+    rows = report["rows"]
+    lines = [
+        "",
+        "## Run",
+        "",
+        f"- bundle `{report['bundle']}` (two_tower + FAISS + ranker), {report['promotion']}",
+        f"- previous champion: {report['previous_champion'] or 'none'}",
+        f"- rows: {rows['in']:,} in, {rows['quarantined']:,} quarantined by the contract, "
+        f"{rows['examples_quarantined']:,} quarantined when placing them "
+        f"({', '.join(f'{k}: {v:,}' for k, v in rows['quarantine_reasons'].items()) or 'none'})",
+        f"- split at {report['split']['valid_start']} / {report['split']['test_start']}: "
+        f"{rows['examples_train']:,} train, {rows['examples_valid']:,} valid, {rows['examples_test']:,} test rows; "
+        f"{rows['examples_users']:,} users, {rows['examples_items']:,} items; "
+        f"{rows['examples_test_users']:,} warm test users ({rows['examples_cold_test_users']:,} cold, not scored)",
+        "",
+        "## Test metrics (full catalogue, seen items excluded)",
+        "",
+    ]
+    k = report["retrieval"]["candidates_per_user"]
+    names = ["hit@10", "ndcg@10", "mrr@10", "recall@10", "coverage@10", f"recall@{k}"]
+    lines += ["| list | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for stage, values in report["stages"].items():
+        cells = [_cell(values.get(n)) for n in names]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    lines += ["", f"recall@{k} of `final`/`ranked_before_rerank` is the merged candidate list's (`candidates`)."]
+    lines += ["", "## Versus same-run baselines", ""]
+    for name, margins in report["baselines"].items():
+        for metric, m in margins.items():
+            verdict = "beats" if m["beats"] else "does NOT beat"
+            lines.append(f"- {metric}: pipeline {m['pipeline']:.4f} {verdict} {name} {m['baseline']:.4f}")
+    ranker = report["ranker"]
+    lines += ["", "## Ranker", "", f"- used: {ranker.get('used')} ({ranker.get('reason')})"]
+    if "valid_ndcg@10_ranker" in ranker:
+        lines.append(
+            f"- held-out validation NDCG@10: ranker {ranker['valid_ndcg@10_ranker']:.4f} vs retrieval order "
+            f"{ranker['valid_ndcg@10_retrieval_order']:.4f} (features: {', '.join(ranker['features'])})"
+        )
+    failed = report["retrieval"]["failed_sources"]
+    lines += [
+        "",
+        "## Retrieval",
+        "",
+        f"- sources (round-robin): {', '.join(report['retrieval']['sources'])}; {k} candidates per user",
+        f"- failed sources: {failed or 'none'}",
+    ]
+    if report["diversity"]:
+        d = report["diversity"]
+        lines += [
+            "",
+            f"## Diversity ({d['attribute']}) in the top 10",
+            "",
+            f"- before re-ranking: {d['ranked_share']}",
+            f"- after re-ranking: {d['final_share']}",
+            f"- lists re-ranked: {d['rerank']['lists']:,}, skipped: {d['rerank']['skipped']}, "
+            f"slots filled by the exposure guarantee: {d['rerank']['filled_by_guarantee']:,}",
+        ]
+    if report["scoring"]:
+        s = report["scoring"]
+        lines += ["", f"- batch: top-{s['top_k']} for {s['users']:,} users ({s['rows']:,} rows): `{s['parquet']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _store(loaded: LoadedSpec) -> BundleStore:
+    home = loaded.spec.runtime.bentoml_home
+    return BundleStore(Path(home) if home else None)
+
+
+def _fingerprint(ex: RecExamples) -> str:
+    frame = pd.DataFrame({"u": ex.train.users, "i": ex.train.items, "t": ex.train.times, "p": ex.train.positive})
+    return fingerprint(frame)
+
+
+def run_recsys(loaded: LoadedSpec) -> dict[str, Any]:
+    report = recsys_flow(str(loaded.path), loaded.overrides, [str(d) for d in loaded.conf_dirs])
+    if "error" in report:
+        raise report["error"]  # outside Prefect: the CLI prints the reason, exit 1 (data) or 2 (input)
+    return recsys_summary(report)
+
+
+def recsys_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The CLI's text and JSON (last line with --json): metrics, baselines, gate verdicts."""
+    verdict = "promoted" if report["promoted"] else report["promotion"]
+    failed = [f"  - {g['name']}: {g['reason']}" for g in report["gates"]["gates"] if not g["passed"]]
+    shown = [n for n in report["metrics"] if n.split("@")[0] in ("recall", "hit", "ndcg", "mrr", "coverage")]
+    base = report["baselines"]
+    text = "\n".join(
+        [
+            f"run {report['status']}: bundle {report['bundle']} {verdict}",
+            "  " + ", ".join(f"{k} {report['metrics'][k]:.4f}" for k in shown if "@" in k),
+            "  baselines ndcg@10: "
+            + ", ".join(f"{n} {m['ndcg@10']['baseline']:.4f}" for n, m in base.items())
+            + f"; ranker {'used' if report['ranker'].get('used') else 'not used'}",
+            *failed,
+            f"report: {report['run_dir']}/gate_report.md",
+        ]
+    )
+    keys = (
+        "status",
+        "run_dir",
+        "bundle",
+        "promoted",
+        "promotion",
+        "previous_champion",
+        "model_family",
+        "metrics",
+        "baselines",
+        "gates",
+        "scoring",
+        "ranker",
+    )
+    return {"text": text, **{k: report[k] for k in keys}, "report": {"rows": report["rows"]}}
+
+
+__all__ = ["recsys_flow", "recsys_summary", "run_recsys"]

@@ -1,0 +1,632 @@
+"""A recommendation spec as one system: tables -> examples -> two-tower + FAISS -> multi-source
+candidates -> ranker -> diversity re-rank -> full-catalogue evaluation and batch top-K.
+
+`flows/recsys.py` calls these functions as Prefect tasks; nothing here knows about Prefect.
+Every model is fitted on the train part of one global time split (pipeline.recsys.examples):
+the ranker learns from validation-period candidates, and the test part is touched only by
+the evaluation, over the full catalogue with each user's seen items excluded.
+
+Retrieval merges three sources round-robin (two-tower ANN, item co-occurrence, popularity),
+recording which source proposed each candidate. A source that fails is reported and left
+out; the others still answer (only all of them failing is an error).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+
+from pipeline.data.errors import DataSourceError, TrainingDataError
+from pipeline.data.sources import SYNTHETIC_PREFIX, load_source
+from pipeline.recsys.baselines import CoOccurrence, Popularity
+from pipeline.recsys.examples import FeedbackColumns, RecExamples, build_examples, interaction_matrix
+from pipeline.recsys.index import IndexParams, ItemIndex, build_item_index
+from pipeline.recsys.metrics import evaluate_scores, ranking_metrics
+from pipeline.recsys.ranker import Ranker, build_ranker, ndcg_at_k
+from pipeline.recsys.ranking_features import ItemColumns, RankingFeatureBuilder, UserColumns, pair_labels
+from pipeline.recsys.rerank import rerank
+from pipeline.recsys.two_tower import TwoTowerModel
+from pipeline.spec.schema import DataSpec, SourceSpec, Spec, TableSpec
+
+SOURCES = ("two_tower", "cooccurrence", "popularity")
+# Slots each source gets per round of the merge: the two-tower ANN list has the best recall, so it
+# leads (validation-period recall@500 of the merged list: 0.775 at 1:1:1, 0.821 at 4:1:1; ADR 0011).
+SOURCE_WEIGHTS = (4, 1, 1)
+MAX_RANKER_USERS = 3000  # validation users whose candidates train the ranker (bounds time on 2 cores)
+EARLY_STOP_SHARE = 0.2  # of those, held out for early stopping and the ranker-vs-retrieval check
+BATCH_CHUNK = 1024  # users per chunk of batch top-K
+ITEM_COLUMNS = {"creator": "creator_id", "language": "language", "genre": "genre", "release": "release_date"}
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass(frozen=True, eq=False)
+class RecTables:
+    """The item table (the catalogue, one row per id) and the optional user table."""
+
+    items: pd.DataFrame
+    users: pd.DataFrame | None
+
+
+def load_side_tables(spec: Spec, base_dir: Path) -> RecTables:
+    """Load data.items / data.users; a missing id column or a duplicated id is bad input (exit 2)."""
+    data = spec.data
+    if data.items is None:
+        raise DataSourceError("a recommendation spec needs data.items (the item table)")
+    items = _side_table(data, data.items, base_dir, "items")
+    users = _side_table(data, data.users, base_dir, "users") if data.users is not None else None
+    return RecTables(items, users)
+
+
+def _side_table(data: DataSpec, table: TableSpec, base_dir: Path, what: str) -> pd.DataFrame:
+    source = table.source or data.source
+    if table.source is None and not data.source.startswith(SYNTHETIC_PREFIX):
+        raise DataSourceError(f"data.{what}.source is needed: data.source {data.source!r} is a single table")
+    src = SourceSpec(
+        source=source,
+        table=table.table,
+        rows=data.rows,
+        seed=data.seed,
+        scenario=data.scenario,
+        csv_delimiter=table.csv_delimiter,
+    )
+    frame = load_source(src, base_dir)
+    if table.id not in frame.columns:
+        raise DataSourceError(f"data.{what}: the {what} table has no id column {table.id!r} (columns: {list(frame)})")
+    if frame[table.id].isna().any() or frame[table.id].duplicated().any():
+        raise DataSourceError(f"data.{what}: {table.id!r} must identify one row per {what[:-1]} (missing or repeated)")
+    if len(frame) == 0:
+        raise DataSourceError(f"data.{what}: the {what} table is empty")
+    return frame
+
+
+def check_inputs(spec: Spec, tables: RecTables, accepted: pd.DataFrame) -> None:
+    """Columns the towers need must exist before anything trains (DataSourceError: exit 2)."""
+    data = spec.data
+    assert data.user and data.item
+    item_features = [f for f in spec.model.item_features if f != data.item]
+    missing = [f for f in item_features if f not in tables.items.columns]
+    if missing:
+        raise DataSourceError(f"model.item_features {missing} are not columns of the item table")
+    user_features = [f for f in spec.model.features if f != data.user]
+    where = tables.users if tables.users is not None else accepted
+    missing = [f for f in user_features if f not in where.columns]
+    if missing:
+        table = "user table" if tables.users is not None else "interaction log (and no data.users)"
+        raise DataSourceError(f"model.features {missing} are not columns of the {table}")
+
+
+def feedback_columns(data: DataSpec) -> FeedbackColumns:
+    assert data.user and data.item and data.timestamp  # semantic checks guarantee them for recommendation
+    return FeedbackColumns(data.user, data.item, data.timestamp, data.label, data.positive, data.rating_threshold)
+
+
+def make_examples(spec: Spec, accepted: pd.DataFrame, tables: RecTables) -> RecExamples:
+    """The leakage-free split; rows whose item is not in the item table are quarantined, not dropped."""
+    data = spec.data
+    assert data.items is not None
+    try:
+        examples = build_examples(
+            accepted,
+            tables.items[data.items.id].to_numpy(),
+            feedback_columns(data),
+            data.split.valid_fraction,
+            data.split.test_fraction,
+        )
+    except ValueError as exc:
+        raise TrainingDataError(str(exc)) from None
+    if int(examples.train_positives.nnz) == 0:
+        raise TrainingDataError("no positive interaction in the training period: nothing to learn from")
+    if len(examples.test_users) == 0:
+        raise TrainingDataError("no warm test user has a relevant item: there is nothing to evaluate on")
+    return examples
+
+
+# ---------------------------------------------------------------- two-tower + index
+
+
+def fit_two_tower(spec: Spec, accepted: pd.DataFrame, tables: RecTables, ex: RecExamples) -> TwoTowerModel:
+    """Fit the towers on the train part: positive-label rows, or every impression (model.positives)."""
+    data = spec.data
+    assert data.user and data.item and data.items is not None
+    model_spec = spec.model
+    rows = ex.train.rows if model_spec.positives == "impressions" else ex.train.rows[ex.train.positive]
+    log = accepted.iloc[rows]
+    model = TwoTowerModel.from_spec(model_spec, user_col=data.user, item_col=data.item)
+    items = tables.items.rename(columns={data.items.id: data.item})
+    missing = [f for f in model.item_features if f not in items.columns]
+    if missing:
+        raise DataSourceError(f"model.item_features {missing} are not columns of the item table")
+    users = _user_feature_table(spec, accepted.iloc[ex.train.rows], tables, model.user_features)
+    pairs = log[[data.user, data.item]].reset_index(drop=True)
+    model.fit(pairs, users=users, items=items, user_col=data.user, item_col=data.item)
+    positions = model.item_positions(ex.item_map.ids)
+    if not np.array_equal(positions, np.arange(ex.n_items)):
+        raise TrainingDataError("the two-tower catalogue order differs from the item table's; ids do not round-trip")
+    return model
+
+
+def _user_feature_table(
+    spec: Spec, train_log: pd.DataFrame, tables: RecTables, features: list[str]
+) -> pd.DataFrame | None:
+    """User-tower features: from the user table when declared, else each user's latest training row."""
+    data = spec.data
+    assert data.user
+    if not features:
+        return None
+    if tables.users is not None and data.users is not None:
+        users = tables.users.rename(columns={data.users.id: data.user})
+        missing = [f for f in features if f not in users.columns]
+        if missing:
+            raise DataSourceError(f"model.features {missing} are not columns of the user table")
+        return users
+    missing = [f for f in features if f not in train_log.columns]
+    if missing:
+        raise DataSourceError(f"model.features {missing} are not columns of the interaction log (and no data.users)")
+    return train_log.drop_duplicates(data.user, keep="last")[[data.user, *features]]
+
+
+def build_index(spec: Spec, model: TwoTowerModel) -> ItemIndex:
+    return build_item_index(model, IndexParams.from_spec(spec.model.index))
+
+
+# ---------------------------------------------------------------- retrieval
+
+
+@dataclass(eq=False)
+class Retrieval:
+    """Three candidate sources over dense indices; `candidates` merges their top-k round-robin."""
+
+    index: ItemIndex
+    user_vectors: np.ndarray  # (n_users, dim); zero rows for users the towers never saw
+    user_known: np.ndarray
+    item_vectors: np.ndarray
+    cooccurrence: CoOccurrence
+    popularity: Popularity
+    k: int
+    failures: dict[str, str] = field(default_factory=dict)
+    broken: frozenset[str] = frozenset()  # sources to skip (tests simulate an outage this way)
+    weights: tuple[int, ...] = SOURCE_WEIGHTS
+
+    @classmethod
+    def fit(cls, model: TwoTowerModel, index: ItemIndex, ex: RecExamples, k: int) -> Retrieval:
+        vectors, known = model.user_embeddings(ex.user_map.ids)
+        return cls(
+            index=index,
+            user_vectors=vectors,
+            user_known=known,
+            item_vectors=model.item_embeddings(),
+            cooccurrence=CoOccurrence().fit(ex.train_positives),
+            popularity=Popularity().fit(ex.train_positives),
+            k=min(k, ex.n_items),
+        )
+
+    def source_lists(self, users: np.ndarray, seen: sp.csr_matrix) -> dict[str, np.ndarray]:
+        """Each working source's (len(users), k) top-k item indices (seen excluded, -1 padded)."""
+        runners: dict[str, Callable[[], np.ndarray]] = {
+            "two_tower": lambda: self._ann(users, seen),
+            "cooccurrence": lambda: self.cooccurrence.recommend(users, self.k, seen),
+            "popularity": lambda: self.popularity.recommend(users, self.k, seen),
+        }
+        lists: dict[str, np.ndarray] = {}
+        for name, run in runners.items():
+            try:
+                if name in self.broken:
+                    raise RuntimeError("source disabled")
+                lists[name] = run()
+            except Exception as exc:  # one source down must not take retrieval down
+                self.failures[name] = f"{type(exc).__name__}: {exc}"
+                lists[name] = np.full((len(users), self.k), -1, dtype=np.int64)
+        if all(name in self.failures for name in SOURCES):
+            raise TrainingDataError(f"every retrieval source failed: {self.failures}")
+        return lists
+
+    def candidates(self, users: np.ndarray, seen: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """(items, source codes) (len(users), k): the sources' lists merged round-robin without repeats."""
+        lists = self.source_lists(users, seen)
+        return merge_round_robin([lists[name] for name in SOURCES], self.k, self.weights)
+
+    def pair_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Two-tower cosine of each (user, item) pair: the one retrieval score defined for every source."""
+        return np.einsum("ij,ij->i", self.user_vectors[users], self.item_vectors[items]).astype(np.float64)
+
+    def _ann(self, users: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
+        out = np.full((len(users), self.k), -1, dtype=np.int64)
+        known = np.flatnonzero(self.user_known[users])
+        if len(known):
+            rows = seen[users[known]]
+            exclude = [rows.indices[rows.indptr[i] : rows.indptr[i + 1]].tolist() for i in range(len(known))]
+            _, positions = self.index.search(self.user_vectors[users[known]], self.k, exclude=exclude)
+            out[known] = positions
+        return out
+
+
+def merge_round_robin(
+    lists: list[np.ndarray], k: int, weights: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Interleave the lists round by round (list i gives weights[i] items per round, in list
+    order), keep each item's first appearance, cut at k.
+
+    Returns (items, index of the list that contributed each), both (n, k), -1 padded."""
+    weights = tuple(weights or (1,) * len(lists))
+    if len(weights) != len(lists) or min(weights) < 1:
+        raise ValueError(f"weights {weights} must give every one of the {len(lists)} lists at least 1 slot a round.")
+    stacked = np.stack([np.asarray(x, dtype=np.int64) for x in lists], axis=2)  # users x rank x source
+    n, depth, n_lists = stacked.shape
+    width = depth * n_lists
+    items = stacked.reshape(n, width).ravel()
+    source = np.broadcast_to(np.arange(n_lists), stacked.shape).reshape(n, width).ravel()
+    rank = np.broadcast_to(np.arange(depth)[:, None], (depth, n_lists))
+    w = np.asarray(weights)[None, :]
+    top = max(weights)
+    priority = (rank // w) * (n_lists * top) + np.arange(n_lists)[None, :] * top + rank % w  # round, list, rank
+    rows = np.repeat(np.arange(n), width)
+    pos = np.tile(priority.ravel(), n)
+    ok = items >= 0
+    items, source, rows, pos = items[ok], source[ok], rows[ok], pos[ok]
+    order = np.lexsort((pos, items, rows))
+    first = np.r_[True, (rows[order][1:] != rows[order][:-1]) | (items[order][1:] != items[order][:-1])]
+    keep = order[first]
+    keep = keep[np.lexsort((pos[keep], rows[keep]))]
+    kept_rows = rows[keep]
+    rank = np.arange(len(keep)) - np.searchsorted(kept_rows, kept_rows, side="left")
+    take = rank < k
+    out_items = np.full((n, k), -1, dtype=np.int64)
+    out_source = np.full((n, k), -1, dtype=np.int64)
+    out_items[kept_rows[take], rank[take]] = items[keep][take]
+    out_source[kept_rows[take], rank[take]] = source[keep][take]
+    return out_items, out_source
+
+
+def candidate_rows(retrieval: Retrieval, users: np.ndarray, items: np.ndarray, sources: np.ndarray) -> pd.DataFrame:
+    """Ranker input rows grouped by user in merged order; -1 padding dropped."""
+    keep = items >= 0
+    n = keep.sum(axis=1)
+    user_idx = np.repeat(users, n)
+    item_idx = items[keep]
+    return pd.DataFrame(
+        {
+            "user_idx": user_idx,
+            "item_idx": item_idx,
+            "retrieval_score": retrieval.pair_scores(user_idx, item_idx),
+            "source": pd.Categorical.from_codes(sources[keep], categories=list(SOURCES)),
+            "merged_rank": np.concatenate([np.arange(c) for c in n]) if len(n) else np.zeros(0, dtype=np.int64),
+        }
+    )
+
+
+# ---------------------------------------------------------------- ranking
+
+
+def feature_builder(spec: Spec, tables: RecTables, ex: RecExamples) -> RankingFeatureBuilder:
+    """Ranking features from train history and impressions only (as of the validation cut-off)."""
+    data = spec.data
+    assert data.items is not None
+    items = _aligned(tables.items, data.items.id, ex.item_map.ids)
+    item_columns = ItemColumns(**{k: (c if c in items.columns else None) for k, c in ITEM_COLUMNS.items()})
+    users = None
+    user_columns = UserColumns(language=None)
+    if tables.users is not None and data.users is not None:
+        users = _aligned(tables.users, data.users.id, ex.user_map.ids)
+        user_columns = UserColumns(language="language" if "language" in users.columns else None)
+    impressions = interaction_matrix(ex.train, (ex.n_users, ex.n_items), positive_only=False)
+    return RankingFeatureBuilder(
+        ex.train_positives,
+        items,
+        users,
+        item_columns,
+        user_columns,
+        as_of=ex.valid_start,
+        impressions=impressions,
+    )
+
+
+def ranker_features(spec: Spec, builder: RankingFeatureBuilder) -> list[str]:
+    wanted = list(spec.ranker.features) if spec.ranker and spec.ranker.features else builder.available
+    unavailable = [f for f in wanted if f not in builder.available]
+    if unavailable:
+        raise DataSourceError(
+            f"ranker.features {unavailable} need item/user table columns this data lacks; "
+            f"available here: {', '.join(builder.available)}"
+        )
+    return wanted
+
+
+@dataclass(eq=False)
+class RankingStage:
+    """The fitted ranker (None: candidates keep their retrieval order) and why."""
+
+    ranker: Ranker | None
+    features: list[str]
+    info: dict[str, Any]
+
+    def scores(self, builder: RankingFeatureBuilder, rows: pd.DataFrame) -> np.ndarray:
+        if self.ranker is None:
+            return -rows["merged_rank"].to_numpy(dtype=np.float64)
+        return self.ranker.score(builder.build(rows, self.features))
+
+
+def train_ranker(
+    spec: Spec, builder: RankingFeatureBuilder, retrieval: Retrieval, ex: RecExamples, seed: int
+) -> RankingStage:
+    """Learn to rank validation-period candidates; kept only if it beats retrieval order on held-out users."""
+    if spec.ranker is None:
+        return RankingStage(None, [], {"used": False, "reason": "no ranker in the spec: retrieval order is final"})
+    features = ranker_features(spec, builder)
+    rng = np.random.default_rng(seed)
+    users = ex.valid_users
+    if len(users) > MAX_RANKER_USERS:
+        users = np.sort(rng.choice(users, MAX_RANKER_USERS, replace=False))
+    items, sources = retrieval.candidates(users, ex.seen)
+    rows = candidate_rows(retrieval, users, items, sources)
+    labels = pair_labels(rows, ex.valid_relevant)
+    positive_users = np.unique(rows["user_idx"].to_numpy()[labels > 0])
+    held = rng.random(len(positive_users)) < EARLY_STOP_SHARE
+    info: dict[str, Any] = {
+        "family": spec.ranker.family,
+        "features": features,
+        "valid_users": len(users),
+        "users_with_a_relevant_candidate": len(positive_users),
+    }
+    if held.sum() < 5 or (~held).sum() < 5:
+        return RankingStage(None, features, {**info, "used": False, "reason": "too few validation users with a hit"})
+    fit_mask = rows["user_idx"].isin(positive_users[~held]).to_numpy()
+    held_mask = rows["user_idx"].isin(positive_users[held]).to_numpy()
+    frame = builder.build(rows, features)
+    fit_sizes = _group_sizes(rows["user_idx"].to_numpy()[fit_mask])
+    held_sizes = _group_sizes(rows["user_idx"].to_numpy()[held_mask])
+    ranker = build_ranker(spec.ranker, seed)
+    try:
+        ranker.fit(
+            frame[fit_mask].reset_index(drop=True),
+            fit_sizes,
+            labels[fit_mask],
+            valid=(frame[held_mask].reset_index(drop=True), held_sizes, labels[held_mask]),
+        )
+    except ValueError as exc:
+        return RankingStage(None, features, {**info, "used": False, "reason": f"ranker could not train: {exc}"})
+    held_ranker = float(np.nanmean(ndcg_at_k(ranker.score(frame[held_mask]), labels[held_mask], held_sizes, 10)))
+    held_retrieval = float(
+        np.nanmean(ndcg_at_k(-rows["merged_rank"].to_numpy()[held_mask], labels[held_mask], held_sizes, 10))
+    )
+    info |= {
+        "fit_users": int((~held).sum()),
+        "held_out_users": int(held.sum()),
+        "best_iteration": ranker.best_iteration,
+        "valid_ndcg@10_ranker": held_ranker,
+        "valid_ndcg@10_retrieval_order": held_retrieval,
+    }
+    if held_ranker <= held_retrieval:
+        reason = "the ranker did not beat retrieval order on held-out validation users"
+        return RankingStage(None, features, {**info, "used": False, "reason": reason})
+    return RankingStage(ranker, features, {**info, "used": True, "reason": "beat retrieval order on validation"})
+
+
+def _group_sizes(users: np.ndarray) -> np.ndarray:
+    if len(users) == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    return np.diff(np.r_[starts, len(users)]).astype(np.int64)
+
+
+# ---------------------------------------------------------------- the final list
+
+
+@dataclass(eq=False)
+class Recommender:
+    """Retrieval -> ranking -> re-ranking for a batch of users (dense indices)."""
+
+    spec: Spec
+    retrieval: Retrieval
+    builder: RankingFeatureBuilder
+    ranking: RankingStage
+    attribute: np.ndarray | None  # diversity attribute per item index
+    exposure: dict[Any, float] | None  # training impressions per attribute value (the under-exposed get slots)
+    rerank_stats: dict[str, int] = field(default_factory=lambda: {"lists": 0, "skipped": 0, "filled_by_guarantee": 0})
+
+    def recommend(self, users: np.ndarray, seen: sp.csr_matrix, k: int) -> dict[str, np.ndarray]:
+        """{"candidates", "ranked", "final": (n, .) item indices; "final_scores", "final_sources"}."""
+        items, sources = self.retrieval.candidates(users, seen)
+        rows = candidate_rows(self.retrieval, users, items, sources)
+        scores = self.ranking.scores(self.builder, rows)
+        sizes = items.__ge__(0).sum(axis=1)
+        starts = np.r_[0, np.cumsum(sizes)[:-1]]
+        ranked = np.full((len(users), k), -1, dtype=np.int64)
+        final = np.full((len(users), k), -1, dtype=np.int64)
+        final_scores = np.full((len(users), k), np.nan)
+        final_sources = np.full((len(users), k), -1, dtype=np.int64)
+        row_items = rows["item_idx"].to_numpy()
+        row_sources = rows["source"].cat.codes.to_numpy()
+        reranker = self.spec.reranker
+        for u in range(len(users)):
+            lo, hi = starts[u], starts[u] + sizes[u]
+            if hi == lo:
+                continue
+            s = scores[lo:hi]
+            order = np.argsort(-s, kind="stable")[:k]
+            ranked[u, : len(order)] = row_items[lo:hi][order]
+            if reranker is not None and self.attribute is not None:
+                result = rerank(
+                    np.arange(hi - lo),
+                    s,
+                    self.attribute[row_items[lo:hi]],
+                    k,
+                    reranker.diversity_weight,
+                    reranker.min_exposure_share,
+                    exposure_counts=self.exposure,
+                )
+                picked = result.positions
+                self.rerank_stats["lists"] += 1
+                self.rerank_stats["skipped"] += int(not result.report.ran)
+                self.rerank_stats["filled_by_guarantee"] += result.report.filled_by_guarantee
+            else:
+                picked = order
+            final[u, : len(picked)] = row_items[lo:hi][picked]
+            final_scores[u, : len(picked)] = s[picked]
+            final_sources[u, : len(picked)] = row_sources[lo:hi][picked]
+        return {
+            "candidates": items,
+            "ranked": ranked,
+            "final": final,
+            "final_scores": final_scores,
+            "final_sources": final_sources,
+        }
+
+
+def diversity_attribute(spec: Spec, tables: RecTables, ex: RecExamples) -> tuple[np.ndarray | None, dict | None]:
+    """The re-ranker's item attribute per item index, and training impressions per value."""
+    data = spec.data
+    if spec.reranker is None:
+        return None, None
+    assert data.items is not None
+    column = spec.reranker.diversity_attribute
+    if column not in tables.items.columns:
+        raise DataSourceError(
+            f"reranker.diversity_attribute {column!r} is not a column of the item table (columns: {list(tables.items)})"
+        )
+    values = _aligned(tables.items, data.items.id, ex.item_map.ids)[column].astype(object)
+    attribute = values.where(values.notna(), None).to_numpy(dtype=object)
+    shown = np.asarray(interaction_matrix(ex.train, (ex.n_users, ex.n_items), positive_only=False).sum(axis=0)).ravel()
+    exposure = pd.Series(shown).groupby(pd.Series(attribute).astype(str)).sum()
+    counts = {value: float(exposure.get(str(value), 0.0)) for value in pd.unique(attribute)}
+    return attribute, counts
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(
+    spec: Spec, recommender: Recommender, ex: RecExamples, top_k: int
+) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, Any]]:
+    """(final metrics for gates, per-stage and baseline metrics, diversity), on warm test users.
+
+    Every list is ranked over the full catalogue with train-seen items excluded; Recall@K
+    is the merged candidate list's (K = model.candidates), the rest the final list's.
+    """
+    users = ex.test_users
+    relevant = ex.test_relevant[users]
+    k = recommender.retrieval.k
+    ks = sorted({10, top_k})
+    out = recommender.recommend(users, ex.seen, max(ks))
+    candidates = ranking_metrics(out["candidates"], relevant, [k])
+    final = ranking_metrics(out["final"], relevant, ks)
+    ranked = ranking_metrics(out["ranked"], relevant, ks)
+    r = recommender.retrieval
+    stages: dict[str, dict[str, float]] = {
+        "final": final,
+        "ranked_before_rerank": ranked,
+        "candidates": candidates,
+        "two_tower_full_catalogue": evaluate_scores(
+            lambda u: r.user_vectors[u] @ r.item_vectors.T, users, ex.seen, ex.test_relevant, [*ks, k]
+        ),
+        "popularity": evaluate_scores(r.popularity.scores, users, ex.seen, ex.test_relevant, [*ks, k]),
+        "cooccurrence": evaluate_scores(r.cooccurrence.scores, users, ex.seen, ex.test_relevant, [*ks, k]),
+    }
+    metrics = {f"recall@{k}": candidates[f"recall@{k}"], **{n: v for n, v in final.items() if "@" in n}}
+    metrics["mrr"] = final["mrr@10"]
+    metrics["coverage"] = final["coverage@10"]
+    diversity = {}
+    if recommender.attribute is not None:
+        diversity = {
+            "attribute": spec.reranker.diversity_attribute if spec.reranker else None,
+            "ranked_share": _shares(out["ranked"][:, :10], recommender.attribute),
+            "final_share": _shares(out["final"][:, :10], recommender.attribute),
+            "rerank": dict(recommender.rerank_stats),
+        }
+    return metrics, stages, diversity
+
+
+def _shares(top: np.ndarray, attribute: np.ndarray) -> dict[str, float]:
+    shown = top[top >= 0]
+    if len(shown) == 0:
+        return {}
+    values = pd.Series(attribute[shown]).astype(str).value_counts(normalize=True).sort_index()
+    return {str(k): round(float(v), 4) for k, v in values.items()}
+
+
+def baseline_margins(stages: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Pipeline minus each same-run baseline on Hit@10 and NDCG@10 (positive: the pipeline is better)."""
+    final = stages["final"]
+    out: dict[str, dict[str, Any]] = {}
+    for name in ("popularity", "cooccurrence"):
+        base = stages[name]
+        out[name] = {
+            m: {"pipeline": final[m], "baseline": base[m], "beats": bool(final[m] > base[m])}
+            for m in ("hit@10", "ndcg@10")
+        }
+    return out
+
+
+# ---------------------------------------------------------------- batch
+
+
+def batch_top_k(
+    recommender: Recommender,
+    ex: RecExamples,
+    all_positives: sp.csr_matrix,
+    k: int,
+    path: Path,
+    user_col: str,
+    item_col: str,
+) -> dict[str, Any]:
+    """Top-k for every user, written to Parquet chunk by chunk; excludes every item the user clicked."""
+    schema = None
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    user_ids = ex.user_map.ids
+    item_ids = ex.item_map.ids
+    try:
+        for start in range(0, ex.n_users, BATCH_CHUNK):
+            users = np.arange(start, min(start + BATCH_CHUNK, ex.n_users))
+            out = recommender.recommend(users, all_positives, k)
+            final = out["final"]
+            keep = final >= 0
+            n = keep.sum(axis=1)
+            frame = pd.DataFrame(
+                {
+                    user_col: np.repeat(user_ids[users], n),
+                    "rank": np.concatenate([np.arange(1, c + 1) for c in n]),
+                    item_col: item_ids[final[keep]],
+                    "score": out["final_scores"][keep],
+                    "source": np.asarray(SOURCES, dtype=object)[out["final_sources"][keep]],
+                }
+            )
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(path, schema)
+            writer.write_table(table.cast(schema))
+            rows += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    return {"users": ex.n_users, "rows": rows, "top_k": k, "parquet": str(path)}
+
+
+def all_positive_matrix(ex: RecExamples) -> sp.csr_matrix:
+    """Every positive of the accepted log (train, valid and test): what batch lists must not repeat."""
+    shape = (ex.n_users, ex.n_items)
+    total = sum((interaction_matrix(part, shape) for part in (ex.train, ex.valid, ex.test)), sp.csr_matrix(shape))
+    out = sp.csr_matrix(total)
+    out.data[:] = 1.0
+    return out
+
+
+def _aligned(table: pd.DataFrame, id_column: str, ids: np.ndarray) -> pd.DataFrame:
+    """Rows of `table` in the order of `ids`; ids the table lacks get a row of missing values."""
+    return table.set_index(id_column).reindex(pd.Index(ids)).reset_index(names=id_column)
+
+
+def finite(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """JSON-safe metrics: NaN becomes None."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}

@@ -1,0 +1,178 @@
+"""`keel run` on a recommendation spec: real Prefect flow, real FAISS/torch/LightGBM, real bundle store."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.cli import main
+from pipeline.recsys.bundle import load_recsys_bundle
+from pipeline.registry import BundleStore
+from pipeline.registry.aliases import aliases
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = str(REPO / "specs" / "streamrec.yaml")
+SMALL = ["data.rows=20000", "data.scenario.items=1500", "model.params.epochs=2"]
+
+pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+
+
+def keel(*args: str) -> tuple[int, dict]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*args, "--json"])
+    return code, json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def test_streamrec_runs_end_to_end(tmp_path: Path) -> None:
+    code, result = keel("run", SPEC, *SMALL)
+    assert code == 0, result
+    assert result["promoted"] and result["model_family"] == "two_tower"
+    metrics = result["metrics"]
+    for name in ("recall@500", "hit@10", "ndcg@10", "mrr@10", "coverage@10"):
+        assert 0 <= metrics[name] <= 1, name
+    assert set(result["baselines"]) == {"popularity", "cooccurrence"}
+    assert result["baselines"]["popularity"]["ndcg@10"]["beats"]
+
+    run_dir = Path(result["run_dir"])
+    report = json.loads((run_dir / "run_report.json").read_text())
+    assert report["retrieval"]["failed_sources"] == {}
+    assert set(report["stages"]) >= {"final", "candidates", "popularity", "cooccurrence", "two_tower_full_catalogue"}
+    assert "Versus same-run baselines" in (run_dir / "gate_report.md").read_text()
+
+    store = BundleStore(tmp_path / "bentoml")
+    assert aliases("streamrec", store=store)["champion"] == result["bundle"]
+    bundle = load_recsys_bundle(store.get(result["bundle"]))
+    assert bundle.index.ntotal == 1500 == len(bundle.items)
+    assert (bundle.ranker is not None) == report["ranker"]["used"]
+
+    batch = pd.read_parquet(result["scoring"]["parquet"])
+    assert batch["user_id"].nunique() == result["scoring"]["users"] == len(bundle.users)
+    assert batch.groupby("user_id")["rank"].max().max() == 10
+    assert set(batch["source"]) <= {"two_tower", "cooccurrence", "popularity"}
+    assert not batch.duplicated(["user_id", "item_id"]).any()
+
+
+def _ratings(tmp_path: Path) -> Path:
+    """A ratings log with its own names, 1-5 stars, and some films the film table does not know."""
+    rng = np.random.default_rng(7)
+    n_users, n_films, n = 400, 300, 12000
+    taste = rng.integers(0, 6, n_users)
+    genre = rng.integers(0, 6, n_films)
+    viewer = rng.integers(0, n_users, n)
+    # viewers mostly watch films of their taste group, and rate those higher
+    same = rng.random(n) < 0.7
+    film = np.where(same, rng.integers(0, n_films // 6, n) * 6 + taste[viewer], rng.integers(0, n_films, n))
+    film = np.minimum(film, n_films - 1)
+    stars = np.clip(np.where(genre[film] == taste[viewer], 4, 2) + rng.integers(-1, 2, n), 1, 5)
+    unknown = rng.random(n) < 0.02
+    log = pd.DataFrame(
+        {
+            "event": np.arange(n),
+            "viewer": [f"v{v}" for v in viewer],
+            "film": [f"f{f}" if not u else f"x{f}" for f, u in zip(film, unknown, strict=True)],
+            "rated_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 90 * 86400, n)), "s"),
+            "stars": stars,
+        }
+    )
+    films = pd.DataFrame({"film_id": [f"f{f}" for f in range(n_films)], "studio": [f"s{g % 4}" for g in genre]})
+    (tmp_path / "data").mkdir()
+    log.to_parquet(tmp_path / "data" / "ratings.parquet", index=False)
+    films.to_parquet(tmp_path / "data" / "films.parquet", index=False)
+    return tmp_path / "data"
+
+
+SPEC_TEXT = """
+defaults: [{{model: two_tower}}, _self_]
+name: films
+task: recommendation
+data:
+  source: {data}/ratings.parquet
+  entity_id: event
+  timestamp: rated_at
+  label: stars
+  rating_threshold: 4
+  user: viewer
+  item: film
+  items: {{source: {data}/films.parquet, id: film_id}}
+  split: {{method: time, valid_fraction: 0.15, test_fraction: 0.2}}
+contract:
+  name: ratings
+  columns:
+    event: {{dtype: int, unique: true}}
+    viewer: {{dtype: str}}
+    film: {{dtype: str}}
+    rated_at: {{dtype: datetime}}
+    stars: {{dtype: int, min: 1, max: 5}}
+model:
+  features: [viewer]
+  item_features: [film]
+  positives: label
+  candidates: 100
+  params: {{epochs: 3}}
+ranker:
+  family: lightgbm_ranker
+  features: [retrieval_score, retrieval_rank, source, item_popularity, history_cooccurrence, user_positives]
+reranker: {{diversity_attribute: studio, diversity_weight: 0.2, min_exposure_share: 0.1}}
+evaluation: {{top_k: 10}}
+gates:
+  recall@100: {{min: 0.05}}
+  hit@10: {{min: 0.01}}
+"""
+
+
+def test_own_ratings_log_runs_from_yaml_only(tmp_path: Path) -> None:
+    data = _ratings(tmp_path)
+    spec = tmp_path / "films.yaml"
+    spec.write_text(SPEC_TEXT.format(data=data))
+    code, result = keel("run", str(spec))
+    assert code == 0, result
+    rows = result["report"]["rows"]
+    assert rows["examples_quarantined"] == rows["quarantine_reasons"]["unknown item"] > 0
+    assert (
+        rows["examples_input"]
+        == rows["examples_train"] + rows["examples_valid"] + rows["examples_test"] + rows["examples_quarantined"]
+    )
+    run_dir = Path(result["run_dir"])
+    assert "unknown item" in (run_dir / "gate_report.md").read_text()
+    assert pd.read_parquet(run_dir / "quarantine_examples.parquet")["film"].str.startswith("x").all()
+    report = json.loads((run_dir / "run_report.json").read_text())
+    assert report["diversity"]["attribute"] == "studio"
+    batch = pd.read_parquet(result["scoring"]["parquet"])
+    assert batch["film"].str.startswith("f").all() and batch["viewer"].str.startswith("v").all()
+
+
+def test_empty_interaction_log_is_a_clear_error(tmp_path: Path) -> None:
+    data = _ratings(tmp_path)
+    pd.read_parquet(data / "ratings.parquet").iloc[:0].to_parquet(data / "ratings.parquet", index=False)
+    spec = tmp_path / "films.yaml"
+    spec.write_text(SPEC_TEXT.format(data=data))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(spec), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode in (1, 2), done.stderr
+    assert "Traceback" not in done.stderr
+    payload = json.loads(done.stdout.strip().splitlines()[-1])
+    assert payload["status"] in ("failed", "error")
+    assert "0 accepted row" in done.stderr or "empty" in done.stderr
