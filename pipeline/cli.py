@@ -225,13 +225,65 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    """`keel rollout status|start|advance|rollback SPEC`: the staged rollout record serving follows."""
+    from pipeline.registry import BundleStore, RegistryError
+    from pipeline.rollout import RolloutError, advance, rollback, start, status
+
+    loaded = _load(args)
+    name = loaded.spec.name
+    home = loaded.spec.runtime.bentoml_home
+    store = BundleStore(Path(home) if home else None)
+    reason = args.reason or f"keel rollout {args.action}"
+    try:
+        if args.action == "status":
+            state = status(name, store=store)
+            if state is None:
+                _emit(args, f"no rollout for {name}", {"status": "ok", "rollout": None})
+                return EXIT_OK
+        elif args.action == "start":
+            if not args.tag:
+                raise UsageError("keel rollout start needs --tag NAME:VERSION (the challenger)")
+            if loaded.spec.rollout is None:
+                raise UsageError(f"{args.spec} has no rollout section: add `rollout: standard` to its defaults")
+            state = start(name, args.tag, loaded.spec.rollout, reason, store=store)
+        elif args.action == "advance":
+            state = advance(name, reason, approved_by=args.approved_by, store=store)
+        else:
+            state = rollback(name, reason, store=store)
+    except (RolloutError, RegistryError) as exc:
+        return _fail(args, f"keel rollout {args.action}: {exc}", {"status": "failed", "reason": str(exc)}, EXIT_NO)
+    _emit(args, _rollout_text(state), {"status": "ok", "rollout": state.to_dict()})
+    if args.action == "advance" and state.status == "awaiting_approval":
+        print(
+            f"stage {state.stages[state.stage_index + 1]['name']} needs an approval: --approved-by NAME",
+            file=sys.stderr,
+        )
+        return EXIT_NO
+    return EXIT_OK
+
+
+def _rollout_text(state: Any) -> str:
+    stages = " -> ".join(
+        f"[{s['name']} {s['traffic']:.0%}]" if i == state.stage_index else f"{s['name']} {s['traffic']:.0%}"
+        for i, s in enumerate(state.stages)
+    )
+    return (
+        f"rollout {state.rollout_id}: {state.status}, challenger {state.challenger} "
+        f"(champion at start {state.champion})\nstage {state.stage} at {state.traffic:.0%} "
+        f"since {state.stage_started_at}\n{stages}"
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise UsageError(f"--workers must be between 1 and 64, got {args.workers}")
     loaded = _load(args)
     from pipeline.serving.run import serve
 
     home = loaded.spec.runtime.bentoml_home
     print(f"serving {loaded.spec.name}'s champion on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
-    code = serve(loaded.path, host=args.host, port=args.port, home=home)
+    code = serve(loaded.path, host=args.host, port=args.port, home=home, workers=args.workers)
     return EXIT_OK if code in (0, 130) else EXIT_NO
 
 
@@ -284,18 +336,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve = verb("serve", cmd_serve, "serve the spec's champion bundle over HTTP (BentoML): /score, /cached_score")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default 1; one per core scales)")
     models = verb("models", cmd_models, "list, show, promote or roll back the spec's registered bundles")
     models.add_argument("--action", choices=["list", "show", "promote", "rollback", "history"], default="list")
     models.add_argument("--tag", default=None, help="bundle tag NAME:VERSION (show, promote)")
     models.add_argument("--reason", default=None, help="recorded in the alias history")
+    rollout = verb("rollout", cmd_rollout, "start, advance, roll back or show the staged rollout of a challenger")
+    rollout.add_argument("--action", choices=ROLLOUT_ACTIONS, default="status")
+    rollout.add_argument("--tag", default=None, help="the challenger's bundle tag NAME:VERSION (start)")
+    rollout.add_argument("--reason", default=None, help="recorded in the rollout history")
+    rollout.add_argument("--approved-by", default=None, help="advance into a stage that needs an approval")
     return parser
 
 
+ROLLOUT_ACTIONS = ("status", "start", "advance", "rollback")
+
+
 def _split_models_args(argv: list[str]) -> list[str]:
-    """`keel models list SPEC` reads better than `keel models SPEC --action list`."""
-    actions = {"list", "show", "promote", "rollback", "history"}
-    if len(argv) >= 2 and argv[0] == "models" and argv[1] in actions:
-        return ["models", *argv[2:], "--action", argv[1]]
+    """`keel models list SPEC` reads better than `keel models SPEC --action list` (same for `keel rollout`)."""
+    actions = {"models": {"list", "show", "promote", "rollback", "history"}, "rollout": set(ROLLOUT_ACTIONS)}
+    if len(argv) >= 2 and argv[0] in actions and argv[1] in actions[argv[0]]:
+        return [argv[0], *argv[2:], "--action", argv[1]]
     return argv
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import secrets
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 CHUNK = 1 << 20
 CRASH_ENV = "KEEL_REGISTRY_CRASH_AT"
@@ -69,6 +71,20 @@ def atomic_write(path: Path, data: bytes) -> None:
             tmp.unlink()
         raise
     fsync_path(path.parent)
+
+
+def append_jsonl(path: Path, lines: list[dict[str, Any]]) -> None:
+    """Append JSON lines and fsync; a torn last line from an earlier crash is fenced off by a newline first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"  # a crash mid-append: don't glue onto it
+        text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+        os.write(fd, (("\n" if torn else "") + text).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.registry._fs import append_jsonl
 from pipeline.registry.alias_state import (
     HISTORY_FILE,
     AliasState,
@@ -82,17 +83,7 @@ def _commit(
         }
         for alias, old, new in changes
     ]
-    path = alias_dir(store.keel_dir, state.name) / HISTORY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"  # a crash mid-append: don't glue onto it
-        text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
-        os.write(fd, (("\n" if torn else "") + text).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_jsonl(alias_dir(store.keel_dir, state.name) / HISTORY_FILE, lines)
     write_state(store.keel_dir, state)
     return state.aliases()
 

@@ -10,6 +10,9 @@ with bench/bench_serving.py: 0.7-0.8 vs 1.0 ms server CPU per /score, p99 at 8 c
 per core; LightGBM releases the GIL) so one big batch does not stall the loop; 0 means always
 inline. Scale a host by worker processes (KEEL_WORKERS), one per core.
 `?explain=false` skips the reasons (tree SHAP is most of a request's cost).
+Scoring goes through dispatch.score_routed: during a rollout each record is routed to the
+champion or the challenger (router.py), a shadow challenger scores a copy after the response,
+and every request is logged (request_log.py). Answers carry X-Request-Id and X-Keel-Side.
 """
 
 from __future__ import annotations
@@ -17,18 +20,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import Histogram
+from starlette.background import BackgroundTask
 
-from pipeline.serving.cache import ScoreCache
+from pipeline.serving.dispatch import Answer, Unavailable, log_refusal, request_id, score_routed
 from pipeline.serving.errors import RequestError
-from pipeline.serving.scorer import Scorer
+from pipeline.serving.state import ServingState
+
+__all__ = ["ServingState", "build_app"]
 
 log = logging.getLogger("keel.serving")
 
@@ -38,31 +41,19 @@ SCORES = Histogram(
     buckets=[i / 10 for i in range(1, 11)],
 )
 ENTITY_MAX = 128
-INLINE_RECORDS = 8
 
 
-@dataclass
-class ServingState:
-    """What the routes read; filled in by whoever loaded the bundle (the BentoML service or the bench)."""
-
-    scorer: Scorer | None = None
-    cache: ScoreCache | None = None
-    error: str | None = "not loaded yet"  # why nothing is served (None once a scorer is live)
-    reload_error: str | None = None  # why the latest champion change was not taken (the old one still serves)
-    loaded_at: float | None = None
-    threads: int = field(default_factory=lambda: int(os.environ.get("KEEL_SCORE_THREADS", os.cpu_count() or 1)))
-    limiter: anyio.CapacityLimiter | None = None
-
-    def __post_init__(self) -> None:
-        if self.threads > 0 and self.limiter is None:
-            self.limiter = anyio.CapacityLimiter(self.threads)
-
-
-def _error(status: int, message: str, problems: list[str] | None = None) -> JSONResponse:
+def _error(status: int, message: str, problems: list[str] | None = None, rid: str | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if problems is not None:
         body["problems"] = problems
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers={"x-request-id": rid} if rid else None)
+
+
+def _headers(rid: str, answer: Answer) -> dict[str, str]:
+    """The request id (outcomes join the request log on it) and the side that answered."""
+    sides = set(answer.sides)
+    return {"x-request-id": rid, "x-keel-side": sides.pop() if len(sides) == 1 else "mixed"}
 
 
 async def _json_body(request: Request) -> Any:
@@ -104,38 +95,40 @@ def build_app(state: ServingState) -> FastAPI:
         log.exception("scoring failed")  # the traceback goes to the log, never to the caller
         return _error(500, "internal error")
 
-    async def _score(records: list[Any], explain: bool) -> list[dict[str, Any]]:
-        scorer = state.scorer
-        if scorer is None:
-            raise _Unavailable(state.error or "not ready")
-        if state.limiter is None or len(records) <= INLINE_RECORDS:
-            results = scorer.score(records, explain)
-        else:
-            results = await anyio.to_thread.run_sync(scorer.score, records, explain, limiter=state.limiter)
-        for r in results:
+    async def _scored(request: Request, single: bool) -> Response:
+        """Route, score, log; the response names the bundle that answered, the shadow runs after it."""
+        rid = request_id(request.headers.get("x-request-id"))
+        try:
+            body = await _json_body(request)
+            records = body if single or not isinstance(body, dict) else body.get("records")
+            if single and not isinstance(records, dict):
+                raise RequestError(["body: expected one JSON object of named features"])
+            if not single and not isinstance(records, list):
+                raise RequestError(['body: expected {"records": [...]} or a JSON list of records'])
+            answer = await score_routed(state, [records] if single else records, _explain(request), rid)
+        except RequestError as exc:
+            log_refusal(state, rid, "invalid", "; ".join(exc.problems))
+            return _error(exc.status, "invalid request", exc.problems, rid)
+        except Unavailable as exc:
+            log_refusal(state, rid, "unavailable", str(exc))
+            return _error(503, str(exc), None, rid)
+        for r in answer.results:
             SCORES.observe(r["probability"])
-        return results
+        body = answer.results[0] if single else {"results": answer.results}
+        return JSONResponse(body, headers=_headers(rid, answer), background=_shadow(answer))
+
+    def _shadow(answer: Answer) -> BackgroundTask | None:
+        if answer.shadow is None or state.shadow is None:
+            return None
+        return BackgroundTask(state.shadow.submit, answer.shadow)
 
     @app.post("/score")
     async def score(request: Request) -> Response:
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            raise RequestError(["body: expected one JSON object of named features"])
-        try:
-            return JSONResponse((await _score([body], _explain(request)))[0])
-        except _Unavailable as exc:
-            return _error(503, str(exc))
+        return await _scored(request, single=True)
 
     @app.post("/score_batch")
     async def score_batch(request: Request) -> Response:
-        body = await _json_body(request)
-        records = body.get("records") if isinstance(body, dict) else body
-        if not isinstance(records, list):
-            raise RequestError(['body: expected {"records": [...]} or a JSON list of records'])
-        try:
-            return JSONResponse({"results": await _score(records, _explain(request))})
-        except _Unavailable as exc:
-            return _error(503, str(exc))
+        return await _scored(request, single=False)
 
     @app.get("/status")
     async def status() -> Response:
@@ -148,8 +141,26 @@ def build_app(state: ServingState) -> FastAPI:
             "loaded_at": state.loaded_at,
             "error": state.error,
             "reload_error": state.reload_error,
+            "standby": state.standby.tag if state.standby else None,
+            "rollout": _rollout_status(),
+            "rollout_error": state.rollout_error,
+            "triggered": state.triggered,
+            "request_log": state.request_log.counts() if state.request_log else None,
         }
         return JSONResponse(body, status_code=200 if scorer is not None else 503)
+
+    def _rollout_status() -> dict[str, Any] | None:
+        record, routing = state.rollout, state.routing
+        if record is None:
+            return None
+        out = {k: record.get(k) for k in ("rollout_id", "status", "stage", "traffic", "challenger", "champion")}
+        out["routing"] = routing is not None  # False: the challenger is not being served (see rollout_error)
+        out["shadow"] = routing.shadow if routing else False
+        if state.triggers is not None:
+            out["windows"] = state.triggers.to_dict()
+        if state.shadow is not None:
+            out["shadow_dropped"] = state.shadow.dropped
+        return out
 
     @app.get("/cached_score/{entity_id}")
     async def cached_score(entity_id: str) -> Response:
@@ -167,7 +178,3 @@ def build_app(state: ServingState) -> FastAPI:
         return JSONResponse({"entity_id": entity_id, **found})
 
     return app
-
-
-class _Unavailable(Exception):
-    pass

@@ -53,7 +53,7 @@ def load_champion(spec_path: str | Path, home: str | Path | None = None, max_bat
         )
     try:
         bundle = load_tabular_bundle(store.get(tag))
-        scorer = Scorer(bundle, max_batch=max_batch)
+        scorer = Scorer(bundle, max_batch=max_batch, id_field=spec.data.entity_id)
     except Exception as exc:  # IntegrityError (tampered file), missing files, wrong model family
         raise NotServable(f"champion {tag} refused at load: {type(exc).__name__}: {exc}") from exc
     return Loaded(spec, store, scorer)

@@ -5,7 +5,8 @@ with pyarrow, splitting accepted/quarantined), more than the model itself. A req
 needs different answers than a batch: no quarantine, but a 422 naming every bad field. The
 rules are the contract's own (dtype, nullable, min/max, allowed), restricted to the columns the
 model reads; JSON has no NaN/inf, but Python's json module accepts them, so they are refused
-here explicitly.
+here explicitly. The spec's entity id field (e.g. subscriber_id) is the one non-model field a
+record may carry: the rollout router hashes it so a subscriber stays on one side of a canary.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from pipeline.serving.errors import RequestError
 from pipeline.spec.schema import ColumnContract
 
 Columns = dict[str, list[Any]]
+ENTITY_ID_MAX = 128
 
 
 class RecordChecker:
     """Validates records for a fixed set of contract columns and gathers them column-wise."""
 
-    def __init__(self, columns: Mapping[str, ColumnContract]) -> None:
+    def __init__(self, columns: Mapping[str, ColumnContract], id_field: str | None = None) -> None:
         self.columns = dict(columns)
+        self.id_field = id_field if id_field not in self.columns else None
         self._names = frozenset(self.columns)
         self._allowed = {
             name: frozenset(str(v) for v in spec.allowed) if spec.allowed is not None else None
@@ -44,7 +47,10 @@ class RecordChecker:
                 problems.append(f"{where.rstrip('.') or 'body'}: expected an object of named features")
                 continue
             for key in record:
-                if key not in self._names:
+                if key == self.id_field:
+                    if (problem := entity_problem(record[key])) is not None:
+                        problems.append(f"{where}{key}: {problem}")
+                elif key not in self._names:
                     problems.append(f"{where}{key}: unexpected field (not a model input)")
             for name, spec in self.columns.items():
                 if name not in record:
@@ -88,6 +94,25 @@ class RecordChecker:
                 return None, f"{_short(value)} is not one of {sorted(allowed)}"
             return value, None
         return None, f"contract dtype {dtype} cannot be sent to the model"
+
+
+def entity_problem(value: Any) -> str | None:
+    """Why `value` cannot be an entity id (the router hashes it), or None when it can."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return f"expected a string or integer entity id, got {type(value).__name__} {_short(value)}"
+    if isinstance(value, str) and not 0 < len(value) <= ENTITY_ID_MAX:
+        return f"entity id must be 1 to {ENTITY_ID_MAX} characters"
+    return None
+
+
+def entity_key(record: Mapping[str, Any], id_field: str | None) -> str | None:
+    """The record's entity id as the router's hash key (None when absent or unusable: not sticky then)."""
+    if id_field is None:
+        return None
+    value = record.get(id_field)
+    if value is None or entity_problem(value) is not None:
+        return None
+    return str(value)
 
 
 def as_float_array(values: list[Any]) -> np.ndarray:

@@ -21,9 +21,17 @@ def serve_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
 
 
-def serve(spec_path: str | Path, host: str = "127.0.0.1", port: int = 3000, home: str | Path | None = None) -> int:
+def serve(
+    spec_path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    home: str | Path | None = None,
+    workers: int | None = None,
+) -> int:
     """Serve the spec's champion; returns the server's exit code (0 after a clean Ctrl-C/SIGTERM)."""
     env = {**os.environ, "KEEL_SPEC": str(Path(spec_path).resolve())}
+    if workers is not None:
+        env["KEEL_WORKERS"] = str(workers)
     if home is not None:
         env["BENTOML_HOME"] = str(Path(home).resolve())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)

@@ -43,7 +43,7 @@ REASONS = 3
 class Scorer:
     """Scores records with one loaded bundle; safe to call from several threads (no shared mutable state)."""
 
-    def __init__(self, bundle: TabularBundle, max_batch: int = 1000) -> None:
+    def __init__(self, bundle: TabularBundle, max_batch: int = 1000, id_field: str | None = None) -> None:
         self.bundle = bundle
         self.tag = bundle.tag
         self.threshold = float(bundle.threshold)
@@ -52,7 +52,8 @@ class Scorer:
         missing = [c for c in self.input_columns if c not in bundle.contract.columns]
         if missing:
             raise ValueError(f"bundle {bundle.tag}: model inputs {missing} are not in its contract")
-        self.checker = RecordChecker({c: bundle.contract.columns[c] for c in self.input_columns})
+        self.id_field = id_field  # the spec's entity id: allowed in a record, ignored by the model
+        self.checker = RecordChecker({c: bundle.contract.columns[c] for c in self.input_columns}, id_field)
         self.derived = [(name, parse_expression(d.expr)) for name, d in bundle.derived.items()]
         self.model = bundle.model
         self.features = list(self.model.features)

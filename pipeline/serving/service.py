@@ -3,21 +3,30 @@
 Configuration (env, read at import/start): KEEL_SPEC (spec path, required), BENTOML_HOME (store),
 KEEL_REDIS_URL or the spec's runtime.redis_url (score cache in Redis) else KEEL_SCORE_CACHE (a
 Parquet of batch scores), KEEL_MAX_BODY_BYTES (default 1 MiB), KEEL_MAX_CONCURRENCY (default 32),
-KEEL_MAX_BATCH (default 1000 records), KEEL_WORKERS (default 1).
+KEEL_MAX_BATCH (default 1000 records), KEEL_WORKERS (default 1; use one per core),
+KEEL_SCORE_THREADS (thread pool for batches over 8 records), KEEL_WATCH_INTERVAL_S (0.05),
+KEEL_ACCESS_LOG / KEEL_TRACE_SCORING (default off, see below). Rollout (ADR 0010):
+KEEL_REQUEST_LOG (1: write the Parquet request log), KEEL_REQUEST_LOG_DIR (default
+$BENTOML_HOME/keel/<name>/requests), KEEL_TRIGGER_MIN_SAMPLES (100: requests a side needs
+before an immediate trigger may fire), KEEL_SHADOW_QUEUE (256 copies waiting, then dropped).
 
-Design (see bench/README.md for the full table): the routes are a FastAPI app mounted on the
+Design (ADR 0007; figures in bench/README.md): the routes are a FastAPI app mounted on the
 service with `@bentoml.asgi_app`, not `@bentoml.api` methods. BentoML still owns the process
 model, /livez, /readyz (via `__is_ready__`), /metrics, max_concurrency and the timeout; the
 mounted app skips BentoML's pydantic IO descriptors and its per-call thread hop, whose cost
-dwarfs a 0.3 ms model (measured by the developer: default sync API 570 req/s, p99 330 ms at 32
-connections, vs bare FastAPI 3.0k req/s). Measured here (bench/bench_serving.py, 2 cores,
-1 worker, same routes on bare uvicorn): conc 1 p99 11.6 vs 9.8 ms, 125 vs 173 req/s; conc 8
-p99 201 vs 87 ms. Our `/score` costs ~4.5 ms CPU, mostly tree SHAP for the reasons, so the
-model, not BentoML, sets the ceiling; BentoML's middlewares add ~2.3 ms/request. The
-`@bentoml.api` sync/async variants were NOT measured against this design (no time).
+dwarfs a 1 ms model (measured by the developer: default sync API 570 req/s, p99 330 ms at 32
+connections, vs bare FastAPI 3.0k req/s). Where BentoML's own per-request cost went, measured
+with bench/bench_serving.py (server CPU per request, same routes on bare uvicorn): the access
+log line (relayed through the arbiter) and an OpenTelemetry span per request even at sample
+rate 0, plus h11/asyncio where uvloop/httptools were not installed. With those off by default
+(KEEL_ACCESS_LOG=1, KEEL_TRACE_SCORING=1 turn them back on) BentoML costs within noise of bare
+uvicorn: 0.7-1.0 vs 0.6-0.9 ms CPU per /score without reasons.
 
 A bundle that cannot be loaded (no champion, tampered file) does not crash the worker: the
-reason is logged, /readyz stays 503 and the scoring routes answer 503 with that reason.
+reason is logged, /readyz stays 503, the scoring routes answer 503 with that reason, and the
+champion watcher (pipeline/serving/watch.py) keeps retrying and follows later promotions.
+The watcher also follows the rollout record: the challenger is routed a stable share of
+requests (pipeline/serving/router.py) or shadows them, and the standby stays loaded.
 """
 
 from __future__ import annotations
@@ -28,11 +37,17 @@ from pathlib import Path
 
 import bentoml
 
+from pipeline.registry import BundleStore
 from pipeline.serving.app import ServingState, build_app
 from pipeline.serving.cache import cache_from_env
+from pipeline.serving.dispatch import report_shadow
 from pipeline.serving.limits import BodySizeLimit
 from pipeline.serving.loader import NotServable, load_serving_spec
+from pipeline.serving.request_log import RequestLog
+from pipeline.serving.shadow import ShadowRunner
+from pipeline.serving.triggers import ImmediateTriggers
 from pipeline.serving.watch import ChampionWatcher
+from pipeline.spec.schema import Spec
 
 log = logging.getLogger("keel.serving")
 
@@ -41,7 +56,10 @@ MAX_CONCURRENCY = int(os.environ.get("KEEL_MAX_CONCURRENCY", 32))
 MAX_BATCH = int(os.environ.get("KEEL_MAX_BATCH", 1000))
 WORKERS = int(os.environ.get("KEEL_WORKERS", 1))
 ACCESS_LOG = os.environ.get("KEEL_ACCESS_LOG", "0") == "1"
-WATCH_INTERVAL_S = float(os.environ.get("KEEL_WATCH_INTERVAL_S", 0.5))
+WATCH_INTERVAL_S = float(os.environ.get("KEEL_WATCH_INTERVAL_S", 0.05))
+REQUEST_LOG = os.environ.get("KEEL_REQUEST_LOG", "1") == "1"
+TRIGGER_MIN_SAMPLES = int(os.environ.get("KEEL_TRIGGER_MIN_SAMPLES", 100))
+SHADOW_QUEUE = int(os.environ.get("KEEL_SHADOW_QUEUE", 256))
 # BentoML samples no traces by default (tracing.sample_rate 0) yet still builds a span per request;
 # the hot routes skip OpenTelemetry unless KEEL_TRACE_SCORING=1 (then set BentoML's sample_rate too).
 TRACE_SCORING = os.environ.get("KEEL_TRACE_SCORING", "0") == "1"
@@ -74,8 +92,12 @@ class ChurnService:
             STATE.error = str(exc)
             log.error("keel serving NOT READY: %s", exc)
             return
-        self.watcher = ChampionWatcher(spec.name, store, STATE, max_batch=MAX_BATCH)
-        self.watcher.start(WATCH_INTERVAL_S)  # loads the champion now, then follows promotions and rollbacks
+        self._rollout_parts(spec, store)
+        warm = spec.rollout.rollback.warm_standby if spec.rollout else True
+        self.watcher = ChampionWatcher(
+            spec.name, store, STATE, max_batch=MAX_BATCH, id_field=spec.data.entity_id, warm_standby=warm
+        )
+        self.watcher.start(WATCH_INTERVAL_S)  # loads the champion now, then follows promotions, rollouts, rollbacks
         if STATE.scorer is None:
             log.error("keel serving NOT READY (will retry): %s", STATE.error)
         try:
@@ -85,8 +107,27 @@ class ChurnService:
         except Exception as exc:  # a broken cache must not take scoring down; /cached_score answers 404/503
             log.error("keel score cache unavailable: %s", exc)
 
+    def _rollout_parts(self, spec: Spec, store: BundleStore) -> None:
+        """Request log, shadow runner and immediate triggers; each optional, none can stop scoring."""
+        if REQUEST_LOG:
+            directory = os.environ.get("KEEL_REQUEST_LOG_DIR") or store.keel_dir / spec.name / "requests"
+            STATE.request_log = RequestLog(Path(directory)).start()
+        STATE.shadow = ShadowRunner(lambda *outcome: report_shadow(STATE, *outcome), maxsize=SHADOW_QUEUE)
+        if spec.rollout is not None:
+            immediate = spec.rollout.rollback.immediate
+            STATE.triggers = ImmediateTriggers(
+                immediate.error_rate, immediate.p99_latency_ms, min_samples=TRIGGER_MIN_SAMPLES
+            )
+
     def __is_ready__(self) -> bool:
         return self.state.scorer is not None
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        """Flush the request log so the last second of requests is not lost on a clean stop."""
+        for part in (getattr(self, "watcher", None), STATE.shadow, STATE.request_log):
+            if part is not None:
+                part.stop()
 
 
 ChurnService.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)

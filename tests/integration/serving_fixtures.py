@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,31 @@ class BuiltBundle:
     tag: str
     name: str
     sample: list[dict[str, Any]]  # raw input records (input_columns only) from the test split
+    entity_ids: list[str] = field(default_factory=list)  # the sample's subscriber ids, in order
+
+
+FAILED_GATES = {
+    "passed": False,
+    "gates": [
+        {"name": "auc_floor", "metric": "auc", "value": 0.61, "passed": False, "blocking": True,
+         "rule": "auc >= 0.7", "reason": "auc 0.61 is below the minimum 0.7", "reference": None},
+        {"name": "brier", "metric": "brier", "value": 0.1, "passed": True, "blocking": True,
+         "rule": "brier <= 0.2", "reason": "ok", "reference": None},
+    ],
+}  # fmt: skip
 
 
 def build_bundle(
-    home: Path, rows: int = 4000, champion: bool = True, overrides: list[str] | None = None
+    home: Path,
+    rows: int = 4000,
+    champion: bool = True,
+    overrides: list[str] | None = None,
+    gate_passed: bool = True,
 ) -> BuiltBundle:
-    """Train (as `keel run` does: early stopping on the validation split), write, register, promote."""
+    """Train (as `keel run` does: early stopping on the validation split), write, register, promote.
+
+    `gate_passed=False` registers a bundle whose gate report (metrics.json) failed, as `keel run` does.
+    """
     loaded = load_spec(SPEC_PATH, overrides)
     spec = loaded.spec
     frame = generate(rows, 11, ScenarioSpec())
@@ -64,7 +83,7 @@ def build_bundle(
         spec.contract,
         dict(spec.features.derived),
         reference,
-        {"auc": 0.8},
+        {"auc": 0.8} if gate_passed else {"test": {"auc": 0.61}, "gates": FAILED_GATES},
         profile.to_json(),
         loaded.to_yaml(),
         threshold=float(spec.evaluation.threshold),
@@ -78,17 +97,18 @@ def build_bundle(
         code_version="test",
         features=features,
         metrics={"auc": 0.8},
-        gate_passed=True,
+        gate_passed=gate_passed,
         store=store,
     )
-    if champion:
+    if champion and gate_passed:
         promote(spec.name, ref.tag, "serving tests", store=store)
     from pipeline.registry.tabular import load_tabular_bundle
 
     columns = load_tabular_bundle(ref).input_columns
     test = prepared.splits["test"]
-    sample = [{c: _plain(row[c]) for c in columns} for row in test.head(50).to_dict("records")]
-    return BuiltBundle(home, ref.tag, spec.name, sample)
+    head = test.head(50).to_dict("records")
+    sample = [{c: _plain(row[c]) for c in columns} for row in head]
+    return BuiltBundle(home, ref.tag, spec.name, sample, [str(row[spec.data.entity_id]) for row in head])
 
 
 def _plain(value: Any) -> Any:

@@ -81,3 +81,17 @@ def test_describe_numbers_words_values_as_the_batch_path_does() -> None:
         want = _describe_number("x", values, median).tolist()
         got = describe_numbers(["x"] * len(values), values.tolist(), [median] * len(values))
         assert got == want, median
+
+
+def test_the_entity_id_field_is_accepted_checked_and_ignored_by_the_model(served) -> None:
+    built, bundle, _ = served
+    scorer = Scorer(bundle, id_field="subscriber_id")
+    plain = scorer.score([built.sample[0]])[0]
+    assert scorer.score([{**built.sample[0], "subscriber_id": "sub-1"}])[0] == plain
+    assert scorer.score([{**built.sample[0], "subscriber_id": 42}])[0] == plain
+    for bad in ({"subscriber_id": ["x"]}, {"subscriber_id": True}, {"subscriber_id": ""}, {"surprise": 1}):
+        with pytest.raises(RequestError) as info:
+            scorer.score([{**built.sample[0], **bad}])
+        assert info.value.problems[0].startswith(next(iter(bad)))
+    with pytest.raises(RequestError, match="subscriber_id: unexpected field"):
+        Scorer(bundle).score([{**built.sample[0], "subscriber_id": "sub-1"}])  # no id field configured

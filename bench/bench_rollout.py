@@ -1,0 +1,291 @@
+"""Rollout benchmarks against the real BentoML service: rollback under load, and the router's cost.
+
+1. Rollback under load. Steady paced load (`--rate` req/s over `--conns` keep-alive connections,
+   a different subscriber id per request) while a rollout holds the challenger at 50%; mid-run the
+   rollout is rolled back (one atomic write of rollout.json). Reported: the time from the write
+   until every later request is answered by the champion (all workers), failed requests (non-200
+   or connection errors) and misrouted ones (the challenger answering a subscriber the router
+   assigns to the champion, answering more than 100 ms after the write, or any third bundle).
+   The same again after completion: the challenger is champion, the old champion the warm
+   standby, and `keel models rollback` (aliases) swaps them back.
+2. Router overhead: /score p50/p99 at a fixed concurrency with no rollout, in a 10% canary
+   (routing on), and in shadow (the challenger scores a copy of every request on its thread).
+
+    PYTHONPATH=. python bench/bench_rollout.py [--workers 2] [--rate 200] [--requests 2000]
+Prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.bench_serving import cpu_seconds  # noqa: E402
+from tests.integration.serving_fixtures import SPEC_PATH, build_bundle, running_service  # noqa: E402
+
+TARGET_S = 0.100
+
+
+@dataclass
+class Reply:
+    sent: float
+    received: float
+    status: int
+    bundle: str | None
+    entity: str
+
+
+def _requests(sample: list[dict], count: int, offset: int = 0) -> list[tuple[str, bytes]]:
+    out = []
+    for i in range(count):
+        entity = f"sub-{offset + i:07d}"
+        body = json.dumps({**sample[i % len(sample)], "subscriber_id": entity}).encode()
+        head = "POST /score?explain=false HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        out.append((entity, (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body))
+    return out
+
+
+async def _connection(port: int, work: list[tuple[str, bytes]], interval: float, start: float, out: list[Reply]):
+    """Send `work` in order, one every `interval` seconds from `start` (paced), recording every reply."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for n, (entity, request) in enumerate(work):
+            delay = start + n * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent = time.perf_counter()
+            try:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                body = await reader.readexactly(length)
+                status = int(head.split(b" ", 2)[1])
+                bundle = json.loads(body).get("bundle") if status == 200 else None
+            except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration):
+                out.append(Reply(sent, time.perf_counter(), 0, None, entity))
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                continue
+            out.append(Reply(sent, time.perf_counter(), status, bundle, entity))
+    finally:
+        writer.close()
+
+
+async def _paced(port: int, work: list[tuple[str, bytes]], conns: int, rate: float, action, at_s: float):
+    """Run the load; call `action()` (blocking, on a thread) `at_s` seconds in; returns replies and (t0, t1) of it."""
+    out: list[Reply] = []
+    interval = conns / rate
+    start = time.perf_counter() + 0.05
+    shards = [work[c::conns] for c in range(conns)]
+    starts = [start + c * interval / conns for c in range(conns)]  # staggered: one request every 1/rate s
+    load = asyncio.gather(
+        *(_connection(port, shard, interval, at, out) for shard, at in zip(shards, starts, strict=True))
+    )
+    await asyncio.sleep(max(0.0, start + at_s - time.perf_counter()))
+    t0 = time.perf_counter()
+    await asyncio.to_thread(action)
+    t1 = time.perf_counter()
+    await load
+    return out, (t0, t1)
+
+
+def rollback_under_load(port, sample, conns, rate, seconds, action, old: str, new: str, assigned_old) -> dict:
+    """`old` answers until `action` runs; afterwards only `new` may. assigned_old(entity): routed to `old` before."""
+    count = int(rate * seconds)
+    replies, (t0, t1) = asyncio.run(_paced(port, _requests(sample, count), conns, rate, action, seconds / 2))
+    failed = sum(1 for r in replies if r.status != 200)
+    third = sum(1 for r in replies if r.status == 200 and r.bundle not in (old, new))
+    wrong_side = sum(1 for r in replies if r.bundle == old and not assigned_old(r.entity))
+    late = [r for r in replies if r.bundle == old and r.sent >= t0]
+    switch = max((r.sent - t0 for r in late), default=0.0)
+    too_late = sum(1 for r in late if r.sent - t1 > TARGET_S)
+    lat = np.array([r.received - r.sent for r in replies if r.status == 200]) * 1e3
+    return {
+        "requests": len(replies),
+        "on_old_before": sum(1 for r in replies if r.bundle == old and r.sent < t0),
+        "switch_ms": switch * 1e3,
+        "write_ms": (t1 - t0) * 1e3,
+        "failed": failed,
+        "misrouted": third + wrong_side + too_late,
+        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+    }
+
+
+async def _closed(port: int, work: list[tuple[str, bytes]], conns: int) -> list[float]:
+    latencies: list[float] = []
+
+    async def one(shard):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _, request in shard:
+            t = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(x.split(b":", 1)[1]) for x in head.split(b"\r\n") if x.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t)
+        writer.close()
+
+    await asyncio.gather(*(one(work[c::conns]) for c in range(conns)))
+    return latencies
+
+
+def latency(pid: int, port: int, sample: list[dict], total: int, conns: int, rate: float) -> dict[str, float]:
+    """Closed loop (as fast as the server answers) with the server's CPU per request, and paced at `rate`."""
+    asyncio.run(_closed(port, _requests(sample, 100, offset=9_000_000), conns))  # warm-up
+    before = cpu_seconds(pid)
+    ms = np.array(asyncio.run(_closed(port, _requests(sample, total), conns))) * 1e3
+    cpu_ms = (cpu_seconds(pid) - before) * 1e3 / total
+    paced = paced_latency(port, sample, rate, total / rate, conns)
+    return {
+        "cpu_ms": cpu_ms,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "paced_p50": paced["p50"],
+        "paced_p99": paced["p99"],
+    }
+
+
+def paced_latency(port: int, sample: list[dict], rate: float, seconds: float, conns: int) -> dict[str, float]:
+    """p50/p99 at a steady request rate below saturation (what a caller sees on a healthy service)."""
+    replies, _ = asyncio.run(_paced(port, _requests(sample, int(rate * seconds)), conns, rate, lambda: None, 0.0))
+    ms = np.array([r.received - r.sent for r in replies if r.status == 200]) * 1e3
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
+
+
+def _wait_status(url: str, done, timeout_s: float = 30.0) -> dict:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body = httpx.get(f"{url}/status", timeout=5).json()
+        if done(body) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.05)
+
+
+def main() -> None:
+    from pipeline.registry import BundleStore
+    from pipeline.registry.aliases import rollback as alias_rollback
+    from pipeline.rollout import advance, rollback, start
+    from pipeline.serving.router import assign
+    from pipeline.spec.load import load_spec
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second during the rollback runs")
+    parser.add_argument("--conns", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each rollback run")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per latency case")
+    parser.add_argument("--latency-conns", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the latency cases (median)")
+    parser.add_argument("--rows", type=int, default=20000)
+    args = parser.parse_args()
+    spec = load_spec(SPEC_PATH).spec
+    env = {"KEEL_WORKERS": str(args.workers), "KEEL_MAX_CONCURRENCY": "256", "KEEL_TRIGGER_MIN_SAMPLES": "1000000"}
+    with tempfile.TemporaryDirectory(prefix="keel-bench-rollout-") as tmp:
+        home = Path(tmp) / "home"
+        champion = build_bundle(home, rows=args.rows)
+        challenger = build_bundle(home, rows=args.rows, champion=False, overrides=["model.params.num_leaves=15"]).tag
+        store, name, sample = BundleStore(home), champion.name, champion.sample
+        with running_service(home, env) as (url, proc):
+            port = int(url.rsplit(":", 1)[1])
+
+            def wait(done) -> None:
+                _wait_status(url, done)
+                time.sleep(0.2)  # /status answered from one worker: give the others a few watch ticks
+
+            rounds: dict[str, list[dict[str, float]]] = {"off": [], "canary": [], "shadow": []}
+            measure = lambda: latency(proc.pid, port, sample, args.requests, args.latency_conns, args.rate)  # noqa: E731
+            for n in range(args.rounds):  # interleaved, order rotated: drift in the machine's load hits every case
+                for case in ("off", "shadow", "canary")[n % 3 :] + ("off", "shadow", "canary")[: n % 3]:
+                    if case == "off":
+                        rounds["off"].append(measure())
+                        continue
+                    start(name, challenger, spec.rollout, "bench", store=store)
+                    wait(lambda s: (s["rollout"] or {}).get("shadow"))
+                    if case == "canary":
+                        advance(name, store=store)
+                        wait(lambda s: (s["rollout"] or {}).get("traffic") == 0.1 and s["rollout"]["routing"])
+                    rounds[case].append(measure())
+                    rollback(name, "bench round", store=store)
+                    wait(lambda s: not (s["rollout"] or {}).get("routing"))
+            off, canary, shadow = (_median(rounds[k]) for k in ("off", "canary", "shadow"))
+            state = start(name, challenger, spec.rollout, "bench", store=store)
+            state = advance(name, store=store)
+            for _ in range(2):
+                state = advance(name, store=store)
+            wait(lambda s: (s["rollout"] or {}).get("traffic") == 0.5 and s["rollout"]["routing"])
+            rid = state.rollout_id
+            on_challenger = lambda e: assign(rid, e, 0.5) == "challenger"  # noqa: E731
+            canary_rb = rollback_under_load(
+                port, sample, args.conns, args.rate, args.seconds,
+                lambda: rollback(name, "bench", store=store), challenger, champion.tag, on_challenger,
+            )  # fmt: skip
+
+            start(name, challenger, spec.rollout, "bench again", store=store)
+            for _ in range(5):
+                state = advance(name, store=store)
+            assert state.status == "completed"
+            wait(lambda s: s["bundle"] == challenger and s["standby"] == champion.tag)
+            standby_rb = rollback_under_load(
+                port, sample, args.conns, args.rate, args.seconds,
+                lambda: alias_rollback(name, "bench", store=store), challenger, champion.tag, lambda e: True,
+            )  # fmt: skip
+
+    print(f"rollout bench: workers={args.workers}, {args.rows}-row models, loopback, same 2-core machine")
+    print(f"rollback under load ({args.rate:.0f} req/s over {args.conns} connections, {args.seconds:.0f} s per run)")
+    print(
+        f"{'case':<36} {'requests':>8} {'old before':>10} {'switch ms':>9} {'write ms':>8} {'failed':>6} "
+        f"{'misrouted':>9} {'p99 ms':>7}"
+    )
+    for label, r in (
+        ("canary 50% -> champion (rollout)", canary_rb),
+        ("champion -> warm standby (aliases)", standby_rb),
+    ):
+        print(
+            f"{label:<36} {r['requests']:>8} {r['on_old_before']:>10} {r['switch_ms']:>9.1f} {r['write_ms']:>8.1f} "
+            f"{r['failed']:>6} {r['misrouted']:>9} {r['p99_ms']:>7.1f}"
+        )
+    print("(switch ms: from the rollback call until the last request the old side answered was sent; write ms: the")
+    print(" call itself, history + atomic replace + fsyncs; resolution: 2/rate between requests of one side;")
+    print(f" target < {TARGET_S * 1e3:.0f} ms and zero failed)")
+    print(
+        f"\n/score?explain=false latency in ms, {args.requests} requests per case over {args.latency_conns} "
+        f"connections, median of {args.rounds} interleaved rounds"
+    )
+    print(f"{'':<26} {'closed loop':^42} | {f'paced {args.rate:.0f} req/s':^32}")
+    print(
+        f"{'case':<26} {'cpu/req':>8} {'p50':>8} {'p99':>8} {'p99 ratio':>14} | {'p50':>8} {'p99':>8} {'p99 ratio':>14}"
+    )
+    for label, r in (("no rollout", off), ("canary 10% (routing)", canary), ("shadow (challenger copy)", shadow)):
+        print(
+            f"{label:<26} {r['cpu_ms']:>8.2f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['p99'] / off['p99']:>13.2f}x | "
+            f"{r['paced_p50']:>8.2f} {r['paced_p99']:>8.2f} {r['paced_p99'] / off['paced_p99']:>13.2f}x"
+        )
+    print(
+        "(cpu/req: server CPU ms per request, all worker processes; target: p99 with routing and shadow on < 1.2x off)"
+    )
+
+
+if __name__ == "__main__":
+    main()
