@@ -112,8 +112,14 @@ def categorical_values(column: pd.Series, levels: list[str], name: str) -> tuple
         )
     present = column.notna().to_numpy()
     if isinstance(dtype, pd.CategoricalDtype):
-        values = column.astype(object).map({c: str(c) for c in dtype.categories})
-    elif not pd.api.types.is_object_dtype(dtype) and pd.api.types.is_string_dtype(dtype):
+        # Recode through the few categories instead of mapping every row as a Python object (~0.4 s per
+        # million rows): each category is compared as str(category), exactly as the row-wise path did.
+        position = {level: i for i, level in enumerate(levels)}
+        lookup = np.array([position.get(str(c), -1) for c in dtype.categories] + [-1], dtype=np.int64)
+        codes = lookup[column.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing -1
+        encoded = pd.Categorical.from_codes(codes, categories=levels)
+        return encoded, int(np.count_nonzero((codes == -1) & present))
+    if not pd.api.types.is_object_dtype(dtype) and pd.api.types.is_string_dtype(dtype):
         values = column.astype(object)
     else:
         values = column.astype(object).map(lambda v: v if isinstance(v, str) else str(v))

@@ -7,7 +7,10 @@ built for listed entities: tree SHAP is the expensive part.
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,25 +45,55 @@ def latest_snapshot(frame: pd.DataFrame, entity_id: str, timestamp: str | None) 
 
 
 def score_high_risk(
-    bundle: TabularBundle, frame: pd.DataFrame, entity_id: str, threshold: float, top_k: int | None = None
+    bundle: TabularBundle,
+    frame: pd.DataFrame,
+    entity_id: str,
+    threshold: float,
+    top_k: int | None = None,
+    reasons: int = 3,
 ) -> HighRiskList:
-    """Every entity at or above `threshold` (or the top_k when given), ranked, with top reasons."""
+    """Every entity at or above `threshold` (or the top_k when given), ranked, with up to `reasons` reasons.
+
+    `reasons=0` skips tree SHAP (by far the slowest step) and leaves every entity's reason list empty.
+    """
     features = add_derived(frame, bundle.derived) if bundle.derived else frame
     probability = bundle.model.predict_proba(features[bundle.model.features])
     order = np.argsort(-probability, kind="stable")
     chosen = order[:top_k] if top_k else order[probability[order] >= threshold]
     listed = features.iloc[chosen]
-    reasons = top_reasons(bundle.model, listed[bundle.model.features], bundle.reference, n=3) if len(chosen) else []
+    with _gc_paused():
+        if reasons > 0 and len(chosen):
+            worded = top_reasons(bundle.model, listed[bundle.model.features], bundle.reference, n=reasons)
+        else:
+            worded = [[] for _ in range(len(chosen))]
     result = pd.DataFrame(
         {
             entity_id: listed[entity_id].astype("string").to_numpy(),
             "probability": probability[chosen],
             "rank": np.arange(1, len(chosen) + 1),
-            "reasons": list(reasons),
+            "reasons": worded,
             "bundle": bundle.tag,
         }
     )
     return HighRiskList(result, len(frame))
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while one small list per listed entity is built.
+
+    A few hundred thousand fresh lists trigger full collections that walk every object the process
+    holds (pandas, Prefect, LightGBM...): 0.4 s for 270k empty lists in the batch bench, 0.04 s paused.
+    Lists of strings form no cycles, so the collector has nothing to find in them afterwards.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def write_redis(url: str, spec_name: str, scores: pd.DataFrame, entity_id: str, ttl_seconds: int = 8 * 86400) -> int:
