@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.data.errors import DataSourceError, TrainingDataError
+from pipeline.prefect_target import PrefectUnreachable, prefect_api
 from pipeline.spec.errors import Problem, SpecError
 
 if TYPE_CHECKING:
@@ -136,7 +137,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read {args.data}: the file does not exist")  # before Prefect starts
     from flows.validate import run_validation
 
-    summary = run_validation(loaded, data_path=args.data)
+    with prefect_api(loaded.spec.runtime.prefect_api_url):
+        summary = run_validation(loaded, data_path=args.data)
     _emit(args, summary["text"], {k: v for k, v in summary.items() if k != "text"})
     return EXIT_OK if summary["status"] == "ok" else EXIT_NO
 
@@ -149,7 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args)
     from flows.lifecycle import run_lifecycle
 
-    summary = run_lifecycle(loaded)
+    with prefect_api(loaded.spec.runtime.prefect_api_url):
+        summary = run_lifecycle(loaded)
     _emit(args, summary["text"], {k: v for k, v in summary.items() if k != "text"})
     return EXIT_OK if summary["status"] == "ok" else EXIT_NO
 
@@ -159,13 +162,14 @@ def _run_sweep(args: argparse.Namespace) -> int:
     jobs, specs = _load_sweep(args)
     from flows.sweep import render_text, sweep_flow
 
-    summary = sweep_flow(
-        str(args.spec),
-        [{"index": j.index, "overrides": list(j.overrides), "swept": list(j.swept)} for j in jobs],
-        [str(d) for d in specs[0].conf_dirs],
-        specs[0].spec.selection.metric or "auc",
-        args.promote_best,
-    )
+    with prefect_api(specs[0].spec.runtime.prefect_api_url):
+        summary = sweep_flow(
+            str(args.spec),
+            [{"index": j.index, "overrides": list(j.overrides), "swept": list(j.swept)} for j in jobs],
+            [str(d) for d in specs[0].conf_dirs],
+            specs[0].spec.selection.metric or "auc",
+            args.promote_best,
+        )
     _emit(args, render_text(summary), summary)
     return {"ok": EXIT_OK, "failed": EXIT_NO}.get(summary["status"], EXIT_BAD)
 
@@ -384,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc.render(), {"status": "error", "problems": [p.to_dict() for p in exc.problems]})
     except TrainingDataError as exc:
         return _fail(args, f"keel: {exc}", {"status": "failed", "reasons": [str(exc)]}, EXIT_NO)
-    except (UsageError, DataSourceError) as exc:
+    except (UsageError, DataSourceError, PrefectUnreachable) as exc:
         return _fail(args, f"keel: {exc}", {"status": "error", "problems": [{"reason": str(exc)}]})
     except KeyboardInterrupt:
         return 130

@@ -357,7 +357,11 @@ class RuntimeSpec(Strict):
     runs_dir: str = Field("runs", description="where run directories go (relative to the working directory)")
     bentoml_home: str | None = Field(None, description="BentoML store; default: BENTOML_HOME or ~/bentoml")
     redis_url: str | None = None
-    prefect_api_url: str | None = Field(None, description="a Prefect server; absent: an ephemeral one")
+    prefect_api_url: str | None = Field(
+        None,
+        description="a Prefect server's API (http://127.0.0.1:4200/api) that flows report to, health-checked "
+        "first; PREFECT_API_URL in the environment wins; absent: an ephemeral one",
+    )
 
 
 # ---------------------------------------------------------------- the spec
