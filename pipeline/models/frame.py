@@ -123,8 +123,11 @@ def categorical_values(column: pd.Series, levels: list[str], name: str) -> tuple
         values = column.astype(object)
     else:
         values = column.astype(object).map(lambda v: v if isinstance(v, str) else str(v))
-    encoded = pd.Categorical(values.where(present, None), categories=levels)
-    unseen = int(np.count_nonzero((encoded.codes == -1) & present))
+    # get_indexer gives -1 for unseen values and for missing ones; pd.Categorical(values, categories=...)
+    # silently did the same but pandas 3 deprecates values outside the categories (Pandas4Warning).
+    codes = pd.Index(levels, dtype=object).get_indexer(values.where(present, None))
+    encoded = pd.Categorical.from_codes(codes, categories=levels)
+    unseen = int(np.count_nonzero((codes == -1) & present))
     return encoded, unseen
 
 

@@ -57,3 +57,14 @@ def test_a_million_rows_match_too() -> None:
     want, want_unseen = row_by_row(column, LEVELS)
     np.testing.assert_array_equal(got.codes, want.codes, strict=True)
     assert unseen == want_unseen == int(np.count_nonzero(codes == 1))
+
+
+@pytest.mark.parametrize("dtype", [object, "string"])
+def test_plain_text_with_unseen_values_matches_without_a_pandas_warning(dtype) -> None:
+    column = pd.Series(["gold", "basic", None, "family", "gold"], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas 3 deprecates values outside the categories
+        got, unseen = categorical_values(column, LEVELS, "plan_type")
+    assert list(got.categories) == LEVELS
+    assert got.codes.tolist() == [-1, 0, -1, 3, -1]
+    assert unseen == 2
