@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,75 +30,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_serving import cpu_seconds  # noqa: E402
+from pipeline.rollout.drill import TARGET_S, http_request, paced  # noqa: E402
 from tests.integration.serving_fixtures import SPEC_PATH, build_bundle, running_service  # noqa: E402
-
-TARGET_S = 0.100
-
-
-@dataclass
-class Reply:
-    sent: float
-    received: float
-    status: int
-    bundle: str | None
-    entity: str
 
 
 def _requests(sample: list[dict], count: int, offset: int = 0) -> list[tuple[str, bytes]]:
     out = []
     for i in range(count):
         entity = f"sub-{offset + i:07d}"
-        body = json.dumps({**sample[i % len(sample)], "subscriber_id": entity}).encode()
-        head = "POST /score?explain=false HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        out.append((entity, (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body))
+        out.append((entity, http_request("/score?explain=false", {**sample[i % len(sample)], "subscriber_id": entity})))
     return out
 
 
-async def _connection(port: int, work: list[tuple[str, bytes]], interval: float, start: float, out: list[Reply]):
-    """Send `work` in order, one every `interval` seconds from `start` (paced), recording every reply."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        for n, (entity, request) in enumerate(work):
-            delay = start + n * interval - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            sent = time.perf_counter()
-            try:
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                body = await reader.readexactly(length)
-                status = int(head.split(b" ", 2)[1])
-                bundle = json.loads(body).get("bundle") if status == 200 else None
-            except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration):
-                out.append(Reply(sent, time.perf_counter(), 0, None, entity))
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                continue
-            out.append(Reply(sent, time.perf_counter(), status, bundle, entity))
-    finally:
-        writer.close()
-
-
 async def _paced(port: int, work: list[tuple[str, bytes]], conns: int, rate: float, action, at_s: float):
-    """Run the load; call `action()` (blocking, on a thread) `at_s` seconds in; returns replies and (t0, t1) of it."""
-    out: list[Reply] = []
-    interval = conns / rate
-    start = time.perf_counter() + 0.05
-    shards = [work[c::conns] for c in range(conns)]
-    starts = [start + c * interval / conns for c in range(conns)]  # staggered: one request every 1/rate s
-    load = asyncio.gather(
-        *(_connection(port, shard, interval, at, out) for shard, at in zip(shards, starts, strict=True))
-    )
-    await asyncio.sleep(max(0.0, start + at_s - time.perf_counter()))
-    t0 = time.perf_counter()
-    await asyncio.to_thread(action)
-    t1 = time.perf_counter()
-    await load
-    return out, (t0, t1)
+    """The drill's paced load (pipeline/rollout/drill.py) with one action `at_s` seconds in."""
+    out, times = await paced("127.0.0.1", port, work, conns, rate, [(at_s, action)])
+    return out, times[0]
 
 
 def rollback_under_load(port, sample, conns, rate, seconds, action, old: str, new: str, assigned_old) -> dict:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from pipeline.data.errors import DataSourceError
 from pipeline.data.prepare import Prepared
+from pipeline.fairness.sections import Sections, classification_sections
 from pipeline.gates.evaluate import GateReport, evaluate_gates
 from pipeline.metrics import calibration_table, classification_metrics, lift_by_decile
 from pipeline.models import TabularModel
@@ -60,7 +63,45 @@ def reference_metrics(spec: Spec, store: BundleStore) -> tuple[dict | None, dict
     return champion, baseline, champion_tag
 
 
+def promoted_history(spec: Spec, store: BundleStore, limit: int = 100) -> list[dict[str, Any]]:
+    """Metrics of the models promoted to champion, newest first (`vs: baseline` gates pick their window).
+
+    Rolled-back champions are left out: a model that failed in production is no yardstick.
+    """
+    try:
+        events = history(spec.name, store=store)
+    except RegistryError:
+        return []
+    failed = {e["from"] for e in events if e.get("action") == "rollback" and e.get("alias") == "champion"}
+    tags = [e["to"] for e in reversed(events) if e.get("action") == "promote" and e.get("alias") == "champion"]
+    metrics = []
+    for tag in [t for t in dict.fromkeys(tags) if t and t not in failed][:limit]:
+        try:
+            metrics.append(store.get(tag).manifest.metrics)
+        except RegistryError:  # a deleted bundle leaves a gap, not an error
+            continue
+    return metrics
+
+
 @task(cache_policy=NO_CACHE)
-def gate(spec: Spec, metrics: dict[str, Any], store: BundleStore) -> tuple[GateReport, str | None]:
+def gate(
+    spec: Spec, metrics: dict[str, Any], store: BundleStore, insufficient: dict[str, str] | None = None
+) -> tuple[GateReport, str | None]:
+    """`insufficient`: fairness/causal metrics without enough data, reported as such (docs/adr/0015)."""
     champion, baseline, champion_tag = reference_metrics(spec, store)
-    return evaluate_gates(spec.gates, metrics, spec.task, champion, baseline), champion_tag
+    promoted = promoted_history(spec, store)
+    report = evaluate_gates(spec.gates, metrics, spec.task, champion, baseline, promoted, insufficient=insufficient)
+    return report, champion_tag
+
+
+@task(cache_policy=NO_CACHE)
+def fairness_causal(spec: Spec, model: TabularModel, data: Prepared, base_dir: Path, run_path: Path) -> Sections:
+    """The spec's fairness (test split, by group) and causal sections; empty when neither is declared."""
+    if spec.fairness is None and spec.causal is None:
+        return Sections()
+    test = data.splits["test"]
+    p = model.predict_proba(test[model.features])
+    try:
+        return classification_sections(spec, data.labels("test", spec.data), p, test, base_dir, run_path)
+    except DataSourceError as exc:  # e.g. a group column the data lacks: said in the report, gates on it fail
+        return Sections(notes=[f"fairness/causal not evaluated: {exc}"])

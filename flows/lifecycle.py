@@ -18,9 +18,10 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.evaluate import evaluate_model, gate
+from flows.evaluate import evaluate_model, fairness_causal, gate
 from flows.train import fingerprint, fit_model, prepare_data, select_challenger
 from pipeline.contracts.profile import build_profile
+from pipeline.fairness.sections import render_markdown as render_sections
 from pipeline.gates.evaluate import render_markdown
 from pipeline.models.explain import FeatureReference
 from pipeline.registry import BundleStore, promote, save_bundle
@@ -110,7 +111,9 @@ def run_flow(
     model_spec, selection = select_challenger(spec, data)
     model = fit_model(spec, model_spec, data)
     evaluation = evaluate_model(spec, model, data)
-    gate_report, champion_tag = gate(spec, evaluation["metrics"], store)
+    sections = fairness_causal(spec, model, data, loaded.base_dir, run.path)
+    evaluation["metrics"] |= sections.metrics()  # gate-able by name, stored for vs champion / baseline
+    gate_report, champion_tag = gate(spec, evaluation["metrics"], store, sections.insufficient())
     promoted = gate_report.passed and sweep is None
     tag = register(loaded, model, data, evaluation, gate_report, run, store, promoted, sweep)
     scoring = batch_score(loaded, tag, data, run, store) if promoted else {}
@@ -137,8 +140,10 @@ def run_flow(
         "calibration": evaluation["calibration"],
         "lift": evaluation["lift"],
         "scoring": scoring,
+        "fairness_causal": sections.to_dict() if sections.declared else None,
     }
     markdown = render_markdown(gate_report, f"Gate report — {spec.name} ({tag})") + _summary(report)
+    markdown += render_sections(sections)
     run.write_json("run_report.json", report)
     run.write_text("gate_report.md", markdown)
     create_markdown_artifact(markdown=markdown, key=f"{spec.name}-gates", description="Keel gate report")

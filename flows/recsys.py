@@ -23,10 +23,14 @@ from flows.validate import check_contract, write_outputs
 from pipeline.contracts.result import ContractResult
 from pipeline.data.errors import DataSourceError, TrainingDataError
 from pipeline.data.prepare import load_frame
+from pipeline.fairness.sections import Sections, recommendation_sections
+from pipeline.fairness.sections import render_markdown as render_sections
 from pipeline.gates.evaluate import GateReport, render_markdown
 from pipeline.recsys import system
 from pipeline.recsys.bundle import write_recsys_dir
 from pipeline.recsys.examples import RecExamples
+from pipeline.recsys.online_features import publish_online_features
+from pipeline.recsys.serving_state import serving_state
 from pipeline.registry import BundleStore, promote, save_bundle
 from pipeline.runs import RunDir, code_version, create_run_dir
 from pipeline.spec.load import LoadedSpec, load_spec
@@ -94,6 +98,19 @@ def fit_ranker(spec: Spec, inputs: dict[str, Any], retrieval: system.Retrieval) 
 
 
 @task(cache_policy=NO_CACHE)
+def fairness_task(
+    spec: Spec, recommender: system.Recommender, ex: RecExamples, tables: system.RecTables, base_dir: Path, run: RunDir
+) -> Sections:
+    """Exposure and user-side fairness of the final lists, the exposure guarantee's effect, the causal ATE."""
+    if spec.fairness is None and spec.causal is None:
+        return Sections()
+    try:
+        return recommendation_sections(spec, recommender, ex, tables, base_dir, run.path)
+    except DataSourceError as exc:  # a group column the tables lack: bad input, said in one line
+        return Sections(notes=[f"fairness/causal not evaluated: {exc}"])
+
+
+@task(cache_policy=NO_CACHE)
 def evaluate_task(spec: Spec, recommender: system.Recommender, ex: RecExamples):
     return system.evaluate(spec, recommender, ex, spec.evaluation.top_k)
 
@@ -110,8 +127,9 @@ def register(
     gate_report: GateReport,
     run: RunDir,
     store: BundleStore,
+    sweep: dict[str, Any] | None = None,
 ) -> str:
-    """One bundle, passed or not; promoted to champion only when every blocking gate passed."""
+    """One bundle, passed or not; promoted to champion only when every blocking gate passed (never in a sweep)."""
     spec = loaded.spec
     data = spec.data
     items = pd.DataFrame({data.item: ex.item_map.ids})
@@ -141,6 +159,7 @@ def register(
             loaded.to_yaml(),
             {"test": evaluation["metrics"], "stages": evaluation["stages"], "gates": gate_report.to_dict()},
             info,
+            serving=serving_state(spec, tables, ex, recommender.retrieval, system.all_positive_matrix(ex)),
         )
         ref = save_bundle(
             spec.name,
@@ -155,10 +174,13 @@ def register(
                 "family": "two_tower",
                 "run_dir": str(run.path),
                 "ranker_used": recommender.ranking.ranker is not None,
+                **({"sweep": sweep["id"]} if sweep else {}),
             },
             store=store,
         )
-    if gate_report.passed:
+    # online features go to Redis (when configured) before the bundle can become champion
+    publish_online_features(spec, ref.tag, recommender.builder, ex.user_map.ids, ex.item_map.ids)
+    if gate_report.passed and sweep is None:
         promote(spec.name, ref.tag, reason=f"gates passed in {run.path.name}", store=store)
     return ref.tag
 
@@ -178,7 +200,13 @@ def batch_task(spec: Spec, recommender: system.Recommender, ex: RecExamples, run
 
 
 @flow(name="keel-run-recsys", log_prints=True)
-def recsys_flow(spec_path: str, overrides: list[str] | None = None, conf_dirs: list[str] | None = None) -> dict:
+def recsys_flow(
+    spec_path: str,
+    overrides: list[str] | None = None,
+    conf_dirs: list[str] | None = None,
+    sweep: dict[str, Any] | None = None,
+) -> dict:
+    """One run. A sweep job (`sweep` set) registers but never promotes: docs/adr/0009-sweeps.md."""
     loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
     spec = loaded.spec
     run = create_run_dir(loaded, "run")
@@ -191,10 +219,12 @@ def recsys_flow(spec_path: str, overrides: list[str] | None = None, conf_dirs: l
     recommender = fit_ranker(spec, inputs, retrieval)
     metrics, stages, diversity = evaluate_task(spec, recommender, ex)
     metrics = {k: v for k, v in system.finite(metrics).items() if v is not None}
-    gate_report, champion_tag = gate(spec, metrics, store)
+    sections = fairness_task(spec, recommender, ex, tables, loaded.base_dir, run)
+    metrics |= sections.metrics()  # gate-able by name, stored for vs champion / baseline
+    gate_report, champion_tag = gate(spec, metrics, store, sections.insufficient())
     evaluation = {"metrics": metrics, "stages": stages}
-    tag = register(loaded, model, index, recommender, tables, ex, evaluation, gate_report, run, store)
-    promoted = gate_report.passed
+    tag = register(loaded, model, index, recommender, tables, ex, evaluation, gate_report, run, store, sweep)
+    promoted = gate_report.passed and sweep is None
     scoring = batch_task(spec, recommender, ex, run) if promoted else {}
     report = {
         "spec_name": spec.name,
@@ -204,11 +234,12 @@ def recsys_flow(spec_path: str, overrides: list[str] | None = None, conf_dirs: l
         "status": "ok" if gate_report.passed else "failed",
         "bundle": tag,
         "promoted": promoted,
-        "promotion": "promoted to champion" if promoted else "NOT promoted (a gate said no)",
+        "promotion": "promoted to champion" if promoted else _held(gate_report.passed, sweep),
         "previous_champion": champion_tag,
         "model_family": "two_tower",
         "selection_metric": spec.selection.metric or "ndcg@10",
         "selection": [],
+        "sweep": sweep,
         "rows": {
             "in": contract.rows_in,
             "quarantined": contract.rows_quarantined,
@@ -232,12 +263,22 @@ def recsys_flow(spec_path: str, overrides: list[str] | None = None, conf_dirs: l
         "gates": gate_report.to_dict(),
         "scoring": scoring,
         "outputs": outputs,
+        "fairness_causal": sections.to_dict() if sections.declared else None,
     }
     markdown = render_markdown(gate_report, f"Gate report — {spec.name} ({tag})") + render_summary(report)
+    markdown += render_sections(sections)
     run.write_json("run_report.json", report)
     run.write_text("gate_report.md", markdown)
     create_markdown_artifact(markdown=markdown, key=f"{spec.name}-gates", description="Keel recommendation report")
+    if sweep and gate_report.passed:  # kept in memory (not in the report file) for `--promote-best`
+        report["batch_after_promotion"] = lambda: batch_task(spec, recommender, ex, run)
     return report
+
+
+def _held(passed: bool, sweep: dict[str, Any] | None) -> str:
+    if not passed or not sweep:
+        return "NOT promoted (a gate said no)"
+    return f"gates passed, held: sweep job {sweep['job']} of {sweep['jobs']} (only --promote-best promotes)"
 
 
 def render_summary(report: dict[str, Any]) -> str:

@@ -4,7 +4,8 @@ Jobs run one after another under a `keel-sweep` parent flow (one temporary Prefe
 server for the whole sweep, one flow run per job in the UI). Every job registers its
 bundle and is gated against the registry as it stood before the sweep; none promotes.
 With `promote_best`, the best gate-passed job (by the selection metric on the test
-split) is promoted at the end and writes the high-risk list. Why: docs/adr/0009-sweeps.md.
+split) is promoted at the end and writes the high-risk list (churn) or its batch top-K
+(recommendation). Why: docs/adr/0009-sweeps.md.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,35 +36,51 @@ def sweep_flow(
     spec_path: str,
     jobs: list[dict[str, Any]],
     conf_dirs: list[str] | None = None,
-    metric: str = "auc",
+    metric: str | None = None,
     promote_best: bool = False,
 ) -> dict[str, Any]:
-    """Run every job (dicts with `index`, `overrides`, `swept`), then rank, maybe promote, report."""
+    """Run every job (dicts with `index`, `overrides`, `swept`), then rank, maybe promote, report.
+
+    `metric` defaults to the spec's task default: auc (churn), ndcg@10 (recommendation).
+    """
     conf = [Path(d) for d in conf_dirs or []]
     first = load_spec(spec_path, jobs[0]["overrides"], conf).spec
+    metric = metric or DEFAULT_METRIC.get(first.task, "auc")
     sweep_dir = _sweep_dir(Path(first.runtime.runs_dir) / first.name, spec_path, jobs)
     sweep_id = sweep_dir.name
     plan = {"sweep": sweep_id, "spec": spec_path, "metric": metric, "promote_best": promote_best, "jobs": jobs}
     atomic_write_text(sweep_dir / "sweep.json", json.dumps(plan, indent=2) + "\n")
     rows = []
+    batches: dict[int, Callable[[], dict[str, Any]]] = {}  # recommendation: the leading jobs' batch top-K
     for job in jobs:
         sweep = {"id": sweep_id, "job": job["index"], "jobs": len(jobs), "overrides": job["swept"]}
         print(f"sweep {sweep_id}: job {job['index']}/{len(jobs)} {' '.join(job['swept'])}")
         try:
-            report = run_flow(spec_path, job["overrides"], conf_dirs, sweep=sweep)
+            report = run_job(first.task, spec_path, job["overrides"], conf_dirs, sweep)
         except TrainingDataError as exc:  # the data said no, as a gate would: exit 1
             rows.append(_row(job, "failed", reason=" ".join(str(exc).split())))
         except (DataSourceError, SpecError) as exc:  # bad input only this job met (a swept data.source): exit 2
             rows.append(_row(job, "error", reason=" ".join(str(exc).split())))
         else:
             rows.append(_row(job, report["status"], report=report, metric=metric))
-    best = rank(rows, metric)
+            if promote_best and "batch_after_promotion" in report:
+                batches[job["index"]] = report["batch_after_promotion"]
+        leaders = {row["job"] for row in rank(rows, metric, first.task).values()}
+        batches = {index: run for index, run in batches.items() if index in leaders}  # free the others' models
+    best = rank(rows, metric, first.task)
     for name, row in best.items():
         row["best"] = True
         if promote_best:
             job = next(j for j in jobs if j["index"] == row["job"])
             reason = f"best test {metric} of sweep {sweep_id} (job {row['job']} of {len(jobs)})"
-            row["scoring"] = promote_job(spec_path, job["overrides"], conf_dirs, row["bundle"], row["run_dir"], reason)
+            if first.task == "recommendation":
+                row["scoring"] = promote_recsys_job(
+                    spec_path, job["overrides"], conf_dirs, row["bundle"], row["run_dir"], reason, batches[row["job"]]
+                )
+            else:
+                row["scoring"] = promote_job(
+                    spec_path, job["overrides"], conf_dirs, row["bundle"], row["run_dir"], reason
+                )
             row["promoted"] = True
             print(f"sweep {sweep_id}: promoted {row['bundle']} to champion of {name}")
     status = _status(rows)
@@ -84,6 +102,59 @@ def sweep_flow(
     return summary
 
 
+DEFAULT_METRIC = {"binary_classification": "auc", "recommendation": "ndcg@10"}
+
+
+def run_job(
+    task: str, spec_path: str, overrides: list[str], conf_dirs: list[str] | None, sweep: dict[str, Any]
+) -> dict[str, Any]:
+    """One sweep job as its task's keel-run flow; bad input and untrainable data raise, as in a lone run."""
+    if task != "recommendation":
+        return run_flow(spec_path, overrides, conf_dirs, sweep=sweep)
+    from flows.recsys import recsys_flow
+
+    report = recsys_flow(spec_path, overrides, conf_dirs, sweep=sweep)
+    if "error" in report:
+        raise report["error"]
+    return report
+
+
+def promote_recsys_job(
+    spec_path: str,
+    overrides: list[str],
+    conf_dirs: list[str] | None,
+    tag: str,
+    run_dir: str,
+    reason: str,
+    batch: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """Promote a recommendation sweep job's bundle, then write its batch top-K as a promoting run does.
+
+    `batch` holds the job's fitted recommender: unlike the churn model, it is not rebuilt from
+    the bundle, so the sweep keeps the current best job's in memory (one at a time). Its
+    batch_task runs as a task of the sweep flow.
+    """
+    loaded = load_spec(spec_path, overrides, [Path(d) for d in conf_dirs or []])
+    promote(loaded.spec.name, tag, reason=reason, store=bundle_store(loaded))
+    scoring = batch()
+    _record_promotion(
+        RunDir(Path(run_dir)),
+        reason,
+        scoring,
+        f"- batch: top-{scoring['top_k']} for {scoring['users']:,} users ({scoring['rows']:,} rows): "
+        f"`{scoring['parquet']}`",
+    )
+    return scoring
+
+
+def _record_promotion(run: RunDir, reason: str, scoring: dict[str, Any], listing: str) -> None:
+    report = json.loads((run / "run_report.json").read_text())
+    report.update(promoted=True, promotion=f"promoted to champion after the sweep: {reason}", scoring=scoring)
+    run.write_json("run_report.json", report)
+    promoted = f"\n## Promotion\n\n- promoted to champion after the sweep: {reason}\n{listing}\n"
+    run.write_text("gate_report.md", (run / "gate_report.md").read_text() + promoted)
+
+
 @flow(name="keel-sweep-promote", log_prints=True)
 def promote_job(
     spec_path: str, overrides: list[str], conf_dirs: list[str] | None, tag: str, run_dir: str, reason: str
@@ -98,18 +169,14 @@ def promote_job(
     promote(loaded.spec.name, tag, reason=reason, store=store)
     run = RunDir(Path(run_dir))
     scoring = batch_score(loaded, tag, prepare_data(loaded.spec, loaded.base_dir), run, store)
-    report = json.loads((run / "run_report.json").read_text())
-    report.update(promoted=True, promotion=f"promoted to champion after the sweep: {reason}", scoring=scoring)
-    run.write_json("run_report.json", report)
     listing = f"- high-risk list: {scoring['listed']:,} of {scoring['scored']:,} entities: `{scoring['high_risk_csv']}`"
-    promoted = f"\n## Promotion\n\n- promoted to champion after the sweep: {reason}\n{listing}\n"
-    run.write_text("gate_report.md", (run / "gate_report.md").read_text() + promoted)
+    _record_promotion(run, reason, scoring, listing)
     return scoring
 
 
-def rank(rows: list[dict[str, Any]], metric: str) -> dict[str, dict[str, Any]]:
+def rank(rows: list[dict[str, Any]], metric: str, task: str = "binary_classification") -> dict[str, dict[str, Any]]:
     """Per spec name, the gate-passed job with the best test `metric`; ties go to the earlier job."""
-    info = metric_info(metric, "binary_classification")
+    info = metric_info(metric, task)
     higher = info.higher_is_better if info else True
     best: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -150,7 +217,12 @@ def _row(
         "spec_name": report["spec_name"],
         "value": report["metrics"].get(metric),
         "gate_passed": report["gates"]["passed"],
-        "failed_gates": [g["name"] for g in report["gates"]["gates"] if not g["passed"]],
+        # a non-blocking "insufficient data" gate (docs/adr/0015) neither passed nor failed: not listed
+        "failed_gates": [
+            g["name"]
+            for g in report["gates"]["gates"]
+            if not g["passed"] and not (g.get("insufficient") and not g["blocking"])
+        ],
         "model_family": report["model_family"],
         "bundle": report["bundle"],
         "run_dir": report["run_dir"],

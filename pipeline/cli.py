@@ -118,16 +118,60 @@ def cmd_diff(args: argparse.Namespace) -> int:
     else:
         if args.new is None:
             raise UsageError("keel diff needs OLD.yaml NEW.yaml, or SPEC --against <git-rev>")
-        old_resolved = load_spec(args.spec, args.overrides, conf).resolved
+        old = load_spec(args.spec, args.overrides, conf)
+        old_resolved = old.resolved
         new = load_spec(args.new, args.overrides, conf)
         labels = (str(args.spec), str(args.new))
     changes = diff_specs(old_resolved, new.resolved)
     head = f"--- {labels[0]}\n+++ {labels[1]}\n"
+    text, extra = head + render(changes), {}
+    if args.backtest is not None:  # both specs replayed over one history (pipeline/backtest)
+        from pipeline.backtest.commands import diff_backtest
+        from pipeline.backtest.history import HistoryError
+
+        try:
+            timelines, extra["backtest"] = diff_backtest(old.spec, new.spec, args.backtest, labels)
+        except HistoryError as exc:
+            raise UsageError(str(exc)) from None
+        text += "\n" + timelines
     _emit(
         args,
-        head + render(changes),
-        {"status": "ok", "old": labels[0], "new": labels[1], "changes": [c.to_dict() for c in changes]},
+        text,
+        {"status": "ok", "old": labels[0], "new": labels[1], "changes": [c.to_dict() for c in changes], **extra},
     )
+    return EXIT_OK
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """`keel backtest SPEC --history FILE.parquet [--all]`: the spec's triggers and gates over recorded days."""
+    loaded = _load(args)
+    from pipeline.backtest.commands import backtest_command
+    from pipeline.backtest.history import HistoryError
+
+    try:
+        text, payload = backtest_command(loaded.spec, args.history, args.all)
+    except HistoryError as exc:
+        raise UsageError(str(exc)) from None
+    _emit(args, "" if args.json else text, payload)
+    return EXIT_OK
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """`keel schedule SPEC [--register-only]`: Prefect deployments with the spec's cron schedules, served here."""
+    loaded = _load(args)
+    api = os.environ.get("PREFECT_API_URL") or loaded.spec.runtime.prefect_api_url
+    if not api:
+        raise UsageError("keel schedule needs a Prefect server: set PREFECT_API_URL or runtime.prefect_api_url")
+    os.environ["PREFECT_API_URL"] = api
+    from flows.schedule import register, serve
+
+    registered = register(loaded)
+    lines = [f"deployment {d['name']}: cron {', '.join(c for c in d['cron'] if c) or 'none'}" for d in registered]
+    _emit(args, "\n".join([*lines, f"registered on {api}"]), {"status": "ok", "api": api, "deployments": registered})
+    if not args.register_only:
+        print("serving the deployments here (scheduled and UI-started runs execute in this process; Ctrl-C stops)")
+        sys.stdout.flush()
+        serve(loaded)
     return EXIT_OK
 
 
@@ -167,7 +211,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
             str(args.spec),
             [{"index": j.index, "overrides": list(j.overrides), "swept": list(j.swept)} for j in jobs],
             [str(d) for d in specs[0].conf_dirs],
-            specs[0].spec.selection.metric or "auc",
+            specs[0].spec.selection.metric,  # None: the task's default (flows/sweep.py DEFAULT_METRIC)
             args.promote_best,
         )
     _emit(args, render_text(summary), summary)
@@ -239,6 +283,14 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     home = loaded.spec.runtime.bentoml_home
     store = BundleStore(Path(home) if home else None)
     reason = args.reason or f"keel rollout {args.action}"
+    if args.action in ROLLOUT_EXTRA_ACTIONS:  # bodies in pipeline/rollout/commands.py
+        from pipeline.rollout.commands import rollout_action
+
+        code, human, payload = rollout_action(args, loaded, store)
+        if code:
+            return _fail(args, human, payload, code)
+        _emit(args, human, payload)
+        return EXIT_OK
     try:
         if args.action == "status":
             state = status(name, store=store)
@@ -291,6 +343,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK if code in (0, 130) else EXIT_NO
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """`keel monitor SPEC [--data FILE] [--as-of DATE]`: exit 1 when the spec's triggers prescribe a retrain."""
+    loaded = _load(args)
+    if args.data is not None and not args.data.is_file():
+        raise UsageError(f"cannot read {args.data}: the file does not exist")
+    from flows.monitor import run_monitor
+    from pipeline.monitoring.decision import exit_status
+
+    summary = run_monitor(loaded, data_path=args.data, as_of=args.as_of, start_retrain=args.retrain)
+    _emit(args, summary["text"], {"status": "ok", **{k: v for k, v in summary.items() if k != "text"}})
+    return exit_status(summary["decision"])
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """`keel simulate SPEC --days N [--inject FAULT]`: exit 0 when the rollout ended as the spec prescribes."""
+    if not 1 <= args.days <= 365 or args.requests_per_day < 1:
+        raise UsageError("--days must be 1..365 and --requests-per-day at least 1")
+    from pipeline.rollout.commands import simulate_command
+
+    code, human, payload = simulate_command(args, _load(args))
+    if code:
+        print(human)
+        return _fail(args, "keel simulate: the rollout did not end as the spec prescribes", payload, code)
+    _emit(args, human, payload)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keel",
@@ -320,6 +399,14 @@ def build_parser() -> argparse.ArgumentParser:
     diff = verb("diff", cmd_diff, "explain in words what changes between two specs")
     diff.add_argument("--new", type=Path, default=None, help=argparse.SUPPRESS)
     diff.add_argument("--against", metavar="REV", help="compare SPEC with itself at a git revision")
+    diff.add_argument(
+        "--backtest", type=Path, default=None, metavar="FILE", help="also replay a history under both specs"
+    )
+    backtest = verb("backtest", cmd_backtest, "replay a recorded daily history through the spec's triggers and gates")
+    backtest.add_argument("--history", type=Path, required=True, help="Parquet: one row per day (docs/cli.md)")
+    backtest.add_argument("--all", action="store_true", help="also list evaluations below threshold")
+    schedule = verb("schedule", cmd_schedule, "register the spec's retrain/monitor Prefect deployments and serve them")
+    schedule.add_argument("--register-only", action="store_true", help="register the deployments, do not serve them")
     validate = verb("validate", cmd_validate, "validate the spec's dataset against its contract")
     validate.add_argument(
         "--data", type=Path, default=None, help="validate this Parquet/CSV file instead of the spec's data.source"
@@ -341,6 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default 1; one per core scales)")
+    monitor = verb("monitor", cmd_monitor, "PSI per feature vs the reference, segments, metrics; triggers decide")
+    monitor.add_argument("--data", type=Path, default=None, help="Parquet/CSV to monitor (default: monitoring.current)")
+    monitor.add_argument("--as-of", type=_iso_date, default=None, help="monitored day YYYY-MM-DD (default: today)")
+    monitor.add_argument("--retrain", action="store_true", help="start the retrain the triggers prescribe")
     models = verb("models", cmd_models, "list, show, promote or roll back the spec's registered bundles")
     models.add_argument("--action", choices=["list", "show", "promote", "rollback", "history"], default="list")
     models.add_argument("--tag", default=None, help="bundle tag NAME:VERSION (show, promote)")
@@ -349,11 +440,43 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--action", choices=ROLLOUT_ACTIONS, default="status")
     rollout.add_argument("--tag", default=None, help="the challenger's bundle tag NAME:VERSION (start)")
     rollout.add_argument("--reason", default=None, help="recorded in the rollout history")
-    rollout.add_argument("--approved-by", default=None, help="advance into a stage that needs an approval")
+    rollout.add_argument("--approved-by", default=None, help="advance into an approval stage; approve: who")
+    rollout.add_argument("--comment", default=None, help="approve: recorded with the answer in the rollout history")
+    rollout.add_argument("--reject", action="store_true", help="approve: reject instead (the rollout rolls back)")
+    rollout.add_argument("--now", default=None, help="evaluate: ISO time to evaluate at (virtual time)")
+    rollout.add_argument("--approval-timeout", type=int, default=3600, help="evaluate: seconds a pause waits")
+    rollout.add_argument("--url", default="http://127.0.0.1:3000", help="drill: the running service")
+    rollout.add_argument("--cycles", type=int, default=3, help="drill: switches to the standby and back")
+    rollout.add_argument("--rate", type=float, default=100.0, help="drill: requests per second")
+    rollout.add_argument("--gap", type=float, default=1.0, help="drill: seconds between switches")
+    rollout.add_argument("--file", type=Path, default=None, help="outcomes: CSV with request_id, outcome, value")
+    simulate = verb("simulate", cmd_simulate, "walk a rollout through the real service on a virtual clock")
+    simulate.add_argument("--days", type=int, default=14, help="virtual days to simulate")
+    simulate.add_argument(
+        "--inject",
+        choices=["challenger_errors", "latency_spike", "worse_model", "event_format_change"],
+        default=None,
+        help="a fault from the first routed stage on; it must end in the rollback the spec prescribes",
+    )
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--requests-per-day", type=int, default=2000)
+    simulate.add_argument("--conns", type=int, default=None, help="concurrent connections (8 /score, 2 /recommend)")
+    simulate.add_argument("--url", default=None, help="a running service with KEEL_SIMULATION=1 (default: start one)")
+    simulate.add_argument("--challenger", default=None, help="bundle tag (default: newest gate-passed non-champion)")
     return parser
 
 
-ROLLOUT_ACTIONS = ("status", "start", "advance", "rollback")
+ROLLOUT_EXTRA_ACTIONS = ("approve", "evaluate", "drill", "outcomes")
+ROLLOUT_ACTIONS = ("status", "start", "advance", "rollback", *ROLLOUT_EXTRA_ACTIONS)
+
+
+def _iso_date(text: str) -> str:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 def _split_models_args(argv: list[str]) -> list[str]:

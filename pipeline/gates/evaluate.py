@@ -9,12 +9,13 @@ champion or baseline yet, a relative gate passes and says so.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipeline.spec.catalog import metric_info
-from pipeline.spec.schema import GateSpec
+from pipeline.spec.schema import BaselineSpec, GateSpec
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class GateResult:
     rule: str
     reason: str
     reference: float | None = None
+    insufficient: bool = False  # a fairness/causal metric with too little data: neither a pass nor a silent fail
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,22 +68,52 @@ def evaluate_gates(
     task: str,
     champion: Mapping[str, Any] | None = None,
     baseline: Mapping[str, Any] | None = None,
+    history: Sequence[Mapping[str, Any]] | None = None,
+    insufficient: Mapping[str, str] | None = None,
 ) -> GateReport:
-    """Apply every gate; each result says which rule, the value, the bound and the reference."""
+    """Apply every gate; each result says which rule, the value, the bound and the reference.
+
+    `history` is the promoted models' metrics, newest first: with it, a `vs: baseline` gate
+    compares with its own `baseline.window`/`statistic` of that history; without it, with the
+    ready-made `baseline` mapping (older callers).
+    """
     report = GateReport()
     for name, gate in gates.items():
         metric = gate.metric or name
         value = _number(metrics.get(metric))
+        if insufficient and metric in insufficient and value is None:
+            report.results.append(_insufficient(name, metric, gate, insufficient[metric]))
+            continue
         if gate.vs is None:
             result = _absolute(name, metric, value, gate)
         else:
-            references = {"champion": champion, "baseline": baseline}
-            reference = references[gate.vs]
             info = metric_info(metric, task)
             higher = info.higher_is_better if info else True
+            reference = champion if gate.vs == "champion" else baseline
+            if gate.vs == "baseline" and history is not None:
+                reference = baseline_reference(history, metric, gate.baseline, higher)
             result = _relative(name, metric, value, gate, reference, higher)
         report.results.append(result)
     return report
+
+
+def baseline_reference(
+    history: Sequence[Mapping[str, Any]], metric: str, spec: BaselineSpec, higher_is_better: bool = True
+) -> dict[str, float] | None:
+    """`{metric: value}`: the spec's statistic over the last `window` promoted models that report the metric.
+
+    None when no promoted model reports it (the gate then passes and says there is no baseline yet).
+    """
+    values = [v for v in (_number(m.get(metric)) for m in history[: spec.window]) if v is not None]
+    if not values:
+        return None
+    if spec.statistic == "best":
+        value = max(values) if higher_is_better else min(values)
+    elif spec.statistic == "mean":
+        value = statistics.fmean(values)
+    else:
+        value = statistics.median(values)
+    return {metric: value}
 
 
 def _absolute(name: str, metric: str, value: float | None, gate: GateSpec) -> GateResult:
@@ -110,7 +142,9 @@ def _relative(
         parts.append(f"drop <= {gate.max_drop:g}")
     if gate.max_relative_drop is not None:
         parts.append(f"relative drop <= {gate.max_relative_drop:.1%}")
-    rule = f"vs {gate.vs}: " + " and ".join(parts)
+    window = f"baseline ({gate.baseline.statistic} of last {gate.baseline.window})"
+    against = gate.vs if gate.vs == "champion" else window
+    rule = f"vs {against}: " + " and ".join(parts)
     if reference is None:
         return GateResult(
             name,
@@ -137,6 +171,14 @@ def _relative(
     return GateResult(name, metric, value, not too_far, gate.blocking, rule, reason, ref)
 
 
+def _insufficient(name: str, metric: str, gate: GateSpec, why: str) -> GateResult:
+    """Too little data for the metric (e.g. a group below fairness.min_group_size): reported as such,
+    blocking only when the gate says `on_insufficient: fail` (docs/adr/0015-fairness-and-causal.md)."""
+    blocking = gate.blocking and gate.on_insufficient == "fail"
+    rule = f"on_insufficient: {gate.on_insufficient}"
+    return GateResult(name, metric, None, False, blocking, rule, f"{metric}: {why}", insufficient=True)
+
+
 def render_markdown(report: GateReport, title: str) -> str:
     verdict = "PASSED" if report.passed else "FAILED"
     lines = [
@@ -149,6 +191,8 @@ def render_markdown(report: GateReport, title: str) -> str:
     ]
     for r in report.results:
         outcome = "pass" if r.passed else ("FAIL" if r.blocking else "fail (non-blocking)")
+        if r.insufficient:
+            outcome = "insufficient data" + (" (FAIL)" if r.blocking else "")
         lines.append(f"| {r.name} | {r.metric} | {_fmt(r.value)} | {r.rule} | {_fmt(r.reference)} | {outcome} |")
     if report.failed:
         lines += ["", "## Why", ""] + [f"- {r.name}: {r.reason}" for r in report.failed]

@@ -9,6 +9,7 @@ Layout:
     retrieval/model/...  retrieval/index/...   pipeline.recsys.index.save_retrieval
     ranker/...                                 Ranker.save (absent when retrieval order is final)
     id_maps/items.parquet, id_maps/users.parquet   dense index -> external id (+ diversity attribute)
+    serving/...                                pipeline.recsys.serving_state (what /recommend needs per user)
     contract.json, resolved_spec.yaml, metrics.json, recsys.json
 """
 
@@ -23,6 +24,7 @@ import pandas as pd
 
 from pipeline.recsys.index import ItemIndex, load_retrieval, save_retrieval
 from pipeline.recsys.ranker import Ranker, load_ranker
+from pipeline.recsys.serving_state import SERVING_DIR, ServingState, load_serving_state, write_serving_state
 from pipeline.recsys.two_tower import TwoTowerModel
 from pipeline.registry import BundleRef
 
@@ -40,6 +42,7 @@ class RecsysBundle:
     items: pd.DataFrame
     users: pd.DataFrame
     info: dict[str, Any]
+    serving: ServingState | None = None  # None: a bundle written before serving state existed (batch only)
 
 
 def write_recsys_dir(
@@ -53,6 +56,7 @@ def write_recsys_dir(
     resolved_spec: str,
     metrics: dict[str, Any],
     info: dict[str, Any],
+    serving: ServingState | None = None,
 ) -> None:
     """Write every file of one bundle under `directory` (save_retrieval refuses a foreign index)."""
     directory = Path(directory)
@@ -65,6 +69,8 @@ def write_recsys_dir(
     (directory / "contract.json").write_text(contract_json, encoding="utf-8")
     (directory / "resolved_spec.yaml").write_text(resolved_spec, encoding="utf-8")
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
+    if serving is not None:
+        write_serving_state(directory, serving)
     payload = {"format_version": FORMAT_VERSION, "has_ranker": ranker is not None, **info}
     (directory / INFO_FILE).write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
 
@@ -79,7 +85,8 @@ def load_recsys_bundle(ref: BundleRef) -> RecsysBundle:
     ranker = load_ranker(ref.path / RANKER_DIR, _under(files, RANKER_DIR)) if info.get("has_ranker") else None
     items = pd.read_parquet(ref.open_file("id_maps/items.parquet"))
     users = pd.read_parquet(ref.open_file("id_maps/users.parquet"))
-    return RecsysBundle(model, index, ranker, items, users, info)
+    serving = load_serving_state(ref) if _under(files, SERVING_DIR) else None
+    return RecsysBundle(model, index, ranker, items, users, info, serving)
 
 
 def _under(files: dict[str, str], prefix: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
+from tqdm import tqdm
 
 from pipeline.data.errors import DataSourceError, TrainingDataError
 from pipeline.data.sources import SYNTHETIC_PREFIX, load_source
@@ -215,8 +216,8 @@ class Retrieval:
         """Each working source's (len(users), k) top-k item indices (seen excluded, -1 padded)."""
         runners: dict[str, Callable[[], np.ndarray]] = {
             "two_tower": lambda: self._ann(users, seen),
-            "cooccurrence": lambda: self.cooccurrence.recommend(users, self.k, seen),
-            "popularity": lambda: self.popularity.recommend(users, self.k, seen),
+            "cooccurrence": lambda: cooccurrence_top_k(self.cooccurrence, users, self.k, seen),
+            "popularity": lambda: popularity_top_k(self.popularity, users, self.k, seen),
         }
         lists: dict[str, np.ndarray] = {}
         for name, run in runners.items():
@@ -249,6 +250,81 @@ class Retrieval:
             _, positions = self.index.search(self.user_vectors[users[known]], self.k, exclude=exclude)
             out[known] = positions
         return out
+
+
+def popularity_top_k(model: Popularity, users: np.ndarray, k: int, seen: sp.csr_matrix) -> np.ndarray:
+    """`model.recommend(users, k, seen)` without its dense users x catalogue block (same lists, same ties).
+
+    Everyone gets the same ranking, so a user's top-k is the first k unseen items of one order
+    (count descending, lower index first): only k + the largest seen set need looking at.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    rows = sp.csr_matrix(seen)[users]
+    n_items = len(model.item_counts)
+    extra = int(np.diff(rows.indptr).max()) if len(users) else 0
+    order = np.argsort(-model.item_counts, kind="stable")[: min(k + extra, n_items)]
+    position = np.full(n_items, -1, dtype=np.int64)
+    position[order] = np.arange(len(order))
+    banned = np.zeros((len(users), len(order)), dtype=bool)
+    owner = np.repeat(np.arange(len(users)), np.diff(rows.indptr))
+    at = position[rows.indices]
+    banned[owner[at >= 0], at[at >= 0]] = True
+    return _first_unbanned(np.broadcast_to(order, banned.shape), banned, k)
+
+
+def cooccurrence_top_k(model: CoOccurrence, users: np.ndarray, k: int, seen: sp.csr_matrix) -> np.ndarray:
+    """`model.recommend(users, k, seen)` from the sparse scores (same lists, same ties).
+
+    The dense path ranks all n_items scores per user; here only the stored (positive) scores
+    are sorted, and a user with fewer than k of them unseen is topped up, as the dense top-k
+    does, with zero-score items in index order. Co-occurrence scores are never negative.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    n_items = model.n_items
+    out = np.full((len(users), k), -1, dtype=np.int64)
+    if len(users) == 0:
+        return out
+    scores = sp.csr_matrix(model.history[users] @ model.cooccurrence)  # the product CoOccurrence.scores densifies
+    seen_rows = sp.csr_matrix(seen)[users]
+    row = np.repeat(np.arange(len(users), dtype=np.int64), np.diff(scores.indptr))
+    col, value = scores.indices.astype(np.int64), scores.data
+    seen_keys = np.repeat(np.arange(len(users), dtype=np.int64), np.diff(seen_rows.indptr)) * n_items
+    seen_keys += seen_rows.indices
+    keep = (value > 0) & ~np.isin(row * n_items + col, seen_keys)
+    row, col, value = row[keep], col[keep], value[keep]
+    order = np.lexsort((col, -value, row))  # per user: score descending, lower index first
+    row, col = row[order], col[order]
+    counts = np.bincount(row, minlength=len(users))
+    rank = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    top = rank < k
+    out[row[top], rank[top]] = col[top]
+    filled = np.minimum(counts, k)
+    needy = np.flatnonzero(filled < k)
+    if len(needy):  # zero-score items, lowest index first, skipping seen items and the ones already listed
+        extra = int(np.diff(seen_rows.indptr)[needy].max())
+        window = min(n_items, 2 * k + extra)
+        banned = np.zeros((len(users), window), dtype=bool)
+        listed = top & (col < window)
+        banned[row[listed], col[listed]] = True
+        seen_row = np.repeat(np.arange(len(users)), np.diff(seen_rows.indptr))
+        near = seen_rows.indices < window
+        banned[seen_row[near], seen_rows.indices[near]] = True
+        banned = banned[needy]
+        zero = _first_unbanned(np.broadcast_to(np.arange(window), banned.shape), banned, k)
+        shift = np.arange(k)[None, :] - filled[needy][:, None]  # slot j takes the (j - filled)-th zero-score item
+        padded = np.take_along_axis(zero, np.maximum(shift, 0), axis=1)
+        out[needy] = np.where(shift >= 0, padded, out[needy])
+    return out
+
+
+def _first_unbanned(items: np.ndarray, banned: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the first k entries of `items` whose `banned` flag is off, in order; -1 pads."""
+    out = np.full((len(items), k), -1, dtype=np.int64)
+    rank = np.cumsum(~banned, axis=1) - 1
+    take = ~banned & (rank < k)
+    r, c = np.nonzero(take)
+    out[r, rank[r, c]] = items[r, c]
+    return out
 
 
 def merge_round_robin(
@@ -578,13 +654,18 @@ def batch_top_k(
     path: Path,
     user_col: str,
     item_col: str,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Top-k for every user, written to Parquet chunk by chunk; excludes every item the user clicked."""
+    """Top-k for every user, written to Parquet chunk by chunk; excludes every item the user clicked.
+
+    progress: a tqdm bar of users on stderr; None shows it only when stderr is a terminal.
+    """
     schema = None
     writer: pq.ParquetWriter | None = None
     rows = 0
     user_ids = ex.user_map.ids
     item_ids = ex.item_map.ids
+    bar = tqdm(total=ex.n_users, unit="user", desc="batch top-k", disable=None if progress is None else not progress)
     try:
         for start in range(0, ex.n_users, BATCH_CHUNK):
             users = np.arange(start, min(start + BATCH_CHUNK, ex.n_users))
@@ -595,7 +676,7 @@ def batch_top_k(
             frame = pd.DataFrame(
                 {
                     user_col: np.repeat(user_ids[users], n),
-                    "rank": np.concatenate([np.arange(1, c + 1) for c in n]),
+                    "rank": np.broadcast_to(np.arange(1, k + 1), final.shape)[keep],
                     item_col: item_ids[final[keep]],
                     "score": out["final_scores"][keep],
                     "source": np.asarray(SOURCES, dtype=object)[out["final_sources"][keep]],
@@ -607,7 +688,9 @@ def batch_top_k(
                 writer = pq.ParquetWriter(path, schema)
             writer.write_table(table.cast(schema))
             rows += len(frame)
+            bar.update(len(users))
     finally:
+        bar.close()
         if writer is not None:
             writer.close()
     return {"users": ex.n_users, "rows": rows, "top_k": k, "parquet": str(path)}

@@ -173,17 +173,20 @@ def advance(
     actor: str | None = None,
     store: BundleStore | None = None,
     clock: Clock = _utcnow,
+    expect: tuple[str, int] | None = None,
 ) -> RolloutState:
     """Move to the next stage; past the last one, promote the challenger (the old champion becomes standby).
 
     A next stage with `approval: true` is not entered without `approved_by`: the rollout waits
     in status awaiting_approval, still at its current traffic. Stage checks and durations are the
     stage-evaluation flow's job (not this function's): an operator advancing by hand is trusted.
+    `expect=(rollout_id, stage_index)` pins what an evaluation measured: refused if the record moved on.
     """
     store = store or BundleStore()
     check_name(name)
     with rollout_lock(store.keel_dir, name):
         state = _live(store, name, "advance")
+        _check_expected(state, expect)
         now = clock().isoformat()
         last = state.stage_index == len(state.stages) - 1
         if last:
@@ -254,6 +257,67 @@ def rollback(
                 note = f"rollout {state.rollout_id} rolled back"
                 set_challenger(name, None, note, actor=actor, store=store, clock=clock)
         return committed
+
+
+def _check_expected(state: RolloutState, expect: tuple[str, int] | None) -> None:
+    if expect is not None and (state.rollout_id, state.stage_index) != tuple(expect):
+        raise RolloutRefused(
+            f"rollout {state.rollout_id} is at stage {state.stage} (index {state.stage_index}), not the "
+            f"{expect[0]} stage {expect[1]} that was evaluated; evaluate again"
+        )
+
+
+def record_approval(
+    name: str,
+    decision: str,
+    comment: str = "",
+    *,
+    by: str | None = None,
+    via: str = "cli",
+    store: BundleStore | None = None,
+    clock: Clock = _utcnow,
+    expect: tuple[str, int] | None = None,
+) -> RolloutState:
+    """Record an answer (approve/reject) for entering the next stage; the next stage evaluation acts on it.
+
+    Recorded in the rollout history with who, how (cli, prefect-ui, simulator) and the comment.
+    Refused when no live rollout has a next stage that needs an approval.
+    """
+    if decision not in ("approve", "reject"):
+        raise RolloutRefused(f"decision must be approve or reject, got {decision!r}")
+    store = store or BundleStore()
+    check_name(name)
+    with rollout_lock(store.keel_dir, name):
+        state = _live(store, name, "approve")
+        _check_expected(state, expect)
+        if state.stage_index + 1 >= len(state.stages) or not state.stages[state.stage_index + 1].get("approval"):
+            raise RolloutRefused(
+                f"rollout {state.rollout_id} is at stage {state.stage}; the next stage does not need an approval"
+            )
+        following = state.stages[state.stage_index + 1]["name"]
+        event = _event(
+            clock, "approval", by, comment, decision=decision, by=_actor(by), comment=comment, via=via,
+            stage=state.stage, for_stage=following,
+        )  # fmt: skip
+        return _commit(store, state, event)
+
+
+def note(
+    name: str,
+    action: str,
+    reason: str = "",
+    *,
+    actor: str | None = None,
+    store: BundleStore | None = None,
+    clock: Clock = _utcnow,
+    **extra: Any,
+) -> RolloutState:
+    """Append an informational event (e.g. approval_requested with the paused flow run id) to a live rollout."""
+    store = store or BundleStore()
+    check_name(name)
+    with rollout_lock(store.keel_dir, name):
+        state = _live(store, name, action)
+        return _commit(store, state, _event(clock, action, actor, reason, stage=state.stage, **extra))
 
 
 def _live(store: BundleStore, name: str, verb: str) -> RolloutState:

@@ -29,6 +29,7 @@ from starlette.background import BackgroundTask
 
 from pipeline.serving.dispatch import Answer, Unavailable, log_refusal, request_id, score_routed
 from pipeline.serving.errors import RequestError
+from pipeline.serving.recommend import add_recommend_route
 from pipeline.serving.state import ServingState
 
 __all__ = ["ServingState", "build_app"]
@@ -98,6 +99,8 @@ def build_app(state: ServingState) -> FastAPI:
     async def _scored(request: Request, single: bool) -> Response:
         """Route, score, log; the response names the bundle that answered, the shadow runs after it."""
         rid = request_id(request.headers.get("x-request-id"))
+        if state.task == "recommendation":
+            return _error(404, "this service serves a recommendation spec: POST /recommend", None, rid)
         try:
             body = await _json_body(request)
             records = body if single or not isinstance(body, dict) else body.get("records")
@@ -130,12 +133,15 @@ def build_app(state: ServingState) -> FastAPI:
     async def score_batch(request: Request) -> Response:
         return await _scored(request, single=False)
 
+    add_recommend_route(app, state, _json_body, _error)
+
     @app.get("/status")
     async def status() -> Response:
         """What this worker serves and why not something else: the operator's first stop."""
         scorer = state.scorer
         body = {
             "ready": scorer is not None,
+            "task": state.task,
             "bundle": scorer.tag if scorer else None,
             "threshold": scorer.threshold if scorer else None,
             "loaded_at": state.loaded_at,

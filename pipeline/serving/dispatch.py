@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 from prometheus_client import Counter, Histogram
 
+from pipeline.rollout.simulate.faults import challenger_fault
 from pipeline.serving.errors import RequestError
 from pipeline.serving.records import entity_key
 from pipeline.serving.request_log import Entry
@@ -90,6 +91,7 @@ async def score_routed(state: ServingState, records: Sequence[Any], explain: boo
     if chosen and routing is not None:
         start = time.perf_counter()
         try:
+            await challenger_fault()  # simulation only (KEEL_SIMULATION=1); a no-op otherwise
             answered = await run_scorer(state, routing.challenger, [records[i] for i in chosen], explain)
         except Exception as exc:  # RequestError too: the champion decides whether the caller was wrong
             failed_at = time.perf_counter()
@@ -176,7 +178,7 @@ def report_shadow(state: ServingState, job: ShadowJob, results: list[dict] | Non
         return
     error = f"{type(exc).__name__}: {exc}" if exc is not None else None
     for n, (rid, key) in enumerate(zip(job.request_ids, job.entity_ids, strict=True)):
-        probability = results[n]["probability"] if results is not None else None
+        result = results[n] if results is not None else {}
         state.request_log.log(
             Entry(
                 rid,
@@ -188,8 +190,10 @@ def report_shadow(state: ServingState, job: ShadowJob, results: list[dict] | Non
                 ms,
                 "error" if exc is not None else "ok",
                 error,
-                probability,
+                result.get("probability"),
                 shadow=True,
+                items=result.get("items"),  # /recommend shadows: the challenger's list and level
+                level=result.get("level"),
             )
         )
 

@@ -1,5 +1,8 @@
 """A buffered Parquet log of every scoring request: which bundle answered, on which side, how fast.
 
+/score rows carry the probability; /recommend rows carry the returned `items` and the fallback
+`level` instead. Parts written before those two columns existed read back with them null.
+
 Why buffered on a thread: a request must never wait for, or fail because of, a disk write. The
 request path appends one tuple under a lock (~1 us); a daemon thread writes a Parquet part
 every `flush_rows` rows or `flush_interval_s` seconds, as a temp file renamed into place, so a
@@ -45,6 +48,8 @@ SCHEMA = pa.schema(
         ("error", pa.string()),
         ("probability", pa.float64()),
         ("shadow", pa.bool_()),
+        ("items", pa.list_(pa.string())),  # /recommend: the returned item ids, in order (null for /score)
+        ("level", pa.string()),  # /recommend: the degradation level that answered (null for /score)
     ]
 )
 FIELDS = tuple(SCHEMA.names)
@@ -69,6 +74,8 @@ class Entry:
     error: str | None = None
     probability: float | None = None
     shadow: bool = False
+    items: list[str] | None = None
+    level: str | None = None
 
 
 class RequestLog:
@@ -111,6 +118,8 @@ class RequestLog:
             entry.error[:ERROR_MAX] if entry.error else None,
             entry.probability,
             entry.shadow,
+            entry.items,
+            entry.level,
         )
         with self._lock:
             if len(self._rows) >= self.max_buffer:

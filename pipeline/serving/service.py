@@ -8,7 +8,13 @@ KEEL_SCORE_THREADS (thread pool for batches over 8 records), KEEL_WATCH_INTERVAL
 KEEL_ACCESS_LOG / KEEL_TRACE_SCORING (default off, see below). Rollout (ADR 0010):
 KEEL_REQUEST_LOG (1: write the Parquet request log), KEEL_REQUEST_LOG_DIR (default
 $BENTOML_HOME/keel/<name>/requests), KEEL_TRIGGER_MIN_SAMPLES (100: requests a side needs
-before an immediate trigger may fire), KEEL_SHADOW_QUEUE (256 copies waiting, then dropped).
+before an immediate trigger may fire), KEEL_SHADOW_QUEUE (256 copies waiting, then dropped),
+KEEL_REQUEST_LOG_FLUSH_S (1.0: request-log part interval), KEEL_SIMULATION (1: honour the simulator's
+X-Keel-Sim-Fault header, ADR 0016; never set it in production).
+
+Recommendation specs (ADR 0012): the same service answers POST /recommend instead of /score;
+KEEL_REDIS_URL / runtime.redis_url then holds the online features, and KEEL_TEST_FAULTS
+(tests only, e.g. `ranking=raise` or `ranking=sleep:300`) breaks a stage to exercise the fallbacks.
 
 Design (ADR 0007; figures in bench/README.md): the routes are a FastAPI app mounted on the
 service with `@bentoml.asgi_app`, not `@bentoml.api` methods. BentoML still owns the process
@@ -37,12 +43,16 @@ from pathlib import Path
 
 import bentoml
 
+from pipeline.recsys.fallback import parse_faults
 from pipeline.registry import BundleStore
+from pipeline.rollout.simulate.faults import SimFaultMiddleware
+from pipeline.rollout.simulate.faults import enabled as sim_faults_enabled
 from pipeline.serving.app import ServingState, build_app
 from pipeline.serving.cache import cache_from_env
 from pipeline.serving.dispatch import report_shadow
 from pipeline.serving.limits import BodySizeLimit
 from pipeline.serving.loader import NotServable, load_serving_spec
+from pipeline.serving.recommend import recommender_loader
 from pipeline.serving.request_log import RequestLog
 from pipeline.serving.shadow import ShadowRunner
 from pipeline.serving.triggers import ImmediateTriggers
@@ -60,10 +70,11 @@ WATCH_INTERVAL_S = float(os.environ.get("KEEL_WATCH_INTERVAL_S", 0.05))
 REQUEST_LOG = os.environ.get("KEEL_REQUEST_LOG", "1") == "1"
 TRIGGER_MIN_SAMPLES = int(os.environ.get("KEEL_TRIGGER_MIN_SAMPLES", 100))
 SHADOW_QUEUE = int(os.environ.get("KEEL_SHADOW_QUEUE", 256))
+REQUEST_LOG_FLUSH_S = float(os.environ.get("KEEL_REQUEST_LOG_FLUSH_S", 1.0))
 # BentoML samples no traces by default (tracing.sample_rate 0) yet still builds a span per request;
 # the hot routes skip OpenTelemetry unless KEEL_TRACE_SCORING=1 (then set BentoML's sample_rate too).
 TRACE_SCORING = os.environ.get("KEEL_TRACE_SCORING", "0") == "1"
-UNTRACED = [] if TRACE_SCORING else ["/score", "/score_batch", "/cached_score/", "/status"]
+UNTRACED = [] if TRACE_SCORING else ["/score", "/score_batch", "/cached_score/", "/status", "/recommend"]
 
 STATE = ServingState()  # one per worker process; the mounted app reads it
 app = build_app(STATE)
@@ -94,14 +105,26 @@ class ChurnService:
             return
         self._rollout_parts(spec, store)
         warm = spec.rollout.rollback.warm_standby if spec.rollout else True
+        redis_url = os.environ.get("KEEL_REDIS_URL") or spec.runtime.redis_url
+        STATE.task = spec.task
+        build = None
+        if spec.task == "recommendation":  # /recommend (ADR 0012): an OnlineRecommender per bundle
+            try:
+                faults = parse_faults(os.environ.get("KEEL_TEST_FAULTS"))
+            except ValueError as exc:
+                STATE.error = str(exc)
+                log.error("keel serving NOT READY: %s", exc)
+                return
+            build = recommender_loader(spec, redis_url, faults)
         self.watcher = ChampionWatcher(
-            spec.name, store, STATE, max_batch=MAX_BATCH, id_field=spec.data.entity_id, warm_standby=warm
+            spec.name, store, STATE, max_batch=MAX_BATCH, id_field=spec.data.entity_id, warm_standby=warm, build=build
         )
         self.watcher.start(WATCH_INTERVAL_S)  # loads the champion now, then follows promotions, rollouts, rollbacks
         if STATE.scorer is None:
             log.error("keel serving NOT READY (will retry): %s", STATE.error)
+        if spec.task == "recommendation":
+            return
         try:
-            redis_url = os.environ.get("KEEL_REDIS_URL") or spec.runtime.redis_url
             cache_path = os.environ.get("KEEL_SCORE_CACHE")
             STATE.cache = cache_from_env(redis_url, spec.name, Path(cache_path) if cache_path else None)
         except Exception as exc:  # a broken cache must not take scoring down; /cached_score answers 404/503
@@ -111,7 +134,7 @@ class ChurnService:
         """Request log, shadow runner and immediate triggers; each optional, none can stop scoring."""
         if REQUEST_LOG:
             directory = os.environ.get("KEEL_REQUEST_LOG_DIR") or store.keel_dir / spec.name / "requests"
-            STATE.request_log = RequestLog(Path(directory)).start()
+            STATE.request_log = RequestLog(Path(directory), flush_interval_s=REQUEST_LOG_FLUSH_S).start()
         STATE.shadow = ShadowRunner(lambda *outcome: report_shadow(STATE, *outcome), maxsize=SHADOW_QUEUE)
         if spec.rollout is not None:
             immediate = spec.rollout.rollback.immediate
@@ -131,3 +154,5 @@ class ChurnService:
 
 
 ChurnService.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+if sim_faults_enabled():  # KEEL_SIMULATION=1 only: `keel simulate` injects faults per request (ADR 0016)
+    ChurnService.add_asgi_middleware(SimFaultMiddleware)

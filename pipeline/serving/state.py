@@ -25,7 +25,8 @@ from pipeline.serving.triggers import ImmediateTriggers
 class ServingState:
     """What the routes read; filled in by whoever loaded the bundle (the BentoML service or the bench)."""
 
-    scorer: Scorer | None = None  # the champion
+    scorer: Scorer | None = None  # the champion (an OnlineRecommender when task is recommendation)
+    task: str = "binary_classification"  # the served spec's task: /score or /recommend answers
     cache: ScoreCache | None = None
     error: str | None = "not loaded yet"  # why nothing is served (None once a scorer is live)
     reload_error: str | None = None  # why the latest champion change was not taken (the old one still serves)

@@ -21,9 +21,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from pipeline.registry import BundleStore
+from pipeline.registry import BundleRef, BundleStore
 from pipeline.registry.alias_state import STATE_FILE, alias_dir
 from pipeline.registry.aliases import aliases
 from pipeline.registry.tabular import load_tabular_bundle
@@ -51,8 +53,11 @@ class ChampionWatcher:
         max_batch: int = 1000,
         id_field: str | None = None,
         warm_standby: bool = True,
+        build: Callable[[BundleRef], Any] | None = None,
     ) -> None:
+        """`build` turns a verified BundleRef into what the routes serve (default: a churn Scorer)."""
         self.name = name
+        self.build = build
         self.store = store
         self.state = state
         self.max_batch = max_batch
@@ -102,7 +107,7 @@ class ChampionWatcher:
             self.state.error = None
             self.state.reload_error = None
             self.state.loaded_at = time.time()
-            log.info("keel serving %s (threshold %.3f)", tag, scorer.threshold)
+            log.info("keel serving %s (threshold %s)", tag, scorer.threshold)
             changed = True
         self._sync_standby(record.get("standby"))
         return changed
@@ -175,7 +180,10 @@ class ChampionWatcher:
                 raise ValueError(f"{tag} did not pass its gates (gate_passed=false); it is never routed to")
         scorer = self._scorers.get(tag)
         if scorer is None:
-            scorer = Scorer(load_tabular_bundle(ref), max_batch=self.max_batch, id_field=self.id_field)
+            if self.build is not None:
+                scorer = self.build(ref)
+            else:
+                scorer = Scorer(load_tabular_bundle(ref), max_batch=self.max_batch, id_field=self.id_field)
         self._scorers[tag] = scorer
         keep = {s.tag for s in (self.state.scorer, self.state.standby) if s is not None}
         if self.state.routing is not None:

@@ -32,6 +32,9 @@ _CLASSIFICATION = [
     MetricInfo("tpr_gap", False, "max gap in true positive rate across groups"),
     MetricInfo("fpr_gap", False, "max gap in false positive rate across groups"),
     MetricInfo("auc_gap", False, "max gap in AUC across groups"),
+    MetricInfo("precision_gap", False, "max gap in precision at the threshold across groups"),
+    MetricInfo("flagged_share_gap", False, "max gap in the share flagged across groups"),
+    MetricInfo("equalized_odds_gap", False, "max of the TPR and FPR gaps across groups (equalized odds)"),
 ]
 
 _RANKING_AT_K = {
@@ -41,15 +44,40 @@ _RANKING_AT_K = {
     "precision": MetricInfo("precision@K", True, "share of the top K that are held-out items"),
     "mrr": MetricInfo("mrr@K", True, "mean reciprocal rank of the first hit within K"),
     "hit_disparity": MetricInfo("hit_disparity@K", False, "max gap in hit@K across user groups"),
+    "ndcg_disparity": MetricInfo("ndcg_disparity@K", False, "max gap in ndcg@K across user groups"),
     "coverage": MetricInfo("coverage@K", True, "share of the catalogue in anyone's top K"),
 }
+
+# Causal evaluation (pipeline.causal), for either task: `ate` is the spec's primary estimator.
+_CAUSAL = [
+    MetricInfo("ate", True, "causal average treatment effect (the spec's primary estimator, doubly robust by default)"),
+    *(
+        MetricInfo(
+            f"ate_{e}{bound}", True, f"average treatment effect by {e}{' (' + bound[1:] + ' bound)' if bound else ''}"
+        )
+        for e in ("naive", "ipw", "snipw", "dr")
+        for bound in ("", "_low", "_high")
+    ),
+    MetricInfo("ab_effect", True, "treatment minus holdout mean outcome in the declared experiment"),
+    MetricInfo("ab_effect_low", True, "lower bound of the A/B effect's interval"),
+    MetricInfo("ab_effect_high", True, "upper bound of the A/B effect's interval"),
+    MetricInfo("ab_p_value", False, "two-sided p-value of the A/B effect"),
+    MetricInfo("ab_mde", False, "minimum detectable effect for the experiment's sample size"),
+]
+
+# Group metrics also exist per grouping, as `name[columns]`
+# (e.g. tpr_gap[age_band], exposure_equity[is_new_creator*language]).
+GROUPED_METRICS = frozenset(
+    {"tpr_gap", "fpr_gap", "auc_gap", "precision_gap", "flagged_share_gap", "equalized_odds_gap"}
+    | {"exposure_equity", "hit_disparity", "ndcg_disparity"}
+)
+_GROUPING = re.compile(r"^(.+)\[([A-Za-z_][A-Za-z0-9_]*(?:\*[A-Za-z_][A-Za-z0-9_]*)*)\]$")
 
 _RECOMMENDATION = [
     MetricInfo("mrr", True, "mean reciprocal rank of the first hit"),
     MetricInfo("coverage", True, "share of the catalogue recommended to anyone"),
     MetricInfo("exposure_equity", True, "worst group's exposure relative to its share"),
     MetricInfo("exposure_gini", False, "Gini coefficient of creator exposure"),
-    MetricInfo("ate", True, "causal average treatment effect (doubly robust)"),
     MetricInfo("skew_psi", False, "training-serving skew as PSI"),
 ]
 
@@ -71,12 +99,18 @@ TASKS = ("binary_classification", "recommendation")
 def metrics_for(task: str) -> dict[str, MetricInfo]:
     """Plain (non-@K) metric names valid for a task, serving metrics included."""
     base = _CLASSIFICATION if task == "binary_classification" else _RECOMMENDATION
-    return {m.name: m for m in [*base, *_SERVING]}
+    return {m.name: m for m in [*base, *_CAUSAL, *_SERVING]}
 
 
 def metric_info(name: str, task: str) -> MetricInfo | None:
     """Look a metric up, understanding the 'name@K' form for ranking metrics."""
     plain = metrics_for(task)
+    grouped = _GROUPING.match(name)
+    if grouped:
+        base = metric_info(grouped.group(1), task)
+        if base is None or base.name.split("@")[0] not in GROUPED_METRICS:
+            return None
+        return MetricInfo(name, base.higher_is_better, f"{base.description} ({grouped.group(2)} groups)")
     if name in plain:
         return plain[name]
     match = _AT_K.match(name)

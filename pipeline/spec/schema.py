@@ -11,9 +11,10 @@ Field order is the order `keel show` prints, so keep related keys together.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.spec.types import Column, Cron, Duration, Name
 
@@ -235,6 +236,53 @@ class RerankerSpec(Strict):
     latency_budget_share: float = Field(0.8, gt=0, le=1, description="skip re-ranking past this share of the SLA")
 
 
+# ---------------------------------------------------------------- serving (recommendation)
+
+FallbackLevel = Literal["FULL", "STALE_FEATURES", "SIMPLE_RANKING", "POPULARITY"]
+FALLBACK_ORDER: tuple[str, ...] = ("FULL", "STALE_FEATURES", "SIMPLE_RANKING", "POPULARITY")
+
+
+class StageBudgets(Strict):
+    """Per-stage time budgets of one /recommend request; a stage past its budget hands over to a fallback level."""
+
+    retrieval: float = Field(60.0, gt=0, description="ms for the retrieval sources; a source still running is left out")
+    features: float = Field(20.0, gt=0, description="ms for the online feature lookup (Redis); past it: STALE_FEATURES")
+    ranking: float = Field(60.0, gt=0, description="ms for the ranker; past it or on error: SIMPLE_RANKING")
+
+
+class ColdStartSpec(Strict):
+    policy: Literal["popularity", "popular_in_language"] = Field(
+        "popularity", description="list for unknown and cold users (popular_in_language: within the user's language)"
+    )
+    min_interactions: int = Field(1, ge=0, description="users with fewer known positive interactions are cold")
+    language_column: Column = Field(
+        "language", description="popular_in_language: the user- and item-table column holding the language"
+    )
+
+
+class ServingSpec(Strict):
+    """How /recommend answers: SLA, list size cap, stage budgets, fallback chain, cold-start policy."""
+
+    sla_ms: float = Field(200.0, gt=0, description="end-to-end SLA; re-ranking skips past its latency_budget_share")
+    max_k: int = Field(100, ge=1, le=10_000, description="largest k a request may ask for")
+    stage_budget_ms: StageBudgets = Field(default_factory=StageBudgets)
+    fallback: list[FallbackLevel] = Field(
+        default_factory=lambda: list(FALLBACK_ORDER),
+        description="degradation levels in order, starting at FULL; a failed stage answers at the next declared one",
+    )
+    cold_start: ColdStartSpec = Field(default_factory=ColdStartSpec)
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback_order(cls, levels: list[str]) -> list[str]:
+        if not levels or levels[0] != "FULL":
+            raise ValueError("the fallback chain must start with FULL")
+        ranks = [FALLBACK_ORDER.index(level) for level in levels]
+        if ranks != sorted(set(ranks)):
+            raise ValueError(f"fallback levels must be unique and in the order {' -> '.join(FALLBACK_ORDER)}")
+        return levels
+
+
 # ---------------------------------------------------------------- evaluation
 
 
@@ -242,6 +290,19 @@ class EvaluationSpec(Strict):
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which an entity is flagged")
     top_k: int = Field(100, ge=1, description="list size for precision_at_k and ranking metrics")
     group_columns: list[Column] = Field(default_factory=list)
+
+
+class BaselineSpec(Strict):
+    """What `vs: baseline` compares with: a statistic of the last N promoted models' metric.
+
+    A slow slide (each model within 1-2% of the last) passes every champion gate; against the
+    best (or mean) of several earlier champions it shows (docs/adr/0014-triggers-backtest-schedule.md).
+    """
+
+    window: int = Field(5, ge=1, le=100, description="the last N promoted models (newest first)")
+    statistic: Literal["best", "mean", "median"] = Field(
+        "median", description="best (in the metric's direction), mean or median of the window's values"
+    )
 
 
 class GateSpec(Strict):
@@ -253,7 +314,74 @@ class GateSpec(Strict):
     vs: Literal["champion", "baseline"] | None = None
     max_drop: float | None = Field(None, ge=0, description="largest allowed absolute worsening vs `vs`")
     max_relative_drop: float | None = Field(None, ge=0, le=1)
+    baseline: BaselineSpec = Field(
+        default_factory=BaselineSpec, description="vs: baseline — window and statistic of the promoted history"
+    )
     blocking: bool = True
+    on_insufficient: Literal["report", "fail"] = Field(
+        "report",
+        description="a fairness/causal metric with too little data: report it, not blocking (report) or fail",
+    )
+
+
+GroupSet = list[Column]
+
+
+class FairnessSpec(Strict):
+    """Group metrics with sample sizes and bootstrap intervals (docs/adr/0015-fairness-and-causal.md)."""
+
+    groups: list[GroupSet] = Field(
+        default_factory=list,
+        description="row groups (classification) or user groups (recommendation); a list of columns is an "
+        "intersection; empty: evaluation.group_columns one by one",
+    )
+    creator_groups: list[GroupSet] = Field(
+        default_factory=list, description="recommendation: item-table columns whose groups share exposure"
+    )
+    min_group_size: int = Field(200, ge=1, description="rows (users) a group needs before its metrics count")
+    min_group_events: int = Field(
+        20, ge=1, description="positives (TPR), negatives (FPR) or flagged rows (precision) a group rate needs"
+    )
+    min_group_items: int = Field(20, ge=1, description="recommendation: catalogue items a creator group needs")
+    exposure_reference: Literal["catalog", "relevance"] = Field(
+        "catalog", description="exposure equity divides a group's exposure share by its catalogue or relevance share"
+    )
+    k: int = Field(10, ge=1, description="recommendation: list length for exposure and user-side metrics")
+    bootstrap: int = Field(500, ge=0, description="bootstrap replicates for intervals (0: no intervals)")
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+class ExperimentSpec(Strict):
+    """A randomized experiment in the logged table: treatment arm vs held-out arm."""
+
+    column: Column = Field(description="column naming each row's arm")
+    treatment: str = "treatment"
+    holdout: str = "holdout"
+    alpha: float = Field(0.05, gt=0, lt=1, description="two-sided significance level")
+    power: float = Field(0.8, gt=0, lt=1, description="power for the minimum detectable effect")
+
+
+class CausalSpec(Strict):
+    """Effect of a treatment (a recommendation, an offer) from logged data with the policy's propensities."""
+
+    data: SourceSpec = Field(description="the logged table: one row per unit, its treatment, outcome and propensity")
+    treatment: Column = Field(description="0/1 column: treated by the logging policy")
+    outcome: Column = Field(description="outcome column (0/1 or numeric)")
+    propensity: Column = Field(description="the logging policy's probability of treatment for the row")
+    covariates: list[Column] = Field(default_factory=list, description="outcome-model inputs for doubly robust")
+    estimators: list[Literal["naive", "ipw", "snipw", "dr"]] = Field(
+        default_factory=lambda: ["naive", "ipw", "snipw", "dr"]
+    )
+    primary: Literal["ipw", "snipw", "dr"] = Field("dr", description="the estimator reported as `ate`")
+    clip: float = Field(0.01, ge=0, lt=0.5, description="propensities are clipped to [clip, 1 - clip]")
+    min_group_size: int = Field(100, ge=1, description="treated and untreated rows needed for an estimate")
+    bootstrap: int = Field(500, ge=0, description="bootstrap replicates for intervals (0: no intervals)")
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+    experiment: ExperimentSpec | None = Field(
+        None, description="randomized arms (A/B); their rows are left out of the observational estimators"
+    )
 
 
 class MaskedChurnersSpec(Strict):
@@ -316,9 +444,26 @@ class RolloutSpec(Strict):
 # ---------------------------------------------------------------- triggers
 
 
-class ScheduleTrigger(Strict):
+class CronSchedule(Strict):
+    """A five-field cron in a timezone. A cron that can never fire (30 February) is a spec error."""
+
     cron: Cron
     timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _fires(cls, value: str) -> str:
+        from croniter import CroniterBadDateError, croniter
+
+        try:
+            croniter(value, datetime(2000, 1, 1)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"cron {value!r} never fires: no date matches it (e.g. 30 February)") from None
+        return value
+
+
+class ScheduleTrigger(CronSchedule):
+    approval: bool = Field(False, description="a scheduled model needs human approval before canary")
 
 
 class DriftTrigger(Strict):
@@ -327,6 +472,9 @@ class DriftTrigger(Strict):
     critical_psi: float = Field(0.50, gt=0)
     reference_window: Duration = "30d"
     approval: bool = True
+    wait_for_labels: bool = Field(
+        False, description="hold a drift retrain until the day's outcomes (labels) are in; critical drift does not wait"
+    )
 
 
 class PerformanceTrigger(Strict):
@@ -334,6 +482,7 @@ class PerformanceTrigger(Strict):
     floor: float | None = None
     max_relative_decline: float | None = Field(0.10, ge=0, le=1)
     baseline_window: Duration = "7d"
+    approval: bool = Field(False, description="a performance-triggered model needs human approval before canary")
 
 
 class TriggersSpec(Strict):
@@ -341,6 +490,14 @@ class TriggersSpec(Strict):
     drift: DriftTrigger | None = None
     performance: PerformanceTrigger | None = None
     min_interval: Duration = Field("24h", description="dedup window between retrains; critical triggers bypass it")
+    rearm: bool = Field(
+        True,
+        description="a drift/performance trigger that started a retrain fires again only after it dropped below "
+        "its threshold (or turns critical): a lasting condition starts one retrain, not one a day",
+    )
+    monitor: CronSchedule | None = Field(
+        None, description="when the daily monitor runs (`keel schedule`); its facts feed drift/performance triggers"
+    )
 
 
 # ---------------------------------------------------------------- monitoring and runtime
@@ -351,6 +508,24 @@ class MonitoringSpec(Strict):
     psi_warning: float = Field(0.10, gt=0)
     psi_alert: float = Field(0.25, gt=0)
     psi_critical: float = Field(0.50, gt=0)
+    reference: Literal["training_profile", "window"] = Field(
+        "training_profile",
+        description="training_profile: the champion's training profile (else the reference data's); "
+        "window: the current source's rows in the reference_window before current_window",
+    )
+    reference_window: Duration = Field("30d", description="reference: window — length of the rolling reference")
+    current_window: Duration = Field("1d", description="reference: window — the monitored span ending at --as-of")
+    current: SourceSpec | None = Field(
+        None, description="the data monitored when `keel monitor` gets no --data (e.g. a synthetic day)"
+    )
+    features: list[Column] = Field(
+        default_factory=list, description="features monitored; empty: model features and the columns they derive from"
+    )
+    bins: int | None = Field(None, ge=2, le=100, description="bins of a profile built here; absent: contract's bins")
+    history: str | None = Field(
+        None, description="metrics history directory (Parquet, one partition per date); absent: <runs_dir>/<name>/"
+    )
+    charts: bool = Field(True, description="write PNG charts of alerted features and of the metric history")
 
 
 class RuntimeSpec(Strict):
@@ -379,8 +554,11 @@ class Spec(Strict):
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     ranker: RankerSpec | None = None
     reranker: RerankerSpec | None = None
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="recommendation: /recommend behaviour")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     gates: dict[str, GateSpec] = Field(default_factory=dict)
+    fairness: FairnessSpec | None = Field(None, description="group metrics and disparities (gate-able by name)")
+    causal: CausalSpec | None = Field(None, description="causal effect and A/B analysis (gate-able by name)")
     masked_churners: MaskedChurnersSpec | None = None
     rollout: RolloutSpec | None = None
     triggers: TriggersSpec = Field(default_factory=TriggersSpec)

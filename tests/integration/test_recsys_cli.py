@@ -55,8 +55,29 @@ def test_streamrec_runs_end_to_end(tmp_path: Path) -> None:
     assert set(report["stages"]) >= {"final", "candidates", "popularity", "cooccurrence", "two_tower_full_catalogue"}
     assert "Versus same-run baselines" in (run_dir / "gate_report.md").read_text()
 
+    # fairness + causal (docs/adr/0015): exposure equity and the causal ATE with intervals, gated as
+    # the spec says; at this size every user group is below 200 users, so the Hit@10 disparity is
+    # "insufficient data": reported, not blocking
+    fc = report["fairness_causal"]
+    equity = fc["fairness"]["metrics"]["exposure_equity[language]"]
+    low, high = fc["fairness"]["intervals"]["exposure_equity[language]"]
+    assert low <= equity <= high
+    causal = fc["causal"]["metrics"]
+    assert causal["ate_dr_low"] <= 0.041 <= causal["ate_dr_high"] < causal["ate_naive_low"]  # the planted effect
+    gates = {g["name"]: g for g in report["gates"]["gates"]}
+    assert gates["exposure_equity_language"]["passed"] and gates["ate"]["passed"]
+    assert gates["exposure_equity_language"]["value"] == equity
+    assert gates["hit_disparity@10"]["insufficient"] and not gates["hit_disparity@10"]["blocking"]
+    guarantee = fc["exposure_guarantee"]
+    assert guarantee["with_guarantee"]["hit@10"] > 0 and set(guarantee["groups"]) == {"en", "es", "pt", "hi"}
+    assert guarantee["groups"]["hi"]["with_guarantee"] > guarantee["groups"]["hi"]["without_guarantee"]
+    assert Path(fc["chart"]).read_bytes()[:4] == b"\x89PNG"
+    markdown = (run_dir / "gate_report.md").read_text()
+    assert "## Fairness and causal evaluation" in markdown and "Minimum-exposure guarantee" in markdown
+
     store = BundleStore(tmp_path / "bentoml")
     assert aliases("streamrec", store=store)["champion"] == result["bundle"]
+    assert store.get(result["bundle"]).manifest.metrics["ate"] == causal["ate"]  # for vs champion / baseline
     bundle = load_recsys_bundle(store.get(result["bundle"]))
     assert bundle.index.ntotal == 1500 == len(bundle.items)
     assert (bundle.ranker is not None) == report["ranker"]["used"]
@@ -155,6 +176,13 @@ def test_own_ratings_log_runs_from_yaml_only(tmp_path: Path) -> None:
     assert report["diversity"]["attribute"] == "studio"
     batch = pd.read_parquet(result["scoring"]["parquet"])
     assert batch["film"].str.startswith("f").all() and batch["viewer"].str.startswith("v").all()
+    # rating_threshold 4: a film the viewer rated 4+ is a positive (never recommended again); one rated
+    # below 4 is not, so it may come back (with `positive: 1` instead, 1-star films would be the positives)
+    stars = pd.read_parquet(data / "ratings.parquet").groupby(["viewer", "film"])["stars"].max()
+    recommended = stars.reindex(pd.MultiIndex.from_frame(batch[["viewer", "film"]]))
+    assert not (recommended >= 4).any()
+    assert (recommended < 4).any()
+    assert report["diversity"]["final_share"] and set(report["diversity"]["final_share"]) <= {"s0", "s1", "s2", "s3"}
 
 
 def test_empty_interaction_log_is_a_clear_error(tmp_path: Path) -> None:

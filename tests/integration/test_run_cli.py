@@ -52,6 +52,15 @@ def test_run_trains_gates_registers_and_scores(tmp_path: Path) -> None:
     assert Path(result["scoring"]["masked_churners_parquet"]).parent == Path(result["run_dir"])
     report = (Path(result["run_dir"]) / "gate_report.md").read_text()
     assert "**PASSED**" in report
+    # fairness before automated offers: the age-band TPR gap is gated (docs/adr/0015)
+    [tpr_gate] = [g for g in result["gates"]["gates"] if g["name"] == "tpr_gap_age_band"]
+    assert tpr_gate["passed"] and tpr_gate["value"] <= 0.15
+    fc = json.loads((Path(result["run_dir"]) / "run_report.json").read_text())["fairness_causal"]
+    groups = [g for g in fc["fairness"]["groups"] if g["grouping"] == "age_band" and g["metric"] == "tpr"]
+    assert {g["group"] for g in groups} >= {"18-24", "25-34", "35-49", "50+", "(missing)"}
+    assert all(g["status"] == "insufficient data" for g in groups if g["n"] < 20)  # shown, not dropped
+    assert fc["causal"]["experiment"]["mde"] > 0 and fc["causal"]["estimates"]
+    assert "## Fairness and causal evaluation" in report and (Path(result["run_dir"]) / "fairness_causal.png").exists()
 
     # one threshold edited on the command line flips the decision; the champion stays
     code, second = keel("run", SPEC, *SMALL, "gates.auc.min=0.99")

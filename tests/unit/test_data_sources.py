@@ -97,5 +97,6 @@ def test_synthetic_multi_table_missing_or_unknown_table_lists_tables(table: str 
 
 
 def test_unknown_generator_lists_known_ones() -> None:
-    with pytest.raises(DataSourceError, match=r"'nope'.*streamflow, streamflow_previous, streamrec"):
+    known = "streamflow, streamflow_offers, streamflow_previous, streamrec, streamrec_exposures"
+    with pytest.raises(DataSourceError, match=rf"'nope'.*{known}"):
         load("synthetic:nope", Path("."))

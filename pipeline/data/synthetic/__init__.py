@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from pipeline.data.synthetic import streamflow, streamrec
+from pipeline.data.synthetic import logged_policy, streamflow, streamrec
 from pipeline.spec.schema import ScenarioSpec
 
 Generator = Callable[[int, int, ScenarioSpec], pd.DataFrame | dict[str, pd.DataFrame]]
@@ -19,4 +19,6 @@ GENERATORS: dict[str, Generator] = {
     "streamflow": streamflow.generate,
     "streamflow_previous": streamflow.generate_previous,
     "streamrec": streamrec.generate,
+    "streamrec_exposures": logged_policy.streamrec_exposures,  # causal evaluation: docs/adr/0015
+    "streamflow_offers": logged_policy.streamflow_offers,
 }

@@ -107,6 +107,7 @@ def _items(n: int, creators: pd.DataFrame, rng: np.random.Generator) -> tuple[pd
             "item_id": np.arange(n, dtype=np.int64),
             "creator_id": creator.astype(np.int64),
             "language": creators["language"].to_numpy()[creator],
+            "is_new_creator": creators["is_new_creator"].to_numpy()[creator],  # no new draw: fairness groups
             "genre": pd.Categorical.from_codes(rng.integers(0, len(GENRES), size=n), categories=list(GENRES)),
             "release_date": release.astype("datetime64[ns]"),
             "duration_minutes": duration,

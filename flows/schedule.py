@@ -1,0 +1,130 @@
+"""`keel schedule SPEC`: the spec's flows as Prefect deployments with the spec's cron schedules.
+
+Two deployments per spec: `<name>-retrain` (the `keel-retrain` flow below, on
+`triggers.schedule`) and `<name>-monitor` (flows/monitor.py's `keel-monitor`, on
+`triggers.monitor`), both with the spec path and overrides as parameters, so the Prefect
+UI shows them and can start them. They are served by a `prefect.serve` runner in this
+process: no work pool, no image, nothing downloaded (docs/adr/0014-triggers-backtest-schedule.md).
+
+A scheduled retrain goes through the trigger record first, so a drift retrain and the
+weekly one in the same minute (or within min_interval) start one run between them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.schedules import Cron
+
+from pipeline.spec.load import LoadedSpec, load_spec
+from pipeline.triggers import Decision, evaluate_and_record
+
+RETRAIN_TRIGGERS = ("schedule", "drift", "performance", "manual")
+
+
+@flow(name="keel-retrain", log_prints=True)
+def retrain_flow(
+    spec_path: str,
+    overrides: list[str] | None = None,
+    conf_dirs: list[str] | None = None,
+    trigger: str = "schedule",
+) -> dict[str, Any]:
+    """One retrain of the spec (keel run). trigger=schedule: decided here against the trigger record;
+    drift/performance/manual: already decided by the caller (the monitor, a person in the UI)."""
+    loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
+    if trigger not in RETRAIN_TRIGGERS:
+        raise ValueError(f"trigger must be one of {', '.join(RETRAIN_TRIGGERS)}, not {trigger!r}")
+    if trigger == "schedule":
+        decision = evaluate_and_record(loaded.spec, scheduled=True, source="schedule")
+        if decision.retrain is None:
+            reasons = "; ".join(e.reason for e in decision.evaluations) or "no schedule trigger in the spec"
+            print(f"no retrain: {reasons}")
+            return {"status": "skipped", "reason": reasons}
+    from flows.lifecycle import run_lifecycle
+
+    summary = run_lifecycle(loaded)
+    print(summary["text"])
+    return {"status": summary["status"], "bundle": summary.get("bundle"), "promoted": summary.get("promoted")}
+
+
+def _parameters(loaded: LoadedSpec) -> dict[str, Any]:
+    return {
+        "spec_path": str(loaded.path.resolve()),
+        "overrides": list(loaded.overrides),
+        "conf_dirs": [str(Path(d).resolve()) for d in loaded.conf_dirs],
+    }
+
+
+def deployments(loaded: LoadedSpec) -> list[Any]:
+    """The spec's RunnerDeployments: retrain (+ its cron) and, when flows/monitor.py exists, monitor."""
+    spec = loaded.spec
+    triggers = spec.triggers
+    params = _parameters(loaded)
+    tags = ["keel", spec.name]
+    out = []
+    schedule = [Cron(triggers.schedule.cron, timezone=triggers.schedule.timezone)] if triggers.schedule else []
+    out.append(
+        retrain_flow.to_deployment(
+            name=f"{spec.name}-retrain",
+            schedules=schedule,
+            parameters=params,
+            tags=tags,
+            description=f"Retrain {spec.name} (keel run) when its schedule fires; dedup via the trigger record",
+        )
+    )
+    try:
+        from flows.monitor import monitor_flow
+    except ImportError:  # the monitor flow is optional: without it only the retrain is scheduled
+        return out
+    monitor = [Cron(triggers.monitor.cron, timezone=triggers.monitor.timezone)] if triggers.monitor else []
+    out.append(
+        monitor_flow.to_deployment(
+            name=f"{spec.name}-monitor",
+            schedules=monitor,
+            parameters={
+                "spec_path": params["spec_path"],
+                "overrides": params["overrides"],
+                "conf_dirs": params["conf_dirs"],
+                # scheduled: a trigger that fires starts the retrain deployment (dedup is in the record)
+                "start_retrain": True,
+            },
+            tags=tags,
+            description=f"Daily monitor of {spec.name}: PSI, metrics, trigger evaluation",
+        )
+    )
+    return out
+
+
+def register(loaded: LoadedSpec) -> list[dict[str, Any]]:
+    """Create or update the deployments on the Prefect API in PREFECT_API_URL; what was registered."""
+    out = []
+    for deployment in deployments(loaded):
+        deployment_id = deployment.apply()
+        crons = [getattr(s.schedule, "cron", None) for s in deployment.schedules or []]
+        out.append({"name": f"{deployment.flow_name}/{deployment.name}", "id": str(deployment_id), "cron": crons})
+    return out
+
+
+def serve(loaded: LoadedSpec) -> None:
+    """Register and run the deployments until interrupted (scheduled and UI-started runs execute here)."""
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*deployments(loaded), print_starting_message=True)
+
+
+def start_retrain(loaded: LoadedSpec, decision: Decision) -> dict[str, Any]:
+    """A trigger fired: start the retrain deployment when a server has it, else run the flow in-process."""
+    trigger = decision.fired[0].trigger if decision.fired else "manual"
+    name = f"keel-retrain/{loaded.spec.name}-retrain"
+    try:
+        from prefect.deployments import run_deployment
+
+        run = run_deployment(name, parameters={**_parameters(loaded), "trigger": trigger}, timeout=0)
+        return {"started": "deployment", "deployment": name, "flow_run_id": str(run.id)}
+    except Exception as exc:  # no server, or the spec was never scheduled: the embedded default
+        print(f"retrain deployment {name} not available ({type(exc).__name__}); running the retrain here")
+    params = _parameters(loaded)
+    result = retrain_flow(params["spec_path"], params["overrides"], params["conf_dirs"], trigger)
+    return {"started": "in-process", **result}

@@ -1,0 +1,68 @@
+"""PNG charts: reference vs current bin shares for each alerted feature, and the metric history.
+
+The histogram uses the reference's own bins, so the bars are exactly what PSI compared.
+matplotlib's Agg backend draws without a display (servers, CI, Prefect workers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.monitoring.drift import FeatureDrift
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def drift_chart(d: FeatureDrift, path: Path) -> Path | None:
+    """Side-by-side bars of reference and current shares per bin; None when there is nothing to draw."""
+    if not d.cur_shares or not d.ref_shares:
+        return None
+    plt = _pyplot()
+    x = np.arange(len(d.ref_shares))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(x)), 3.6))
+    try:
+        ax.bar(x - 0.2, d.ref_shares, width=0.4, label="reference", color="#7a8ca5")
+        ax.bar(x + 0.2, d.cur_shares, width=0.4, label="current", color="#d9534f")
+        ax.set_xticks(x, d.bins, rotation=35, ha="right", fontsize=7)
+        ax.set_ylabel("share of rows")
+        ax.set_title(f"{d.feature}: PSI {d.psi:.3f} ({d.level})", fontsize=10)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=90)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def history_chart(history: pd.DataFrame, path: Path) -> Path | None:
+    """One line per performance metric over the recorded dates; None without metric rows."""
+    metrics = history[history["kind"] == "metric"]
+    metrics = metrics[~metrics["name"].isin(["outcomes"])]
+    if metrics.empty:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    try:
+        for name, rows in metrics.groupby("name", sort=True):
+            ax.plot(pd.to_datetime(rows["date"]), rows["value"], marker="o", label=str(name))
+        ax.set_ylabel("value")
+        ax.set_title("performance metrics by day", fontsize=10)
+        ax.legend(fontsize=7, ncol=3)
+        fig.autofmt_xdate()
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=90)
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,504 @@
+"""One user's recommendation, online: retrieval -> features -> ranking -> re-ranking, each stage timed.
+
+Built from a loaded bundle, it reuses the offline objects (Retrieval,
+RankingFeatureBuilder, RankingStage, rerank) rather than re-implementing them, so for the same
+user it returns the same final list as `system.Recommender` (tests/unit/test_recsys_online.py
+compares them). What it adds is the request discipline of `spec.serving`:
+
+* Stage budgets. Retrieval sources and the ranker run on a small thread pool and are waited
+  for at most their stage budget (FAISS, scipy and LightGBM release the GIL); a source still
+  running is left out, a ranker still running is abandoned. The Redis feature lookup carries
+  its budget as the socket timeout.
+* The fallback chain. A stage that raises or runs past its budget hands over to a level:
+  features -> STALE_FEATURES (the bundle's embedded values), ranking -> SIMPLE_RANKING
+  (retrieval order), retrieval -> POPULARITY (popularity minus seen). A level missing from the
+  declared chain is replaced by the next declared one after it; the answer names its level.
+* Re-ranking is optional work: skipped once the request has used reranker.latency_budget_share
+  of serving.sla_ms (the response says so).
+* Cold start: unknown users and users with fewer than cold_start.min_interactions known
+  positives get the cold-start policy (popularity, or popularity within the user's language).
+
+Fault injection for tests (documented in docs/adr/0012-recommend-serving.md): `faults` maps a
+stage (`retrieval.two_tower`, `retrieval.cooccurrence`, `retrieval.popularity`, `features`,
+`ranking`, `rerank`) to `raise` or `sleep:<ms>`; the service reads it from KEEL_TEST_FAULTS.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.recsys import system
+from pipeline.recsys.bundle import RecsysBundle
+from pipeline.recsys.fallback import NoFallbackLeft, degrade
+from pipeline.recsys.online_features import RankerMatrix, RedisFeatures, online_names
+from pipeline.recsys.rerank import LatencyBudget, rerank
+from pipeline.spec.schema import ServingSpec
+
+log = logging.getLogger("keel.serving")
+
+POOL = cf.ThreadPoolExecutor(max_workers=16, thread_name_prefix="keel-stage")
+
+
+RankerInput = np.ndarray | pd.DataFrame  # the LightGBM matrix (RankerMatrix) or the feature frame
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One user's merged candidates as arrays (the frame `system.candidate_rows` makes, without pandas)."""
+
+    user: int
+    items: np.ndarray  # dense item indices, merged order
+    sources: np.ndarray  # codes into system.SOURCES
+    retrieval_score: np.ndarray  # two-tower cosine of each pair
+
+    @classmethod
+    def merged(cls, retrieval: system.Retrieval, user: int, items: np.ndarray, sources: np.ndarray) -> Candidates:
+        scores = retrieval.pair_scores(np.full(len(items), user, dtype=np.int64), items)
+        return cls(user, items, sources, scores)
+
+    def frame(self) -> pd.DataFrame:
+        """What system.candidate_rows gives for this user (the builder's and the frame path's input)."""
+        return pd.DataFrame(
+            {
+                "user_idx": np.full(len(self.items), self.user, dtype=np.int64),
+                "item_idx": self.items,
+                "retrieval_score": self.retrieval_score,
+                "source": pd.Categorical.from_codes(self.sources, categories=list(system.SOURCES)),
+                "merged_rank": np.arange(len(self.items)),
+            }
+        )
+
+
+@dataclass
+class Recommendation:
+    """The answer to one request, before the HTTP layer adds routing fields."""
+
+    user_id: str
+    items: list[dict[str, Any]]
+    level: str
+    cold_start: bool
+    bundle: str
+    timings_ms: dict[str, float]
+    rerank: dict[str, Any]
+    retrieval_failed: dict[str, str] = field(default_factory=dict)
+    features: str | None = None  # redis | embedded | None (no ranker features needed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "items": self.items,
+            "level": self.level,
+            "cold_start": self.cold_start,
+            "bundle": self.bundle,
+            "timings_ms": self.timings_ms,
+            "rerank": self.rerank,
+            "retrieval": {"failed": self.retrieval_failed},
+            "features": self.features,
+        }
+
+
+class OnlineRecommender:
+    """Answers one user at a time from one bundle; safe to share between threads (no mutable state per call)."""
+
+    threshold = None  # /status prints a scorer's threshold; a recommender has none
+    id_field = None
+    max_batch = 1
+
+    def __init__(
+        self,
+        tag: str,
+        bundle: RecsysBundle,
+        serving: ServingSpec,
+        redis: RedisFeatures | None = None,
+        faults: Mapping[str, tuple[str, float]] | None = None,
+    ) -> None:
+        state = bundle.serving
+        if state is None:
+            raise ValueError(f"bundle {tag} has no serving/ state: retrain it with this version of keel run")
+        self.tag = tag
+        self.serving = serving
+        self.redis = redis
+        self.faults = dict(faults or {})
+        info = state.info
+        user_ids = bundle.users.iloc[:, 0].to_numpy()
+        self.item_ids = np.array([str(i) for i in bundle.items.iloc[:, 0].to_numpy()], dtype=object)
+        self.user_ids = np.array([str(u) for u in user_ids], dtype=object)
+        self.user_index = {u: i for i, u in enumerate(self.user_ids)}
+        vectors, known = bundle.model.user_embeddings(user_ids)
+        cooc, popularity = state.sources()
+        self.retrieval = system.Retrieval(
+            index=bundle.index,
+            user_vectors=vectors,
+            user_known=known,
+            item_vectors=bundle.model.item_embeddings(),
+            cooccurrence=cooc,
+            popularity=popularity,
+            k=int(info["retrieval_k"]),
+            weights=tuple(info["weights"]),
+        )
+        self.seen = state.seen
+        self.builder = state.builder()
+        features = list(bundle.info.get("ranker_features") or [])
+        self.ranking = system.RankingStage(bundle.ranker, features, dict(bundle.info.get("ranker") or {}))
+        self.attribute, self.exposure = state.attribute()
+        self.reranker = info.get("reranker")
+        self.online_user, self.online_item = online_names(self.builder)
+        self._popular = np.lexsort((np.arange(len(state.popularity)), -state.popularity))  # ties: lower index
+        self._popular_in = self._language_lists(state.items, serving.cold_start.language_column)
+        self._user_language = self._languages(state.users, serving.cold_start.language_column)
+        self.levels = list(serving.fallback)
+        self._matrix = self._matrix_path(bundle.ranker)
+        self._matrix_ok: bool | None = None  # None: not compared with the frame path yet (see _ranker_input)
+
+    # ------------------------------------------------------------------ the request
+
+    def recommend(self, user_id: Any, k: int, context: Mapping[str, Any] | None = None) -> Recommendation:
+        start = time.perf_counter()
+        uid = str(user_id)
+        u = self.user_index.get(uid)
+        known = 0 if u is None else int(self.seen.indptr[u + 1] - self.seen.indptr[u])
+        if u is None or known < self.serving.cold_start.min_interactions:
+            return self._cold(uid, u, k, context or {}, start)
+        timings: dict[str, float] = {}
+        try:
+            return self._warm(uid, u, k, start, timings)
+        except NoFallbackLeft:
+            raise
+        except Exception:  # a fault outside the guarded stages: the last declared level still answers
+            log.exception("recommend failed for a warm user; answering with a fallback level")
+            return self._popularity_answer(uid, u, k, self._degrade("FULL", "retrieval"), start, timings, {})
+
+    def _warm(self, uid: str, u: int, k: int, start: float, timings: dict[str, float]) -> Recommendation:
+        users = np.array([u], dtype=np.int64)
+        t = time.perf_counter()
+        lists, failed = self._retrieve(users)
+        timings["retrieval"] = _ms(t)
+        if len(failed) == len(system.SOURCES):
+            level = self._degrade("FULL", "retrieval")
+            return self._popularity_answer(uid, u, k, level, start, timings, failed)
+        items, sources = merge_one([lists[s][0] for s in system.SOURCES], self.retrieval.k, self.retrieval.weights)
+        if not len(items):
+            level = self._degrade("FULL", "retrieval")
+            return self._popularity_answer(uid, u, k, level, start, timings, failed)
+        rows = Candidates.merged(self.retrieval, u, items, sources)
+        level, features_from, scores = "FULL", None, None
+        if self.ranking.ranker is not None:
+            t = time.perf_counter()
+            x, features_from, level = self._features(uid, rows, level)
+            timings["features"] = _ms(t)
+            t = time.perf_counter()
+            if x is not None:
+                scores, level = self._rank(x, level)
+            timings["ranking"] = _ms(t)
+        ranked = scores is not None
+        if scores is None:  # no ranker in the bundle (FULL) or the ranking fell back (SIMPLE_RANKING)
+            scores = -np.arange(len(rows.items), dtype=np.float64)  # merged order
+        t = time.perf_counter()
+        picked, report = self._rerank(rows.items, scores, k, start)
+        timings["rerank"] = _ms(t)
+        shown = scores if ranked else rows.retrieval_score  # the ranker's, else the two-tower cosine
+        out = [
+            {
+                "item_id": self.item_ids[rows.items[p]],
+                "score": float(shown[p]),
+                "source": system.SOURCES[rows.sources[p]],
+            }
+            for p in picked
+        ]
+        timings["total"] = _ms(start)
+        return Recommendation(uid, out, level, False, self.tag, _rounded(timings), report, failed, features_from)
+
+    def score(self, records: list[dict[str, Any]], explain: bool = False) -> list[dict[str, Any]]:
+        """The shadow runner's interface (pipeline/serving/shadow.py): one answer per /recommend body."""
+        out = []
+        for record in records:
+            rec = self.recommend(record["user_id"], int(record.get("k", 10)), record.get("context"))
+            out.append({"probability": None, "items": [i["item_id"] for i in rec.items], "level": rec.level})
+        return out
+
+    # ------------------------------------------------------------------ stages
+
+    def _retrieve(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """Every source at once; whatever has not answered within the retrieval budget is left out."""
+        r = self.retrieval
+        runners: dict[str, Callable[[], np.ndarray]] = {
+            "two_tower": lambda: r._ann(users, self.seen),
+            "cooccurrence": lambda: _padded(self._cooccurrence(int(users[0]), r.k), r.k),
+            "popularity": lambda: _padded(self._popular_minus_seen(int(users[0]), r.k, self._popular), r.k),
+        }
+        futures = {POOL.submit(self._guarded, f"retrieval.{name}", run): name for name, run in runners.items()}
+        done, pending = cf.wait(futures, timeout=self.serving.stage_budget_ms.retrieval / 1000.0)
+        lists: dict[str, np.ndarray] = {}
+        failed: dict[str, str] = {}
+        for future in pending:
+            future.cancel()
+            failed[futures[future]] = "timeout"
+        for future in done:
+            name = futures[future]
+            try:
+                lists[name] = future.result()
+            except Exception as exc:  # one source down must not take retrieval down
+                failed[name] = f"{type(exc).__name__}: {exc}"
+        empty = np.full((1, r.k), -1, dtype=np.int64)
+        return {name: lists.get(name, empty) for name in system.SOURCES}, failed
+
+    def _features(self, uid: str, rows: Candidates, level: str) -> tuple[RankerInput | None, str | None, str]:
+        """The ranker's input: embedded features, with the online counters from Redis when configured."""
+        try:
+            self._fault("features")
+            x = self._ranker_input(rows)
+        except Exception as exc:  # without features there is nothing to rank with
+            log.warning("features failed (%s): retrieval order", exc)
+            return None, None, self._degrade(self._degrade(level, "features"), "ranking")
+        if self.redis is None:
+            return x, "embedded", level
+        wanted = [n for n in (*self.online_user, *self.online_item) if n in self.ranking.features]
+        if not wanted:
+            return x, "embedded", level
+        t = time.perf_counter()
+        try:
+            user, items = self.redis.fetch(uid, list(self.item_ids[rows.items]))
+            if _ms(t) > self.serving.stage_budget_ms.features:
+                raise TimeoutError(f"redis lookup took {_ms(t):.1f} ms")
+        except Exception as exc:  # down, slow, unpublished: the bundle's values are the stale fallback
+            log.warning("online features unavailable (%s): embedded values", type(exc).__name__)
+            return x, "embedded", self._degrade(level, "features")
+        for name in wanted:
+            if isinstance(x, np.ndarray):
+                j = self._matrix.column[name]  # type: ignore[union-attr]
+                if name in user:
+                    x[:, j] = user[name]
+                elif name in items:
+                    x[:, j] = np.where(np.isnan(items[name]), x[:, j], items[name])
+            elif name in user:
+                x[name] = user[name]
+            elif name in items:
+                fresh = items[name]
+                x[name] = np.where(np.isnan(fresh), x[name].to_numpy(dtype=np.float64), fresh)
+        return x, "redis", level
+
+    def _matrix_path(self, ranker: Any) -> RankerMatrix | None:
+        """The pandas-free input builder for a LightGBM ranker; None (the frame path) for anything else."""
+        if getattr(ranker, "booster", None) is None:
+            return None
+        try:
+            return RankerMatrix(self.builder, ranker, system.SOURCES)
+        except Exception as exc:  # a feature it cannot build: the frame path still can
+            log.warning("%s: no matrix path for the ranker (%s); using the frame path", self.tag, exc)
+            return None
+
+    def _ranker_input(self, rows: Candidates) -> RankerInput:
+        """The matrix (verified once against the frame path, which answers if they differ) or the frame."""
+        if self._matrix is None or self._matrix_ok is False:
+            return self.builder.build(rows.frame(), self.ranking.features)
+        x = self._matrix.build(rows.user, rows.items, rows.retrieval_score, rows.sources)
+        if self._matrix_ok is None:
+            frame = self.builder.build(rows.frame(), self.ranking.features)
+            self._matrix_ok = self._same_as_frame(x, frame)
+            if not self._matrix_ok:
+                log.warning("%s: the ranker's matrix path differs from the frame path; not used", self.tag)
+                return frame
+        return x
+
+    def _same_as_frame(self, x: np.ndarray, frame: pd.DataFrame) -> bool:
+        """Same matrix as LightGBM makes of the prepared frame, and bit-identical scores."""
+        ranker = self.ranking.ranker
+        booster = ranker.booster  # type: ignore[union-attr]
+        reference = _lightgbm_matrix(ranker.prepare(frame), booster)  # type: ignore[union-attr]
+        if x.shape != reference.shape or not np.array_equal(x, reference, equal_nan=True):
+            return False
+        fast = np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
+        return bool(np.array_equal(fast, ranker.score(frame)))  # type: ignore[union-attr]
+
+    def _rank(self, x: RankerInput, level: str) -> tuple[np.ndarray | None, str]:
+        ranker = self.ranking.ranker
+        assert ranker is not None
+        future = POOL.submit(self._guarded, "ranking", lambda: self._score(x))
+        try:
+            return future.result(timeout=self.serving.stage_budget_ms.ranking / 1000.0), level
+        except Exception as exc:  # raised or timed out: retrieval order answers
+            future.cancel()
+            log.warning("ranking failed (%s): retrieval order", type(exc).__name__)
+            return None, self._degrade(level, "ranking")
+
+    def _score(self, x: RankerInput) -> np.ndarray:
+        """The ranker's scores: LightGBM straight from the matrix (one thread: concurrency comes from requests),
+        any other ranker (or a matrix path that failed its check) from the frame."""
+        ranker = self.ranking.ranker
+        assert ranker is not None
+        if isinstance(x, np.ndarray):
+            return np.asarray(ranker.booster.predict(x, num_threads=1), dtype=np.float64)  # type: ignore[attr-defined]
+        return ranker.score(x)
+
+    def _cooccurrence(self, u: int, k: int) -> np.ndarray:
+        """`CoOccurrence.recommend` for one user without a dense catalogue row: the positive scores by
+        (-score, item), then unseen zero-scored items by index (the dense top-k's tie rule), seen never."""
+        cooc = self.retrieval.cooccurrence
+        row = cooc.history[u] @ cooc.cooccurrence
+        seen = self.seen.indices[self.seen.indptr[u] : self.seen.indptr[u + 1]]
+        items, values = row.indices, row.data
+        keep = (values > 0) & ~np.isin(items, seen)
+        items, values = items[keep], values[keep]
+        order = np.lexsort((items, -values))[:k]
+        chosen = items[order]
+        if len(chosen) < k:  # zero scores: the lowest unseen item indices not chosen above
+            head = np.arange(min(cooc.n_items, k + len(seen) + len(items)))
+            zeros = head[~np.isin(head, seen) & ~np.isin(head, items)]
+            chosen = np.r_[chosen, zeros[: k - len(chosen)]]
+        return chosen.astype(np.int64)
+
+    def _rerank(self, items: np.ndarray, scores: np.ndarray, k: int, start: float) -> tuple[np.ndarray, dict[str, Any]]:
+        order = np.argsort(-scores, kind="stable")[:k]
+        if self.reranker is None or self.attribute is None:
+            return order, {"ran": False, "skipped_reason": "no re-ranker in the spec"}
+        budget = LatencyBudget(self.serving.sla_ms, self.reranker["latency_budget_share"], start=start)
+        try:
+            self._fault("rerank")
+            result = rerank(
+                np.arange(len(items)),
+                scores,
+                self.attribute[items],
+                k,
+                self.reranker["diversity_weight"],
+                self.reranker["min_exposure_share"],
+                exposure_counts=self.exposure,
+                deadline=budget,
+            )
+        except Exception as exc:  # optional work: the ranked list answers
+            return order, {"ran": False, "skipped_reason": f"error: {type(exc).__name__}"}
+        report = result.report
+        return result.positions, {"ran": report.ran, "skipped_reason": report.skipped}
+
+    # ------------------------------------------------------------------ fallbacks and cold start
+
+    def _degrade(self, level: str, stage: str) -> str:
+        return degrade(self.levels, level, stage)
+
+    def _popularity_answer(
+        self, uid: str, u: int, k: int, level: str, start: float, timings: dict[str, float], failed: dict[str, str]
+    ) -> Recommendation:
+        t = time.perf_counter()
+        chosen = self._popular_minus_seen(u, k, self._popular)
+        items = self._listed(chosen, "popularity")
+        timings["rerank"] = _ms(t)
+        timings["total"] = _ms(start)
+        report = {"ran": False, "skipped_reason": f"fallback level {level}"}
+        return Recommendation(uid, items, level, False, self.tag, _rounded(timings), report, failed)
+
+    def _cold(self, uid: str, u: int | None, k: int, context: Mapping[str, Any], start: float) -> Recommendation:
+        policy = self.serving.cold_start.policy
+        order, source = self._popular, "popularity"
+        if policy == "popular_in_language":
+            language = self._user_language.get(u) if u is not None else None
+            language = language or context.get(self.serving.cold_start.language_column)
+            if language is not None and str(language) in self._popular_in:
+                order, source = self._popular_in[str(language)], "popular_in_language"
+        chosen = self._popular_minus_seen(u, k, order)
+        if len(chosen) < k and order is not self._popular:  # a small language: fill with global popularity
+            rest = self._popular_minus_seen(u, k + len(chosen), self._popular)
+            chosen = np.concatenate([chosen, rest[~np.isin(rest, chosen)]])[:k]
+        items = self._listed(chosen, source)
+        timings = {"retrieval": 0.0, "features": 0.0, "ranking": 0.0, "rerank": 0.0, "total": _ms(start)}
+        report = {"ran": False, "skipped_reason": "cold start"}
+        return Recommendation(uid, items, "FULL", True, self.tag, _rounded(timings), report)
+
+    def _listed(self, chosen: np.ndarray, source: str) -> list[dict[str, Any]]:
+        counts = self.retrieval.popularity.item_counts
+        return [{"item_id": self.item_ids[i], "score": float(counts[i]), "source": source} for i in chosen]
+
+    def _popular_minus_seen(self, u: int | None, k: int, order: np.ndarray) -> np.ndarray:
+        """The first k items of `order` the user has not seen (fewer when the catalogue runs out)."""
+        seen = self.seen.indices[self.seen.indptr[u] : self.seen.indptr[u + 1]] if u is not None else np.zeros(0)
+        head = order[: k + len(seen)]
+        return head[~np.isin(head, seen)][:k]
+
+    def _language_lists(self, items: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
+        if column not in items.columns:
+            return {}
+        values = items[column].astype("string").to_numpy(dtype=object, na_value=None)[self._popular]
+        return {str(v): self._popular[values == v] for v in pd.unique(values) if v is not None}
+
+    def _languages(self, users: pd.DataFrame | None, column: str) -> dict[int, str]:
+        if users is None or column not in users.columns:
+            return {}
+        values = users[column].astype("string").to_numpy(dtype=object, na_value=None)
+        return {i: str(v) for i, v in enumerate(values) if v is not None}
+
+    # ------------------------------------------------------------------ faults
+
+    def _guarded(self, stage: str, run: Callable[[], Any]) -> Any:
+        self._fault(stage)
+        return run()
+
+    def _fault(self, stage: str) -> None:
+        fault = self.faults.get(stage)
+        if fault is None:
+            return
+        action, ms = fault
+        if action == "raise":
+            raise RuntimeError(f"injected fault in {stage}")
+        time.sleep(ms / 1000.0)
+
+
+def _lightgbm_matrix(x: pd.DataFrame, booster: Any) -> np.ndarray:
+    """The float matrix LightGBM makes of a DataFrame: categoricals -> codes of the training categories, -1 -> NaN."""
+    categories = iter(booster.pandas_categorical or [])
+    columns = []
+    for name in x.columns:
+        column = x[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            trained = next(categories)
+            if list(column.cat.categories) != list(trained):
+                column = column.cat.set_categories(trained)
+            codes = column.cat.codes.to_numpy(dtype=np.float64)
+            codes[codes < 0] = np.nan
+            columns.append(codes)
+        else:
+            columns.append(column.to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.column_stack(columns)
+
+
+def merge_one(lists: list[np.ndarray], k: int, weights: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """`system.merge_round_robin` for one user (same items, same order, same sources), without -1 padding.
+
+    The general version sorts every user's rows by (user, item, priority) twice; for one row the
+    round-robin order is a fixed priority per (rank, list) position, so one argsort and a unique do.
+    """
+    stacked = np.stack([np.asarray(x, dtype=np.int64) for x in lists], axis=1)  # rank x source
+    depth, n_lists = stacked.shape
+    w = np.asarray(weights)[None, :]
+    top = max(weights)
+    rank = np.arange(depth)[:, None]
+    priority = (rank // w) * (n_lists * top) + np.arange(n_lists)[None, :] * top + rank % w  # round, list, rank
+    source = np.broadcast_to(np.arange(n_lists), stacked.shape)
+    ok = stacked >= 0
+    order = np.argsort(priority[ok], kind="stable")
+    items, source = stacked[ok][order], source[ok][order]
+    _, first = np.unique(items, return_index=True)
+    keep = np.sort(first)[:k]
+    return items[keep], source[keep]
+
+
+def _padded(items: np.ndarray, k: int) -> np.ndarray:
+    """One (1, k) source row, -1 padded (the merge stacks the sources' rows)."""
+    out = np.full((1, k), -1, dtype=np.int64)
+    out[0, : len(items)] = items
+    return out
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    out = {stage: 0.0 for stage in ("retrieval", "features", "ranking", "rerank")}
+    out.update({k: round(v, 3) for k, v in timings.items()})
+    return out
