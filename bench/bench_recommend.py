@@ -161,20 +161,24 @@ def in_process(home: Path, tag: str, spec_path: Path, users: list[str], k: int) 
 
 
 async def _connection(port: int, bodies: list[bytes], latencies: list, stages: list, levels: dict) -> None:
+    """One keep-alive client; when the server answers `Connection: close` it reconnects (the time counts)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = "POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     try:
         for body in bodies:
             request = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
             start = time.perf_counter()
+            if writer.is_closing():
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(request)
             header = await reader.readuntil(b"\r\n\r\n")
             status = int(header.split(b" ", 2)[1])
-            length = next(
-                int(x.split(b":", 1)[1]) for x in header.split(b"\r\n") if x.lower().startswith(b"content-length:")
-            )
+            lines = [x.lower() for x in header.split(b"\r\n")]
+            length = next(int(x.split(b":", 1)[1]) for x in lines if x.startswith(b"content-length:"))
             payload = await reader.readexactly(length)
             latencies.append((time.perf_counter() - start) * 1e3)
+            if b"connection: close" in lines:
+                writer.close()
             if status != 200:
                 raise RuntimeError(f"HTTP {status}: {payload[:200]!r}")
             answer = json.loads(payload)
@@ -202,24 +206,27 @@ def over_http(port: int, pid: int, users: list[str], k: int, concurrency: int, t
     asyncio.run(_connection(port, bodies[:20], [], [], {}))  # warm-up
     before = cpu_seconds(pid)
     out = _summary(latencies, stages, asyncio.run(run()), levels)
-    out["cpu_ms"] = (cpu_seconds(pid) - before) * 1e3 / len(latencies)
+    after = cpu_seconds(pid)
+    out["cpu_ms"] = (sum(after.values()) - sum(before.values())) * 1e3 / len(latencies)
+    busy = sorted(((after[p] - before.get(p, 0.0)) for p in after), reverse=True)
+    out["split"] = busy[:3]  # the busiest processes' CPU seconds: shows whether the workers share the load
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the server and its children (BentoML's workers), from /proc via psutil."""
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU of the server and each of its children (BentoML's workers), from /proc via psutil."""
     import psutil
 
     procs = [psutil.Process(pid)]
     procs += procs[0].children(recursive=True)
-    total = 0.0
+    out = {}
     for proc in procs:
         try:
             times = proc.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        out[proc.pid] = times.user + times.system
+    return out
 
 
 def _summary(latencies: list[float], stages: list[dict], elapsed: float, levels: dict) -> dict:
@@ -239,6 +246,9 @@ def main() -> None:
     parser.add_argument("--levels", default="1,8,32")
     parser.add_argument("--workers", type=int, default=2, help="service worker processes (one per core)")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--recycle", type=int, default=None, help="KEEL_RECOMMEND_RECYCLE for the service (default: its own default)"
+    )
     args = parser.parse_args()
     items = args.items or (20_000 if args.quick else 100_000)
     rows = args.rows or (80_000 if args.quick else 300_000)
@@ -255,11 +265,14 @@ def main() -> None:
         base = in_process(home, tag, spec_path, users[: max(200, requests // 2)], args.k)
         env = {"KEEL_SPEC": str(spec_path), "KEEL_WORKERS": str(args.workers), "KEEL_MAX_CONCURRENCY": "128"}
         env["KEEL_REQUEST_LOG"] = "1"
+        if args.recycle is not None:
+            env["KEEL_RECOMMEND_RECYCLE"] = str(args.recycle)
         with running_service(home, env) as (url, proc):
             port = int(url.rsplit(":", 1)[1])
             http = {c: over_http(port, proc.pid, users, args.k, c, requests) for c in levels}
+    recycle = env.get("KEEL_RECOMMEND_RECYCLE", "service default")
     print(f"/recommend k={args.k}, {items:,}-item catalogue, {requests} requests/level, workers={args.workers}, "
-          f"cpu_count={os.cpu_count()}")  # fmt: skip
+          f"recycle={recycle}, cpu_count={os.cpu_count()}, load average {os.getloadavg()}")  # fmt: skip
     header = f"{'case':<22} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'cpu/req':>7} | "
     print(header + " ".join(f"{s:>9}" for s in STAGES) + " | levels")
     rows_out = [("in-process (baseline)", base)] + [(f"HTTP conc {c}", r) for c, r in http.items()]
@@ -271,6 +284,8 @@ def main() -> None:
         "(ms; cpu/req: CPU per request of the server's processes (in-process: of this process); stage columns:"
         " mean server-side time per stage from timings_ms; loopback, same machine)"
     )
+    for c, r in http.items():
+        print(f"conc {c}: CPU s of the 3 busiest server processes: {', '.join(f'{x:.2f}' for x in r['split'])}")
     for c, r in http.items():
         print(f"conc {c}: p95 {r['p95'] / base['p95']:.1f}x the in-process p95; req/s {r['rps'] / base['rps']:.2f}x")
     if 8 in http:

@@ -24,6 +24,8 @@ from pipeline.contracts.profile import build_profile
 from pipeline.fairness.sections import render_markdown as render_sections
 from pipeline.gates.evaluate import render_markdown
 from pipeline.models.explain import FeatureReference
+from pipeline.monitoring.reference import BUNDLE_FILE as MONITOR_REFERENCE_FILE
+from pipeline.monitoring.reference import training_reference
 from pipeline.registry import BundleStore, promote, save_bundle
 from pipeline.registry.tabular import load_tabular_bundle, write_bundle_dir
 from pipeline.runs import RunDir, code_version, create_run_dir
@@ -65,6 +67,14 @@ def register(
             loaded.to_yaml(),
             spec.evaluation.threshold,
         )
+        monitor_reference = training_reference(
+            data.contract.accepted,
+            spec.contract,
+            spec.features.derived,
+            spec.monitoring.bins or spec.contract.profile.bins,
+            spec.monitoring.segment_column,
+        )
+        (Path(tmp) / MONITOR_REFERENCE_FILE).write_text(monitor_reference.to_json(), encoding="utf-8")
         ref = save_bundle(
             spec.name,
             Path(tmp),

@@ -27,7 +27,8 @@ from pipeline.monitoring import MonitorReference, MonitorReport, Outcomes, build
 from pipeline.monitoring.charts import drift_chart, history_chart
 from pipeline.monitoring.decision import decide
 from pipeline.monitoring.history import history_rows, read_history, write_day
-from pipeline.monitoring.reference import with_training_profile
+from pipeline.monitoring.reference import BUNDLE_FILE as MONITOR_REFERENCE_FILE
+from pipeline.monitoring.reference import relabelled, with_training_profile
 from pipeline.registry import BundleStore
 from pipeline.runs import RunDir, create_run_dir
 from pipeline.spec.load import LoadedSpec, load_spec
@@ -74,13 +75,20 @@ def split_window(spec: Spec, frame: pd.DataFrame, as_of: date) -> tuple[pd.DataF
 def load_reference(
     spec: Spec, base_dir: Path, window_rows: pd.DataFrame | None, champion: str | None
 ) -> MonitorReference:
-    """The window's rows, or the reference data overlaid with the champion's training profile."""
+    """The window's rows; else the champion's stored training reference; else the reference data
+    (overlaid with the champion's contract-column profile for bundles registered before it was stored)."""
     bins = spec.monitoring.bins or spec.contract.profile.bins
     segment = spec.monitoring.segment_column
     if window_rows is not None:
         frame = add_derived(validate_frame(window_rows, spec.contract).accepted, spec.features.derived)
         window = f"rolling {spec.monitoring.reference_window} window ({len(frame):,} rows)"
         return build_reference(frame, spec.contract, spec.features.derived, bins, segment, window)
+    bundle = _store(spec).get(champion) if champion is not None else None
+    if bundle is not None:
+        bundle.verify()  # sha256 of every file before reading any
+        if MONITOR_REFERENCE_FILE in bundle.manifest.files:
+            stored = MonitorReference.from_json(bundle.open_file(MONITOR_REFERENCE_FILE).read_text())
+            return relabelled(stored, f"champion {champion} training data")
     source = spec.data.reference or spec.data
     if source.source.endswith(".json"):
         path = Path(source.source) if Path(source.source).is_absolute() else base_dir / source.source
@@ -91,10 +99,8 @@ def load_reference(
         frame = add_derived(accepted, spec.features.derived)
         label = f"reference data {source.source} ({len(frame):,} rows)"
         reference = build_reference(frame, spec.contract, spec.features.derived, bins, segment, label)
-    if champion is None:
+    if bundle is None:
         return reference
-    bundle = _store(spec).get(champion)
-    bundle.verify()  # sha256 of every file before reading any
     training = ReferenceProfile.from_json(bundle.open_file("reference_profile.json").read_text())
     return with_training_profile(reference, training, f"champion {champion} training profile")
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from pipeline.contracts.profile import ReferenceProfile, build_profile
+from pipeline.data.derived import add_derived
 from pipeline.spec.schema import ColumnContract, ContractSpec, DerivedFeature
 
 MIN_SEGMENT_ROWS = 50
+BUNDLE_FILE = "monitor_reference.json"  # written into a bundle by `keel run`: the champion's full reference
 
 
 @dataclass
@@ -93,3 +95,25 @@ def with_training_profile(reference: MonitorReference, training: ReferenceProfil
     sources = dict(reference.sources)
     sources.update(dict.fromkeys([*training.numeric, *training.categorical], label))
     return MonitorReference(profile, reference.segment_column, reference.segments, label, sources)
+
+
+def training_reference(
+    accepted: pd.DataFrame,
+    contract: ContractSpec,
+    derived: Mapping[str, DerivedFeature],
+    bins: int,
+    segment: str | None,
+) -> MonitorReference:
+    """What `keel run` stores in a bundle: contract columns, derived features and segments of the training data.
+
+    Stored at registration so a later monitor compares with exactly what the champion learned
+    from, derived features and per-segment shares included, without re-reading the data.
+    """
+    frame = add_derived(accepted, derived)
+    return build_reference(frame, contract, derived, bins, segment, "training data")
+
+
+def relabelled(reference: MonitorReference, label: str) -> MonitorReference:
+    """The same reference, every feature credited to `label` (e.g. the champion's tag)."""
+    sources = dict.fromkeys(reference.sources or [*reference.profile.numeric, *reference.profile.categorical], label)
+    return MonitorReference(reference.profile, reference.segment_column, reference.segments, label, sources)

@@ -14,7 +14,9 @@ that release the GIL, so two requests overlap on two cores, and the loop stays f
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,12 @@ BODY_KEYS = frozenset({"user_id", "k", "context"})
 USER_ID_MAX = 128
 CONTEXT_MAX = 32
 DEFAULT_K = 10
+# Every Nth /recommend answer of a worker says `Connection: close` (0: never). BentoML 1.4 workers share one
+# listening socket and the first to wake accepts every pending connection, so a burst of keep-alive clients
+# can all land on one worker (bentoml#5426); a recycled client reconnects and the accept race, which an idle
+# worker tends to win, spreads the connections again. See ADR 0012 "Worker balance".
+RECYCLE_EVERY = int(os.environ.get("KEEL_RECOMMEND_RECYCLE", 0))
+_ANSWERED = itertools.count(1)
 LEVELS = Counter("keel_recommend_level", "/recommend answers by degradation level and side", ["level", "side"])
 
 
@@ -211,4 +219,7 @@ def add_recommend_route(app: FastAPI, state: ServingState, json_body: Callable, 
             log_refusal(state, rid, "unavailable", str(exc))
             return error(503, str(exc), None, rid)
         background = BackgroundTask(state.shadow.submit, shadow) if shadow is not None and state.shadow else None
-        return JSONResponse(answer, headers={"x-request-id": rid, "x-keel-side": side}, background=background)
+        headers = {"x-request-id": rid, "x-keel-side": side}
+        if RECYCLE_EVERY and next(_ANSWERED) % RECYCLE_EVERY == 0:
+            headers["connection"] = "close"  # uvicorn closes after this answer; the client reconnects
+        return JSONResponse(answer, headers=headers, background=background)

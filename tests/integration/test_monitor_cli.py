@@ -92,3 +92,18 @@ def test_bad_input_exits_2_with_a_message(tmp_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit) as exc:
         main(["monitor", SPEC, "--as-of", "yesterday"])
     assert exc.value.code == 2
+
+
+def test_a_champion_is_the_reference_derived_features_and_segments_included(tmp_path: Path) -> None:
+    isolated = ["data.rows=4000", f"runtime.bentoml_home={tmp_path / 'bento'}"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["run", SPEC, *isolated, "~masked_churners"]) == 0
+    code, result = run(tmp_path, *DRIFT_SCENARIO, "data.rows=4000", "--as-of", "2026-03-03")
+    assert code == 1, result
+    # the bundle's stored reference: derived features and per-segment profiles come from the
+    # champion's training data, not from re-reading the spec's data
+    assert result["reference_source"] == f"champion {result['bundle']} training data"
+    assert result["levels"]["engagement_intensity"] == "ALERT"
+    assert [g["sources"] for g in result["groups"]] == [["sessions_last_30d"]]
+    derived = next(s for s in result["segments"] if s["feature"] == "engagement_intensity")
+    assert derived["pattern"] == "segment-correlated" and set(derived["shifted_segments"]) == {"premium", "family"}
