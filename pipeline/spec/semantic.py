@@ -188,6 +188,20 @@ def check_monitoring(spec: Spec) -> Iterator[Finding]:
         )
 
 
+def check_monitored_features(spec: Spec) -> Iterator[Finding]:
+    for index, feature in enumerate(spec.monitoring.features):
+        yield from _must_exist(f"monitoring.features.{index}", feature, _feature_names(spec), "feature")
+
+
+def check_fairness_groups(spec: Spec) -> Iterator[Finding]:
+    """Classification groups are columns of the scored rows; recommendation groups live in side tables."""
+    if spec.fairness is None or spec.task != "binary_classification":
+        return
+    for index, group in enumerate(spec.fairness.groups):
+        for position, column in enumerate(group):
+            yield from _must_exist(f"fairness.groups.{index}.{position}", column, _feature_names(spec), "column")
+
+
 def check_masked_churners(spec: Spec) -> Iterator[Finding]:
     masked = spec.masked_churners
     if masked is None:
@@ -215,5 +229,7 @@ CHECKS: list[Callable[[Spec], Iterator[Finding]]] = [
     check_rollout,
     check_triggers,
     check_monitoring,
+    check_monitored_features,
+    check_fairness_groups,
     check_masked_churners,
 ]

@@ -172,6 +172,18 @@ CASES = [
         ["masked_churners.feature", "needs a numeric feature", "masked_churners.segment", "segment needs a category"],
         id="masked-wrong-dtypes",
     ),
+    pytest.param(
+        GOOD + "fairness:\n  groups: [[age_band], [plan_tpye, age_band]]\n",
+        [],
+        ["spec.yaml:18", "fairness.groups.1.0", "unknown column 'plan_tpye'", "mean 'plan_type'"],
+        id="fairness-group-typo",
+    ),
+    pytest.param(
+        GOOD,
+        ["monitoring.features=[sessions_last_30d,sesions]"],
+        ["monitoring.features.1", "unknown feature 'sesions'"],
+        id="monitored-feature-typo",
+    ),
 ]
 
 
