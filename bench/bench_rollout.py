@@ -11,7 +11,10 @@
 2. Router overhead: /score p50/p99 at a fixed concurrency with no rollout, in a 10% canary
    (routing on), and in shadow (the challenger scores a copy of every request on its thread).
 
-    PYTHONPATH=. python bench/bench_rollout.py [--workers 2] [--rate 200] [--requests 2000]
+    PYTHONPATH=. python bench/bench_rollout.py [--workers 2] [--rate 200] [--requests 2000] [--backend redis]
+
+`--backend redis` keeps the rollout record in Redis (`runtime.rollout_state: redis` through a runtime
+config on KEEL_CONF_PATH, keys keel:rollout:<name>* in `--redis-url`, deleted before and after).
 Prints figures, asserts nothing.
 """
 
@@ -128,6 +131,25 @@ def _wait_status(url: str, done, timeout_s: float = 30.0) -> dict:
         time.sleep(0.05)
 
 
+def _redis_state(url: str) -> None:
+    """Select the Redis rollout backend for this process and the service it starts, as a deployment would."""
+    import os
+
+    conf = Path(tempfile.mkdtemp(prefix="keel-bench-conf-"))
+    (conf / "runtime").mkdir()
+    (conf / "runtime" / "local.yaml").write_text(f"runs_dir: runs\nredis_url: {url}\nrollout_state: redis\n")
+    os.environ["KEEL_CONF_PATH"] = str(conf)
+
+
+def _clear_redis_state(url: str, name: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(f"keel:rollout:{name}*"))
+    if keys:
+        client.delete(*keys)
+
+
 def main() -> None:
     from pipeline.registry import BundleStore
     from pipeline.registry.aliases import rollback as alias_rollback
@@ -144,7 +166,11 @@ def main() -> None:
     parser.add_argument("--latency-conns", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the latency cases (median)")
     parser.add_argument("--rows", type=int, default=20000)
+    parser.add_argument("--backend", choices=("file", "redis"), default="file", help="where the rollout record lives")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="--backend redis: the server")
     args = parser.parse_args()
+    if args.backend == "redis":
+        _redis_state(args.redis_url)
     spec = load_spec(SPEC_PATH).spec
     env = {"KEEL_WORKERS": str(args.workers), "KEEL_MAX_CONCURRENCY": "256", "KEEL_TRIGGER_MIN_SAMPLES": "1000000"}
     with tempfile.TemporaryDirectory(prefix="keel-bench-rollout-") as tmp:
@@ -152,6 +178,11 @@ def main() -> None:
         champion = build_bundle(home, rows=args.rows)
         challenger = build_bundle(home, rows=args.rows, champion=False, overrides=["model.params.num_leaves=15"]).tag
         store, name, sample = BundleStore(home), champion.name, champion.sample
+        from pipeline.rollout.backends import configure_backend
+
+        configure_backend(spec, store)  # the file (default) or Redis, as the spec's runtime.rollout_state says
+        if args.backend == "redis":
+            _clear_redis_state(args.redis_url, name)
         with running_service(home, env) as (url, proc):
             port = int(url.rsplit(":", 1)[1])
 
@@ -197,7 +228,12 @@ def main() -> None:
                 lambda: alias_rollback(name, "bench", store=store), challenger, champion.tag, lambda e: True,
             )  # fmt: skip
 
-    print(f"rollout bench: workers={args.workers}, {args.rows}-row models, loopback, same 2-core machine")
+    if args.backend == "redis":
+        _clear_redis_state(args.redis_url, spec.name)
+    print(
+        f"rollout bench: workers={args.workers}, {args.rows}-row models, loopback, same 2-core machine, "
+        f"rollout record in {args.backend}"
+    )
     print(f"rollback under load ({args.rate:.0f} req/s over {args.conns} connections, {args.seconds:.0f} s per run)")
     print(
         f"{'case':<36} {'requests':>8} {'old before':>10} {'switch ms':>9} {'write ms':>8} {'failed':>6} "

@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from pipeline.registry import BundleStore
 from pipeline.rollout.approvals import wait_in_flow
+from pipeline.rollout.backends import configure_backend
 from pipeline.rollout.cycle import apply_decision, evaluate_current, utcnow
 from pipeline.rollout.evaluate import StageReport, write_report
 from pipeline.runs import create_run_dir
@@ -52,6 +53,7 @@ def rollout_stage_flow(
         raise ValueError(f"{spec_path} has no rollout section")
     home = spec.runtime.bentoml_home
     store = BundleStore(Path(home) if home else None)
+    configure_backend(spec, store)  # runtime.rollout_state: the file beside the store, or Redis
     fixed = datetime.fromisoformat(now) if now else None
     clock = (lambda: fixed) if fixed else utcnow
     report = evaluate_task(spec.name, spec.rollout, store, clock, spec, loaded.base_dir)

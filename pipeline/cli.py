@@ -282,6 +282,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     name = loaded.spec.name
     home = loaded.spec.runtime.bentoml_home
     store = BundleStore(Path(home) if home else None)
+    from pipeline.rollout.backends import configure_backend
+
+    configure_backend(loaded.spec, store)  # runtime.rollout_state: the file beside the store, or Redis
     reason = args.reason or f"keel rollout {args.action}"
     if args.action in ROLLOUT_EXTRA_ACTIONS:  # bodies in pipeline/rollout/commands.py
         from pipeline.rollout.commands import rollout_action

@@ -86,14 +86,21 @@ def stage_metric(
 def _exposure_equity(name, frame, group, exposure, reference, sizes, min_size) -> dict[str, Any]:
     if exposure in frame.columns:
         weights = frame[exposure].to_numpy(dtype=float)
-    elif "position" in frame.columns:
+    elif "position" in frame.columns and len(frame):
         weights = position_weights(int(frame["position"].max()) + 1)[frame["position"].to_numpy(dtype=np.int64)]
     else:
         weights = np.ones(len(frame))
     totals = pd.Series(weights).groupby(frame[group].astype(str).to_numpy()).sum()
     share = totals / totals.sum() if totals.sum() > 0 else totals
     ratios = pd.Series({g: share.get(g, 0.0) / r for g, r in reference.items() if r > 0}, dtype=float)
-    ok = [g for g in ratios.index if sizes.get(g, 0) >= min_size or share.get(g, 0.0) == 0.0]
+    # a group never shown is a measured 0 only if its reference share of these slots reaches min_size
+    # (no traffic, or 10 slots, says nothing about a 5% group)
+    total = sum(reference.values()) or 1.0
+    ok = [
+        g
+        for g in ratios.index
+        if sizes.get(g, 0) >= min_size or (share.get(g, 0.0) == 0.0 and reference[g] / total * len(frame) >= min_size)
+    ]
     return _verdict(name, ratios[ok], sizes, min_size, lambda v: float(v.min()), minimum=1)
 
 

@@ -5,6 +5,11 @@ so a serving worker reading it without the lock sees the old record or the new o
 torn one. Kept apart from the operations so serving can read it without importing them.
 A missing file means "no rollout"; a damaged one is an error (never silently "no rollout":
 serving then drops the challenger and says why).
+
+The file is the embedded default. A spec with `runtime.rollout_state: redis` registers a
+RedisBackend (pipeline/rollout/backends.py) for its store and name with `use_backend`; the
+public functions below then dispatch to it, so the operations (state.py) and the serving
+watcher keep one code path whichever backend holds the record.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.registry._fs import append_jsonl, atomic_write, file_lock
 from pipeline.registry.errors import RegistryError
@@ -57,19 +62,74 @@ class RolloutState:
         return asdict(self)
 
 
+class RolloutBackend(Protocol):
+    """Where one store's rollout records live when not in files (see backends.py)."""
+
+    kind: str
+
+    def lock(self, name: str) -> contextlib.AbstractContextManager[None]: ...
+    def read(self, name: str) -> RolloutState | None: ...
+    def write(self, state: RolloutState, events: list[dict[str, Any]]) -> None: ...
+    def history(self, name: str) -> list[dict[str, Any]]: ...
+    def last_revision(self, name: str) -> int: ...
+    def stamp(self, name: str) -> Any: ...
+
+
+_BACKENDS: dict[tuple[str, str], RolloutBackend] = {}
+
+
+def use_backend(keel_dir: Path, name: str, backend: RolloutBackend | None) -> None:
+    """Route this process's rollout reads/writes for (store, name) to `backend` (None: back to the file)."""
+    key = (str(Path(keel_dir).resolve()), check_name(name))
+    if backend is None:
+        _BACKENDS.pop(key, None)
+    else:
+        _BACKENDS[key] = backend
+
+
+def backend_for(keel_dir: Path, name: str) -> RolloutBackend | None:
+    """The registered backend for (store, name); None means the file beside the store."""
+    if not _BACKENDS:
+        return None
+    return _BACKENDS.get((str(Path(keel_dir).resolve()), name))
+
+
 def rollout_path(keel_dir: Path, name: str) -> Path:
     return keel_dir / check_name(name) / STATE_FILE
 
 
 @contextlib.contextmanager
 def rollout_lock(keel_dir: Path, name: str) -> Iterator[None]:
-    """Serialise every read-modify-write of one name's rollout (taken before the alias lock, never after)."""
-    with file_lock(keel_dir / check_name(name) / LOCK_FILE):
+    """Serialise every read-modify-write of one name's rollout (taken before the alias lock, never after).
+
+    With a registered backend its own lock is taken first (it spans hosts); the file lock is still
+    taken because the operations also change this store's alias record.
+    """
+    backend = backend_for(keel_dir, check_name(name))
+    with contextlib.ExitStack() as stack:
+        if backend is not None:
+            stack.enter_context(backend.lock(name))
+        stack.enter_context(file_lock(keel_dir / name / LOCK_FILE))
         yield
+
+
+def rollout_stamp(keel_dir: Path, name: str) -> Any:
+    """A cheap token that changes whenever the record does (a stat, or one Redis GET of the revision)."""
+    backend = backend_for(keel_dir, check_name(name))
+    if backend is not None:
+        return backend.stamp(name)
+    try:
+        st = rollout_path(keel_dir, name).stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def read_rollout(keel_dir: Path, name: str) -> RolloutState | None:
     """The current record, None when there is none; RolloutStateError when it cannot be trusted."""
+    backend = backend_for(keel_dir, check_name(name))
+    if backend is not None:
+        return backend.read(name)
     path = rollout_path(keel_dir, name)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -80,7 +140,12 @@ def read_rollout(keel_dir: Path, name: str) -> RolloutState | None:
     return _parse(path, name, data)
 
 
-def _parse(path: Path, name: str, data: Any) -> RolloutState:
+def parse_record(path: Path | str, name: str, data: Any) -> RolloutState:
+    """Check a decoded record field by field; RolloutStateError naming `path` (a file or a Redis key)."""
+    return _parse(path, name, data)
+
+
+def _parse(path: Path | str, name: str, data: Any) -> RolloutState:
     names = {f.name for f in fields(RolloutState)}
     if not isinstance(data, dict) or set(data) != names:
         got = set(data) if isinstance(data, dict) else type(data).__name__
@@ -114,6 +179,10 @@ def _parse(path: Path, name: str, data: Any) -> RolloutState:
 
 def write_rollout(keel_dir: Path, state: RolloutState, events: list[dict[str, Any]]) -> None:
     """Caller holds rollout_lock. History first (fsynced), then the atomic replace, as the aliases do."""
+    backend = backend_for(keel_dir, state.name)
+    if backend is not None:
+        backend.write(state, events)
+        return
     op = secrets.token_hex(6)  # tells a retried revision's lines from the ones that never committed
     lines = [{**e, "rollout_id": state.rollout_id, "revision": state.revision, "op": op} for e in events]
     append_jsonl(keel_dir / state.name / HISTORY_FILE, lines)
@@ -122,6 +191,9 @@ def write_rollout(keel_dir: Path, state: RolloutState, events: list[dict[str, An
 
 def read_history(keel_dir: Path, name: str) -> list[dict[str, Any]]:
     """Committed events, oldest first; lines whose revision never committed (a crash in between) are dropped."""
+    backend = backend_for(keel_dir, check_name(name))
+    if backend is not None:
+        return backend.history(name)
     with rollout_lock(keel_dir, name):
         try:
             state = read_rollout(keel_dir, name)
@@ -146,6 +218,9 @@ def read_history(keel_dir: Path, name: str) -> list[dict[str, Any]]:
 
 def last_revision(keel_dir: Path, name: str) -> int:
     """Highest revision in the history file, so a new record (after a deleted one) never reuses a number."""
+    backend = backend_for(keel_dir, check_name(name))
+    if backend is not None:
+        return backend.last_revision(name)
     try:
         raw = (keel_dir / name / HISTORY_FILE).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:

@@ -29,8 +29,9 @@ from pipeline.registry import BundleRef, BundleStore
 from pipeline.registry.alias_state import STATE_FILE, alias_dir
 from pipeline.registry.aliases import aliases
 from pipeline.registry.tabular import load_tabular_bundle
+from pipeline.rollout.backends import RolloutBackendDown
 from pipeline.rollout.errors import RolloutError
-from pipeline.rollout.record import read_rollout, rollout_path
+from pipeline.rollout.record import read_rollout, rollout_stamp
 from pipeline.serving.router import Routing
 from pipeline.serving.scorer import Scorer
 from pipeline.serving.state import ServingState
@@ -64,8 +65,8 @@ class ChampionWatcher:
         self.id_field = id_field
         self.warm_standby = warm_standby
         self.record = alias_dir(store.keel_dir, name) / STATE_FILE
-        self.rollout_record = rollout_path(store.keel_dir, name)
-        self._seen: tuple[Stamp, Stamp] | None = None
+        self._seen: tuple[Stamp, Any] | None = None
+        self._backend_down: str | None = None  # why the rollout state store is unreachable (Redis backend)
         self._retry_at = 0.0
         self._scorers: dict[str, Scorer] = {}
         self._fired: set[str] = set()  # rollout ids this worker already rolled back
@@ -75,7 +76,7 @@ class ChampionWatcher:
 
     def check(self) -> bool:
         """Re-read both records when either changed (or a failed load is due); True when the champion changed."""
-        stamps = (_stamp(self.record), _stamp(self.rollout_record))
+        stamps = (_stamp(self.record), self._rollout_stamp())
         due = bool(self._retry_at) and time.monotonic() >= self._retry_at
         if stamps == self._seen and not due:
             return False
@@ -125,10 +126,37 @@ class ChampionWatcher:
             self._retry_later()
             log.error("keel serving: standby %s not loaded (a rollback will load it cold): %s", tag, exc)
 
+    def _rollout_stamp(self) -> Any:
+        """The record's change token; while its store is unreachable, the last one seen (nothing reloads)."""
+        try:
+            stamp = rollout_stamp(self.store.keel_dir, self.name)
+        except RolloutBackendDown as exc:
+            self._keep_last_good(str(exc))
+            return self._seen[1] if self._seen else "unavailable"
+        if self._backend_down is not None:
+            if self.state.rollout_error == self._backend_down:
+                self.state.rollout_error = None
+            log.info("keel serving: rollout state store reachable again")
+            self._backend_down = None
+        return stamp
+
+    def _keep_last_good(self, reason: str) -> None:
+        """Redis down: serve the rollout as last read (a rollback cannot be written meanwhile either) and say so."""
+        revision = (self.state.rollout or {}).get("revision")
+        message = f"{reason}; keeping the last good rollout state (revision {revision})"
+        if self._backend_down != message:
+            log.error("keel serving: %s", message)
+        self._backend_down = self.state.rollout_error = message
+
     def _sync_rollout(self) -> None:
         state = self.state
         try:
             record = read_rollout(self.store.keel_dir, self.name)
+        except RolloutBackendDown as exc:
+            self._keep_last_good(str(exc))
+            if self._seen is not None:
+                self._seen = (self._seen[0], "unavailable")  # reload once it answers again
+            return
         except RolloutError as exc:
             self._drop_challenger(f"rollout record damaged, serving the champion only: {exc}")
             state.rollout = None

@@ -532,11 +532,23 @@ class RuntimeSpec(Strict):
     runs_dir: str = Field("runs", description="where run directories go (relative to the working directory)")
     bentoml_home: str | None = Field(None, description="BentoML store; default: BENTOML_HOME or ~/bentoml")
     redis_url: str | None = None
+    rollout_state: Literal["file", "redis"] = Field(
+        "file",
+        description="where the rollout record lives: file (beside the BentoML store, one host) or redis "
+        "(runtime.redis_url, shared by every worker on every host); redis needs redis_url",
+    )
     prefect_api_url: str | None = Field(
         None,
         description="a Prefect server's API (http://127.0.0.1:4200/api) that flows report to, health-checked "
         "first; PREFECT_API_URL in the environment wins; absent: an ephemeral one",
     )
+
+    @field_validator("rollout_state")
+    @classmethod
+    def _redis_needs_url(cls, value: str, info: Any) -> str:
+        if value == "redis" and not info.data.get("redis_url"):
+            raise ValueError("rollout_state: redis needs runtime.redis_url (e.g. redis://127.0.0.1:6379/0)")
+        return value
 
 
 # ---------------------------------------------------------------- the spec

@@ -137,13 +137,27 @@ def test_streamrec_promotes_through_two_phase_canary_with_its_fairness_stage(str
     result = simulate(loaded, config, store, log=lines.append)
     shutil.rmtree(result.home, ignore_errors=True)
     assert result.outcome == "promoted" and result.as_prescribed, "\n".join(lines)
+    timeline = "\n".join(lines)
     stages = [d["stage"] for d in result.days]
-    assert stages == ["shadow"] * 3 + ["canary-predictive"] * 3 + ["canary-fairness"] * 4 + ["ramp-50", "full"]
-    fairness = [d["fairness"] for d in result.days if d["stage"] == "canary-fairness"]
-    last = fairness[-1]
-    assert last["exposure_equity"]["passed"] and last["exposure_equity"]["threshold"] == 0.6
-    assert last["exposure_equity"]["value"] >= 0.6 and "exposure_equity[language]" in last["exposure_equity"]["detail"]
-    assert last["hit_disparity@10"]["passed"] and last["hit_disparity@10"]["value"] <= 0.10
-    assert result.days[9]["decision"] == "advance"  # day 10: the fairness stage's 4 days are up
+    fair_days = stages.count("canary-fairness")  # 4, or more if noise left a check inconclusive for a day
+    expected = ["shadow"] * 3 + ["canary-predictive"] * 3 + ["canary-fairness"] * fair_days + ["ramp-50", "full"]
+    assert stages == expected and fair_days >= 4, timeline
+    last = [d for d in result.days if d["stage"] == "canary-fairness"][-1]
+    assert last["decision"] == "advance", timeline
+    equity, disparity = last["fairness"]["exposure_equity"], last["fairness"]["hit_disparity@10"]
+    assert equity["passed"] and equity["threshold"] == 0.6 and equity["value"] >= 0.6, timeline
+    assert "exposure_equity[language]" in equity["detail"], timeline
+    assert disparity["passed"] and disparity["threshold"] == 0.10 and disparity["value"] <= 0.10, timeline
     assert result.champion != champion  # the challenger was promoted (in the simulator's own store)
     assert aliases("streamrec", store=store)["champion"] == champion  # the real store is untouched
+
+
+def test_streamrec_latency_spike_rolls_back_at_the_first_routed_stage(streamrec_home) -> None:
+    loaded = load_spec(STREAMREC, [*REC_DATA, *REC_SCALE, f"runtime.bentoml_home={streamrec_home}"])
+    lines: list[str] = []
+    config = SimConfig(days=6, requests_per_day=600, seed=6, inject="latency_spike")
+    result = simulate(loaded, config, BundleStore(streamrec_home), log=lines.append)
+    shutil.rmtree(result.home, ignore_errors=True)
+    assert result.as_prescribed, "\n".join(lines)
+    assert (result.outcome, result.stage, result.by) == ("rolled_back", "canary-predictive", "immediate trigger")
+    assert "p99_latency_ms" in result.reason and len(result.days) == 4  # shadow 3 days, then the first routed day

@@ -388,5 +388,8 @@ def test_a_disparity_within_noise_holds_and_an_unbounded_check_says_which_gate_i
     assert verdict["passed"] is None and verdict["value"] == pytest.approx(0.2 - 34 / 420)
     assert "within noise" in verdict["detail"]
     assert bounds_for("exposure_equity", ctx)[0].metric == "exposure_equity[language]"  # a grouped gate bounds it
+    # ten English-only slots say nothing about the Spanish half of the catalogue: insufficient, not a measured 0
+    tiny = evaluate_check("exposure_equity", frame.head(10), outcomes, ctx)
+    assert tiny["passed"] is None and "insufficient data" in tiny["detail"]
     unbounded = evaluate_check("outcome_gap", frame, outcomes, ctx)
     assert unbounded["passed"] is None and "no gate in `gates` bounds outcome_gap" in unbounded["detail"]

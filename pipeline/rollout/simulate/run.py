@@ -9,7 +9,7 @@ fault trips them within the day it starts, as it would in production within minu
 
 Faults (pipeline/rollout/simulate/faults.py, honoured only with KEEL_SIMULATION=1) start at the
 first stage that routes traffic to the challenger: `challenger_errors` (every challenger answer
-fails), `latency_spike` (+150 ms on every challenger answer), `event_format_change` (the
+fails), `latency_spike` (twice the p99 trigger added to every challenger answer), `event_format_change` (the
 challenger cannot parse one platform's requests), `worse_model` (no service fault: outcomes
 make the challenger's CTR lower). Each must end in the rollback the spec prescribes at that
 stage; `expected_outcome` states what that is, and the result says whether it happened.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import shutil
 import socket
@@ -26,7 +27,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ import numpy as np
 
 from pipeline.registry import BundleStore, promote
 from pipeline.registry.aliases import aliases
+from pipeline.rollout.backends import configure_backend
 from pipeline.rollout.cycle import apply_decision, evaluate_current, log_dirs
 from pipeline.rollout.drill import host_port, http_request, paced
 from pipeline.rollout.errors import RolloutRefused
@@ -45,7 +47,7 @@ from pipeline.rollout.simulate.faults import HEADER
 from pipeline.rollout.simulate.traffic import Traffic, traffic_for
 from pipeline.rollout.state import record_approval, start
 from pipeline.serving.request_log import read_request_log
-from pipeline.spec.load import LoadedSpec
+from pipeline.spec.load import LoadedSpec, dump_yaml
 from pipeline.spec.schema import RolloutSpec
 
 FAULTS = ("challenger_errors", "latency_spike", "worse_model", "event_format_change")
@@ -66,7 +68,7 @@ class SimConfig:
     base_ctr: float = 0.10
     better_lift: float = 0.25  # the challenger's relative CTR gain (a better model)
     worse_drop: float = 0.60  # worse_model: the challenger's relative CTR loss
-    latency_ms: float = 150.0
+    latency_ms: float | None = None  # latency_spike: added to each challenger answer; None: 2x the spec's p99 trigger
     fault_platform: str = "ios"
     trigger_min_samples: int = 50
 
@@ -185,6 +187,9 @@ def simulate(loaded: LoadedSpec, config: SimConfig, store: BundleStore | None = 
         raise RolloutRefused(f"{loaded.path} has no rollout section")
     if config.inject is not None and config.inject not in FAULTS:
         raise ValueError(f"--inject must be one of {', '.join(FAULTS)}, got {config.inject!r}")
+    if config.latency_ms is None:  # a spike the spec's own p99 trigger must catch, whatever its level
+        threshold = spec.rollout.rollback.immediate.p99_latency_ms
+        config = replace(config, latency_ms=2 * threshold if threshold else 150.0)
     home = spec.runtime.bentoml_home
     source = store or BundleStore(Path(home) if home else None)
     champion = aliases(spec.name, store=source)["champion"]
@@ -193,6 +198,7 @@ def simulate(loaded: LoadedSpec, config: SimConfig, store: BundleStore | None = 
     challenger = config.challenger or pick_challenger(source, spec.name, champion)
     began = time.perf_counter()
     if config.url:
+        configure_backend(spec, source)  # write the rollout where that service reads it (file or Redis)
         result = _run(loaded, config, source, config.url, champion, challenger, log)
     else:
         sim_home = Path(tempfile.mkdtemp(prefix=f"keel-sim-{spec.name}-"))
@@ -200,7 +206,10 @@ def simulate(loaded: LoadedSpec, config: SimConfig, store: BundleStore | None = 
         copy_bundles(source, sim_store, [champion, challenger])
         promote(spec.name, champion, "keel simulate: the champion at the start", store=sim_store)
         spec_file = sim_home / "spec.yaml"
-        spec_file.write_text(loaded.to_yaml(), encoding="utf-8")
+        # its own service and store: the rollout record is the file beside that store, never a shared Redis
+        resolved = copy.deepcopy(loaded.resolved)
+        resolved.setdefault("runtime", {})["rollout_state"] = "file"
+        spec_file.write_text(dump_yaml(resolved), encoding="utf-8")
         env = {"KEEL_TRIGGER_MIN_SAMPLES": str(config.trigger_min_samples), "KEEL_REQUEST_LOG_FLUSH_S": "0.2",
                "KEEL_WORKERS": "1"}  # fmt: skip
         log(f"simulation store {sim_home}; starting the service ...")
