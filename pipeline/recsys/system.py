@@ -350,6 +350,10 @@ def merge_round_robin(
     pos = np.tile(priority.ravel(), n)
     ok = items >= 0
     items, source, rows, pos = items[ok], source[ok], rows[ok], pos[ok]
+    out_items = np.full((n, k), -1, dtype=np.int64)
+    out_source = np.full((n, k), -1, dtype=np.int64)
+    if not len(items):  # every list empty (all padding): nothing to merge
+        return out_items, out_source
     order = np.lexsort((pos, items, rows))
     first = np.r_[True, (rows[order][1:] != rows[order][:-1]) | (items[order][1:] != items[order][:-1])]
     keep = order[first]
@@ -357,8 +361,6 @@ def merge_round_robin(
     kept_rows = rows[keep]
     rank = np.arange(len(keep)) - np.searchsorted(kept_rows, kept_rows, side="left")
     take = rank < k
-    out_items = np.full((n, k), -1, dtype=np.int64)
-    out_source = np.full((n, k), -1, dtype=np.int64)
     out_items[kept_rows[take], rank[take]] = items[keep][take]
     out_source[kept_rows[take], rank[take]] = source[keep][take]
     return out_items, out_source

@@ -32,6 +32,8 @@ def serve(
     env = {**os.environ, "KEEL_SPEC": str(Path(spec_path).resolve())}
     if workers is not None:
         env["KEEL_WORKERS"] = str(workers)
+        if workers > 1:  # one socket per worker, or one worker takes every keep-alive client (ADR 0012)
+            env.setdefault("KEEL_REUSEPORT", "1")
     if home is not None:
         env["BENTOML_HOME"] = str(Path(home).resolve())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)

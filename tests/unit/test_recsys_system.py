@@ -32,6 +32,15 @@ def test_merge_interleaves_by_weight_without_repeats() -> None:
     assert len(set(items[0])) == 5
 
 
+def test_merge_of_empty_lists_is_all_padding() -> None:
+    empty = np.full((3, 4), -1)
+    items, source = system.merge_round_robin([empty, empty], 5)
+    assert items.shape == source.shape == (3, 5)
+    assert (items == -1).all() and (source == -1).all()
+    items, _ = system.merge_round_robin([np.zeros((0, 4), dtype=np.int64)], 5)
+    assert items.shape == (0, 5)
+
+
 def test_ranking_feature_names_in_the_spec_catalog_match_the_builder() -> None:
     assert tuple(ranking_features.FEATURES) == RANKING_FEATURES
 
