@@ -111,8 +111,11 @@ def run_flow(
     overrides: list[str] | None = None,
     conf_dirs: list[str] | None = None,
     sweep: dict[str, Any] | None = None,
+    promote_on_pass: bool = True,
 ) -> dict:
-    """One run. A sweep job (`sweep` set) registers but never promotes: see docs/adr/0009-sweeps.md."""
+    """One run. A sweep job (`sweep` set) registers but never promotes: see docs/adr/0009-sweeps.md.
+    promote_on_pass=False (a triggered retrain of a spec with a rollout) registers a passed bundle and holds
+    it for its staged rollout: the rollout, not the run, makes it champion (docs/adr/0014)."""
     loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
     spec = loaded.spec
     run = create_run_dir(loaded, "run")
@@ -124,7 +127,7 @@ def run_flow(
     sections = fairness_causal(spec, model, data, loaded.base_dir, run.path)
     evaluation["metrics"] |= sections.metrics()  # gate-able by name, stored for vs champion / baseline
     gate_report, champion_tag = gate(spec, evaluation["metrics"], store, sections.insufficient())
-    promoted = gate_report.passed and sweep is None
+    promoted = gate_report.passed and sweep is None and promote_on_pass
     tag = register(loaded, model, data, evaluation, gate_report, run, store, promoted, sweep)
     scoring = batch_score(loaded, tag, data, run, store) if promoted else {}
     report = {
@@ -134,7 +137,7 @@ def run_flow(
         "status": "ok" if gate_report.passed else "failed",
         "bundle": tag,
         "promoted": promoted,
-        "promotion": _promotion(gate_report.passed, promoted, sweep),
+        "promotion": _promotion(gate_report.passed, promoted, sweep, promote_on_pass),
         "previous_champion": champion_tag,
         "model_family": model.family,
         "selection_metric": spec.selection.metric or "auc",
@@ -195,10 +198,12 @@ def _summary(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _promotion(passed: bool, promoted: bool, sweep: dict[str, Any] | None) -> str:
+def _promotion(passed: bool, promoted: bool, sweep: dict[str, Any] | None, promote_on_pass: bool = True) -> str:
     """The promotion verdict in words, for the report and the CLI."""
     if promoted:
         return "promoted to champion"
+    if passed and not sweep and not promote_on_pass:
+        return "gates passed, held for the staged rollout (the rollout makes it champion)"
     if not passed or not sweep:
         return "NOT promoted (a gate said no)"
     return f"gates passed, held: sweep job {sweep['job']} of {sweep['jobs']} (only --promote-best promotes)"
@@ -212,12 +217,13 @@ def _selection_line(report: dict[str, Any]) -> str:
     return f"  model: {report['model_family']}, best cross-validated {report['selection_metric']} of: {scores}"
 
 
-def run_lifecycle(loaded: LoadedSpec) -> dict[str, Any]:
+def run_lifecycle(loaded: LoadedSpec, promote_on_pass: bool = True) -> dict[str, Any]:
+    """promote_on_pass=False: register a passed bundle without promoting it (a retrain a staged rollout promotes)."""
     if loaded.spec.task == "recommendation":  # StreamRec: retrieval + ranking + re-ranking (flows/recsys.py)
         from flows.recsys import run_recsys
 
-        return run_recsys(loaded)
-    report = run_flow(str(loaded.path), loaded.overrides, [str(d) for d in loaded.conf_dirs])
+        return run_recsys(loaded, promote_on_pass)
+    report = run_flow(str(loaded.path), loaded.overrides, [str(d) for d in loaded.conf_dirs], None, promote_on_pass)
     return lifecycle_summary(report)
 
 

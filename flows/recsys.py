@@ -128,8 +128,10 @@ def register(
     run: RunDir,
     store: BundleStore,
     sweep: dict[str, Any] | None = None,
+    hold: bool = False,
 ) -> str:
-    """One bundle, passed or not; promoted to champion only when every blocking gate passed (never in a sweep)."""
+    """One bundle, passed or not; promoted to champion only when every blocking gate passed and it is
+    not held (a sweep job, or a retrain whose staged rollout will promote it)."""
     spec = loaded.spec
     data = spec.data
     items = pd.DataFrame({data.item: ex.item_map.ids})
@@ -180,7 +182,7 @@ def register(
         )
     # online features go to Redis (when configured) before the bundle can become champion
     publish_online_features(spec, ref.tag, recommender.builder, ex.user_map.ids, ex.item_map.ids)
-    if gate_report.passed and sweep is None:
+    if gate_report.passed and not hold and sweep is None:
         promote(spec.name, ref.tag, reason=f"gates passed in {run.path.name}", store=store)
     return ref.tag
 
@@ -205,8 +207,11 @@ def recsys_flow(
     overrides: list[str] | None = None,
     conf_dirs: list[str] | None = None,
     sweep: dict[str, Any] | None = None,
+    promote_on_pass: bool = True,
 ) -> dict:
-    """One run. A sweep job (`sweep` set) registers but never promotes: docs/adr/0009-sweeps.md."""
+    """One run. A sweep job (`sweep` set) registers but never promotes: docs/adr/0009-sweeps.md.
+    promote_on_pass=False (a triggered retrain of a spec with a rollout): register only; the
+    staged rollout makes it champion (flows/schedule.py)."""
     loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
     spec = loaded.spec
     run = create_run_dir(loaded, "run")
@@ -223,8 +228,9 @@ def recsys_flow(
     metrics |= sections.metrics()  # gate-able by name, stored for vs champion / baseline
     gate_report, champion_tag = gate(spec, metrics, store, sections.insufficient())
     evaluation = {"metrics": metrics, "stages": stages}
-    tag = register(loaded, model, index, recommender, tables, ex, evaluation, gate_report, run, store, sweep)
-    promoted = gate_report.passed and sweep is None
+    hold = sweep is not None or not promote_on_pass
+    tag = register(loaded, model, index, recommender, tables, ex, evaluation, gate_report, run, store, sweep, hold)
+    promoted = gate_report.passed and not hold
     scoring = batch_task(spec, recommender, ex, run) if promoted else {}
     report = {
         "spec_name": spec.name,
@@ -234,7 +240,7 @@ def recsys_flow(
         "status": "ok" if gate_report.passed else "failed",
         "bundle": tag,
         "promoted": promoted,
-        "promotion": "promoted to champion" if promoted else _held(gate_report.passed, sweep),
+        "promotion": "promoted to champion" if promoted else _held(gate_report.passed, sweep, promote_on_pass),
         "previous_champion": champion_tag,
         "model_family": "two_tower",
         "selection_metric": spec.selection.metric or "ndcg@10",
@@ -275,9 +281,11 @@ def recsys_flow(
     return report
 
 
-def _held(passed: bool, sweep: dict[str, Any] | None) -> str:
-    if not passed or not sweep:
+def _held(passed: bool, sweep: dict[str, Any] | None, promote_on_pass: bool = True) -> str:
+    if not passed:
         return "NOT promoted (a gate said no)"
+    if not sweep:
+        return "NOT promoted (a gate said no)" if promote_on_pass else "gates passed, held for the staged rollout"
     return f"gates passed, held: sweep job {sweep['job']} of {sweep['jobs']} (only --promote-best promotes)"
 
 
@@ -359,8 +367,9 @@ def _fingerprint(ex: RecExamples) -> str:
     return fingerprint(frame)
 
 
-def run_recsys(loaded: LoadedSpec) -> dict[str, Any]:
-    report = recsys_flow(str(loaded.path), loaded.overrides, [str(d) for d in loaded.conf_dirs])
+def run_recsys(loaded: LoadedSpec, promote_on_pass: bool = True) -> dict[str, Any]:
+    conf_dirs = [str(d) for d in loaded.conf_dirs]
+    report = recsys_flow(str(loaded.path), loaded.overrides, conf_dirs, None, promote_on_pass)
     if "error" in report:
         raise report["error"]  # outside Prefect: the CLI prints the reason, exit 1 (data) or 2 (input)
     return recsys_summary(report)

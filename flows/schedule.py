@@ -8,6 +8,11 @@ process: no work pool, no image, nothing downloaded (docs/adr/0014-triggers-back
 
 A scheduled retrain goes through the trigger record first, so a drift retrain and the
 weekly one in the same minute (or within min_interval) start one run between them.
+
+A triggered retrain of a spec with a `rollout` section registers its challenger without
+promoting it and, when the gates pass, starts the spec's staged rollout of it: the rollout,
+not the retrain, makes it champion. A trigger with `approval: true` makes the rollout's
+canary wait for a person (docs/adr/0014-triggers-backtest-schedule.md, "Retrains roll out").
 """
 
 from __future__ import annotations
@@ -30,9 +35,13 @@ def retrain_flow(
     overrides: list[str] | None = None,
     conf_dirs: list[str] | None = None,
     trigger: str = "schedule",
+    approval: bool | None = None,
+    reason: str = "",
 ) -> dict[str, Any]:
     """One retrain of the spec (keel run). trigger=schedule: decided here against the trigger record;
-    drift/performance/manual: already decided by the caller (the monitor, a person in the UI)."""
+    drift/performance/manual: already decided by the caller (the monitor, a person in the UI).
+    approval: the model needs a person's approval before canary; None: the spec's flag for the trigger
+    (triggers.<trigger>.approval; manual: no). reason: why the trigger fired, kept in the rollout history."""
     loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
     if trigger not in RETRAIN_TRIGGERS:
         raise ValueError(f"trigger must be one of {', '.join(RETRAIN_TRIGGERS)}, not {trigger!r}")
@@ -42,11 +51,82 @@ def retrain_flow(
             reasons = "; ".join(e.reason for e in decision.evaluations) or "no schedule trigger in the spec"
             print(f"no retrain: {reasons}")
             return {"status": "skipped", "reason": reasons}
-    from flows.lifecycle import run_lifecycle
+        approval = decision.approval if approval is None else approval
+        reason = reason or _fired_reason(decision)
+    if approval is None:
+        declared = getattr(loaded.spec.triggers, trigger, None) if trigger != "manual" else None
+        approval = bool(declared is not None and declared.approval)
+    result = retrain_and_roll_out(loaded, trigger, approval, reason)
+    print(result["text"])
+    return {k: v for k, v in result.items() if k != "text"}
 
-    summary = run_lifecycle(loaded)
-    print(summary["text"])
-    return {"status": summary["status"], "bundle": summary.get("bundle"), "promoted": summary.get("promoted")}
+
+def retrain_and_roll_out(loaded: LoadedSpec, trigger: str, approval: bool = False, reason: str = "") -> dict[str, Any]:
+    """Train, gate, register; with a rollout section (and a champion to roll out against) start the staged rollout.
+
+    Without a rollout section, or without a champion yet (the first model has nothing to be
+    compared against in traffic), a passed bundle is promoted as `keel run` does (both tasks).
+    A refused start (a rollout already live) leaves the bundle registered and says why; it
+    never fails the retrain.
+    """
+    from flows.lifecycle import bundle_store, run_lifecycle
+    from pipeline.registry.aliases import aliases
+
+    spec = loaded.spec
+    store = bundle_store(loaded)
+    rollout = spec.rollout
+    hold = rollout is not None and aliases(spec.name, store=store)["champion"] is not None
+    summary = run_lifecycle(loaded, promote_on_pass=not hold)
+    result: dict[str, Any] = {
+        "status": summary["status"],
+        "trigger": trigger,
+        "bundle": summary.get("bundle"),
+        "promoted": summary.get("promoted"),
+        "promotion": summary.get("promotion"),
+        "rollout": None,
+    }
+    lines = [summary["text"]]
+    if hold and summary["status"] == "ok":
+        result["rollout"] = _start_rollout(loaded, store, summary["bundle"], trigger, approval, reason)
+        lines.append(result["rollout"]["text"])
+    elif rollout is not None and not hold and summary.get("promoted"):
+        lines.append("no champion yet: the first model is promoted directly (nothing to roll out against)")
+    return {**result, "text": "\n".join(lines)}
+
+
+def _start_rollout(
+    loaded: LoadedSpec, store: Any, tag: str, trigger: str, approval: bool, reason: str
+) -> dict[str, Any]:
+    from pipeline.registry import RegistryError
+    from pipeline.rollout import RolloutError, start
+    from pipeline.rollout.backends import configure_backend
+
+    spec = loaded.spec
+    assert spec.rollout is not None
+    why = f"{trigger} retrain: {reason or 'no reason given'}"
+    gate = f"{why} (triggers.{trigger}.approval)" if approval else None
+    try:
+        configure_backend(spec, store)
+        state = start(spec.name, tag, spec.rollout, why, actor="keel-retrain", store=store, canary_approval=gate)
+    except (RolloutError, RegistryError) as exc:
+        text = f"rollout NOT started, bundle {tag} stays registered: {exc}"
+        return {"status": "refused", "reason": str(exc), "text": text}
+    gated = next((s["name"] for s in state.stages if s.get("approval_reason")), None)
+    text = f"rollout {state.rollout_id} started: {tag} at stage {state.stage} ({state.traffic:.0%})"
+    if gated:
+        text += f"; entering {gated} needs an approval ({trigger} trigger)"
+    return {
+        "status": "started",
+        "rollout_id": state.rollout_id,
+        "stage": state.stage,
+        "traffic": state.traffic,
+        "approval_stage": gated,
+        "text": text,
+    }
+
+
+def _fired_reason(decision: Decision) -> str:
+    return "; ".join(f"{e.trigger}: {e.reason}" for e in decision.fired)
 
 
 def _parameters(loaded: LoadedSpec) -> dict[str, Any]:
@@ -118,13 +198,14 @@ def start_retrain(loaded: LoadedSpec, decision: Decision) -> dict[str, Any]:
     """A trigger fired: start the retrain deployment when a server has it, else run the flow in-process."""
     trigger = decision.fired[0].trigger if decision.fired else "manual"
     name = f"keel-retrain/{loaded.spec.name}-retrain"
+    why = {"trigger": trigger, "approval": decision.approval, "reason": _fired_reason(decision)}
     try:
         from prefect.deployments import run_deployment
 
-        run = run_deployment(name, parameters={**_parameters(loaded), "trigger": trigger}, timeout=0)
+        run = run_deployment(name, parameters={**_parameters(loaded), **why}, timeout=0)
         return {"started": "deployment", "deployment": name, "flow_run_id": str(run.id)}
     except Exception as exc:  # no server, or the spec was never scheduled: the embedded default
         print(f"retrain deployment {name} not available ({type(exc).__name__}); running the retrain here")
     params = _parameters(loaded)
-    result = retrain_flow(params["spec_path"], params["overrides"], params["conf_dirs"], trigger)
+    result = retrain_flow(params["spec_path"], params["overrides"], params["conf_dirs"], **why)
     return {"started": "in-process", **result}

@@ -188,17 +188,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.multirun and args.rollout:
+        raise UsageError("--rollout does not apply to a sweep (no sweep job is promoted or rolled out)")
     if args.multirun:
         return _run_sweep(args)
     if args.promote_best:
         raise UsageError("--promote-best only applies to a sweep: keel run -m SPEC key=a,b ... --promote-best")
     loaded = _load(args)
+    if args.rollout:
+        return _run_into_rollout(args, loaded)
     from flows.lifecycle import run_lifecycle
 
     with prefect_api(loaded.spec.runtime.prefect_api_url):
         summary = run_lifecycle(loaded)
     _emit(args, summary["text"], {k: v for k, v in summary.items() if k != "text"})
     return EXIT_OK if summary["status"] == "ok" else EXIT_NO
+
+
+def _run_into_rollout(args: argparse.Namespace, loaded: LoadedSpec) -> int:
+    """`keel run --rollout`: what a triggered retrain does (register, then start the staged rollout)."""
+    if loaded.spec.rollout is None:
+        raise UsageError(f"{args.spec} has no rollout section for --rollout: add `rollout: standard` to its defaults")
+    from flows.schedule import retrain_and_roll_out
+
+    with prefect_api(loaded.spec.runtime.prefect_api_url):
+        result = retrain_and_roll_out(loaded, "manual", False, "keel run --rollout")
+    _emit(args, result["text"], {k: v for k, v in result.items() if k != "text"})
+    refused = (result["rollout"] or {}).get("status") == "refused"
+    return EXIT_OK if result["status"] == "ok" and not refused else EXIT_NO
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
@@ -426,6 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--promote-best",
         action="store_true",
         help="with -m: promote the gate-passed job with the best test selection metric when the sweep ends",
+    )
+    run.add_argument(
+        "--rollout",
+        action="store_true",
+        help="do what a triggered retrain does: register without promoting and start the spec's staged rollout "
+        "of a passed bundle (the first model, with no champion yet, is promoted)",
     )
     serve = verb("serve", cmd_serve, "serve the spec's champion bundle over HTTP (BentoML): /score, /cached_score")
     serve.add_argument("--host", default="127.0.0.1")

@@ -157,5 +157,12 @@ def test_schedule_registers_deployments_and_a_run_from_the_api_completes(server)
         assert started["started"] == "deployment"
         queued = client.read_flow_run(started["flow_run_id"])
         assert queued.deployment_id == retrain.id and queued.parameters["trigger"] == "drift"
+        # the drift trigger's approval flag travels with the run: its rollout's canary will wait for a person
+        assert queued.parameters["approval"] is True and "sessions_last_30d" in queued.parameters["reason"]
     # the retrain really ran keel run: a run directory with its gate report
     assert list((tmp / "runs" / "streamflow-churn").glob("*-run-*/gate_report.md"))
+    # no champion before it: the first model is promoted directly (a rollout needs a champion to compare with)
+    from pipeline.registry import BundleStore
+    from pipeline.registry.aliases import aliases
+
+    assert aliases("streamflow-churn", store=BundleStore(tmp / "bentoml"))["champion"] is not None
