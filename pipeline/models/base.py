@@ -175,6 +175,25 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+class ChecksumError(ModelFormatError):
+    """A saved file's sha256 differs from the one recorded when it was written: never load it."""
+
+    def __init__(self, path: Path, expected: str, actual: str) -> None:
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{path}: sha256 is {actual}, but {expected} was recorded at save time; refusing to load.")
+
+
+def check_sha256(path: Path, expected: str | None) -> None:
+    """Every model-file load goes through here: missing or altered files are refused before parsing."""
+    if not path.is_file():
+        raise ModelFormatError(f"{path} is missing.")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ChecksumError(path, str(expected), actual)
+
+
 def _labels(y: Any, n: int, what: str) -> np.ndarray:
     """0/1 labels as float64; anything else is refused rather than guessed."""
     labels = np.asarray(y)

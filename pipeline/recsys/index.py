@@ -29,9 +29,9 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-from pipeline.models.base import sha256_file
+from pipeline.models.base import check_sha256, sha256_file
 from pipeline.models.errors import ModelFormatError
-from pipeline.recsys.two_tower import ChecksumError, TwoTowerError, TwoTowerModel
+from pipeline.recsys.two_tower import TwoTowerError, TwoTowerModel
 
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
@@ -222,10 +222,7 @@ def load_index(directory: Path, model: TwoTowerModel) -> ItemIndex:
     path = directory / INDEX_FILE
     if not path.is_file():
         raise ModelFormatError(f"{directory} lacks {INDEX_FILE}.")
-    expected = meta["files"].get(INDEX_FILE)
-    actual = sha256_file(path)
-    if expected != actual:
-        raise ChecksumError(path, str(expected), actual)
+    check_sha256(path, meta["files"].get(INDEX_FILE))
     recorded_model = meta.get("model_fingerprint")
     model_fp = model.fingerprint()
     if recorded_model is not None and recorded_model != model_fp:
@@ -271,9 +268,7 @@ def load_retrieval(
     """Load a bundle written by save_retrieval; with `files` (the bundle manifest) every sha256 is checked first."""
     directory = Path(directory)
     for rel, expected in (files or {}).items():
-        actual = sha256_file(directory / rel)
-        if actual != expected:
-            raise ChecksumError(directory / rel, expected, actual)
+        check_sha256(directory / rel, expected)
     model = TwoTowerModel.load(directory / MODEL_DIR, device=device)
     return model, load_index(directory / INDEX_DIR, model)
 

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.base import sha256_file
+from pipeline.models.base import check_sha256, sha256_file
 from pipeline.models.errors import ModelError, ModelFormatError
 from pipeline.models.frame import FeatureKinds, FrameLike, as_frame, categorical_values, learn_kinds, numeric_values
 from pipeline.spec.schema import RankerSpec
@@ -53,16 +53,6 @@ Loss = Literal["listwise", "pairwise", "pointwise"]
 
 class RankerError(ModelError):
     """Bad ranker input or parameters (a ValueError, like every model error)."""
-
-
-class ChecksumError(ModelFormatError):
-    """A saved file's sha256 differs from the one recorded at save time: the model is not loaded."""
-
-    def __init__(self, path: Path, expected: str, actual: str) -> None:
-        self.path = path
-        super().__init__(
-            f"{path}: sha256 is {actual}, but {expected} was recorded when it was saved; refusing to load."
-        )
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays
@@ -622,7 +612,7 @@ def _read_manifest(directory: Path, expected: Mapping[str, str] | None) -> dict[
     if not path.is_file():
         raise ModelFormatError(f"{directory} is not a saved ranker: {MANIFEST} is missing.")
     for name, digest in (expected or {}).items():
-        _verify(directory / name, digest)
+        check_sha256(directory / name, digest)
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -635,16 +625,8 @@ def _read_manifest(directory: Path, expected: Mapping[str, str] | None) -> dict[
             f"{path} has format version {manifest['format_version']}; this code reads {FORMAT_VERSION}."
         )
     for name, digest in manifest["files"].items():
-        _verify(directory / name, digest)
+        check_sha256(directory / name, digest)
     return manifest
-
-
-def _verify(path: Path, expected: str) -> None:
-    if not path.is_file():
-        raise ModelFormatError(f"{path} is missing.")
-    actual = sha256_file(path)
-    if actual != expected:
-        raise ChecksumError(path, expected, actual)
 
 
 def _sizes(group_sizes: Any, n: int, what: str) -> np.ndarray:

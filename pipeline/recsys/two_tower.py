@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.base import sha256_file
+from pipeline.models.base import check_sha256, sha256_file
 from pipeline.models.errors import ModelError, ModelFormatError
 from pipeline.models.frame import FeatureKinds, categorical_values, learn_kinds, numeric_values
 
@@ -56,16 +56,6 @@ IdValue = int | str
 
 class TwoTowerError(ModelError):
     """Base class for two-tower errors (a ValueError, like every model error)."""
-
-
-class ChecksumError(ModelFormatError):
-    """A saved file's sha256 differs from the one recorded when it was written: never load it."""
-
-    def __init__(self, path: Path, expected: str, actual: str) -> None:
-        self.path = path
-        self.expected = expected
-        self.actual = actual
-        super().__init__(f"{path}: sha256 is {actual}, but {expected} was recorded at save time; refusing to load.")
 
 
 @dataclass(frozen=True)
@@ -415,10 +405,7 @@ class TwoTowerModel:
         weights = directory / WEIGHTS_FILE
         if not weights.is_file():
             raise ModelFormatError(f"{directory} lacks {WEIGHTS_FILE}.")
-        expected = manifest["files"].get(WEIGHTS_FILE)
-        actual = sha256_file(weights)
-        if expected != actual:
-            raise ChecksumError(weights, str(expected), actual)
+        check_sha256(weights, manifest["files"].get(WEIGHTS_FILE))
         try:
             params = TwoTowerParams(**manifest["params"])
         except TypeError as exc:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline.data.synthetic.streamrec import generate
-from pipeline.models.base import sha256_file
+from pipeline.models.base import ChecksumError, sha256_file
 from pipeline.recsys.index import (
     INDEX_FILE,
     META_FILE,
@@ -25,7 +25,7 @@ from pipeline.recsys.index import (
     load_retrieval,
     save_retrieval,
 )
-from pipeline.recsys.two_tower import ChecksumError, TwoTowerError, TwoTowerModel, TwoTowerParams
+from pipeline.recsys.two_tower import TwoTowerError, TwoTowerModel, TwoTowerParams
 from pipeline.registry.manifest import check_relpath
 from pipeline.spec.schema import IndexSpec, ScenarioSpec
 

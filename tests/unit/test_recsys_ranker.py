@@ -21,13 +21,13 @@ import pytest
 import scipy.sparse as sp
 
 from pipeline.data.synthetic import streamrec
+from pipeline.models.base import ChecksumError
 from pipeline.models.errors import FeatureMismatchError, ModelFormatError
 from pipeline.recsys.baselines import CoOccurrence
 from pipeline.recsys.examples import FeedbackColumns, RecExamples, build_examples, interaction_matrix
 from pipeline.recsys.metrics import per_user_metrics, top_k_excluding_seen
 from pipeline.recsys.ranker import (
     RANKERS,
-    ChecksumError,
     LightGBMRanker,
     MLPRanker,
     Ranker,

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from pipeline.data.synthetic.streamrec import generate
-from pipeline.models.base import sha256_file
+from pipeline.models.base import ChecksumError, sha256_file
 from pipeline.models.errors import ModelFormatError
 from pipeline.recsys.baselines import Popularity
 from pipeline.recsys.examples import FeedbackColumns, RecExamples, build_examples
@@ -25,7 +25,6 @@ from pipeline.recsys.metrics import evaluate_scores
 from pipeline.recsys.two_tower import (
     MANIFEST_FILE,
     WEIGHTS_FILE,
-    ChecksumError,
     TwoTowerError,
     TwoTowerModel,
     TwoTowerParams,
