@@ -9,7 +9,9 @@ registered champion bundle with its serving state, then:
 * service: `bentoml serve` with the same bundle, loaded at concurrency 1/8/32 by a minimal
   keep-alive HTTP/1.1 client (httpx would cost ~1 ms of CPU per request on the same 2 cores),
   each request for another warm user; req/s, p50/p95/p99 and the mean time per stage from the
-  answers' `timings_ms`.
+  answers' `timings_ms`; the CPU seconds of the busiest server processes show whether the workers
+  share the load. Run once with BentoML's one shared listening socket and once with
+  KEEL_REUSEPORT=1 (a socket per worker, pipeline/serving/reuseport.py): `--sockets`.
 
 Target (issue 4): p95 < 50 ms at concurrency 8 on 2 cores, with a 100k-item catalogue.
 
@@ -246,8 +248,9 @@ def main() -> None:
     parser.add_argument("--levels", default="1,8,32")
     parser.add_argument("--workers", type=int, default=2, help="service worker processes (one per core)")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--sockets", default="shared,reuseport", help="listening-socket modes to compare")
     parser.add_argument(
-        "--recycle", type=int, default=None, help="KEEL_RECOMMEND_RECYCLE for the service (default: its own default)"
+        "--env", action="append", default=[], help="NAME=VALUE for the service (repeatable), e.g. an experiment's knob"
     )
     args = parser.parse_args()
     items = args.items or (20_000 if args.quick else 100_000)
@@ -265,32 +268,39 @@ def main() -> None:
         base = in_process(home, tag, spec_path, users[: max(200, requests // 2)], args.k)
         env = {"KEEL_SPEC": str(spec_path), "KEEL_WORKERS": str(args.workers), "KEEL_MAX_CONCURRENCY": "128"}
         env["KEEL_REQUEST_LOG"] = "1"
-        if args.recycle is not None:
-            env["KEEL_RECOMMEND_RECYCLE"] = str(args.recycle)
-        with running_service(home, env) as (url, proc):
-            port = int(url.rsplit(":", 1)[1])
-            http = {c: over_http(port, proc.pid, users, args.k, c, requests) for c in levels}
-    recycle = env.get("KEEL_RECOMMEND_RECYCLE", "service default")
+        env.update(dict(item.split("=", 1) for item in args.env))
+        http: dict[tuple[str, int], dict] = {}
+        for sockets in args.sockets.split(","):  # BentoML's one shared socket vs one per worker (ADR 0012)
+            mode = {**env, "KEEL_REUSEPORT": "1" if sockets == "reuseport" else "0"}
+            with running_service(home, mode) as (url, proc):
+                port = int(url.rsplit(":", 1)[1])
+                http.update({(sockets, c): over_http(port, proc.pid, users, args.k, c, requests) for c in levels})
+    load = tuple(round(x, 2) for x in os.getloadavg())
     print(f"/recommend k={args.k}, {items:,}-item catalogue, {requests} requests/level, workers={args.workers}, "
-          f"recycle={recycle}, cpu_count={os.cpu_count()}, load average {os.getloadavg()}")  # fmt: skip
-    header = f"{'case':<22} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'cpu/req':>7} | "
+          f"cpu_count={os.cpu_count()}, load average (1/5/15 min) at the end {load}")  # fmt: skip
+    header = f"{'case':<26} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'cpu/req':>7} | "
     print(header + " ".join(f"{s:>9}" for s in STAGES) + " | levels")
-    rows_out = [("in-process (baseline)", base)] + [(f"HTTP conc {c}", r) for c, r in http.items()]
+    rows_out = [("in-process (baseline)", base)] + [(f"HTTP {m} conc {c}", r) for (m, c), r in http.items()]
     for name, r in rows_out:
         stage = " ".join(f"{r['stages'][s]:>9.2f}" for s in STAGES)
-        head = f"{name:<22} {r['rps']:>7.0f} {r['p50']:>7.2f} {r['p95']:>7.2f} {r['p99']:>7.2f} {r['cpu_ms']:>7.2f}"
+        head = f"{name:<26} {r['rps']:>7.0f} {r['p50']:>7.2f} {r['p95']:>7.2f} {r['p99']:>7.2f} {r['cpu_ms']:>7.2f}"
         print(f"{head} | {stage} | {r['levels']}")
     print(
         "(ms; cpu/req: CPU per request of the server's processes (in-process: of this process); stage columns:"
-        " mean server-side time per stage from timings_ms; loopback, same machine)"
+        " mean server-side time per stage from timings_ms; loopback, same machine; shared: BentoML's one"
+        " listening socket, reuseport: KEEL_REUSEPORT=1, one per worker)"
     )
-    for c, r in http.items():
-        print(f"conc {c}: CPU s of the 3 busiest server processes: {', '.join(f'{x:.2f}' for x in r['split'])}")
-    for c, r in http.items():
-        print(f"conc {c}: p95 {r['p95'] / base['p95']:.1f}x the in-process p95; req/s {r['rps'] / base['rps']:.2f}x")
-    if 8 in http:
-        verdict = "meets" if http[8]["p95"] < 50 else "MISSES"
-        print(f"target p95 < 50 ms at concurrency 8: {http[8]['p95']:.1f} ms, {verdict} it")
+    for (m, c), r in http.items():
+        split = ", ".join(f"{x:.2f}" for x in r["split"])
+        print(f"{m} conc {c}: CPU s of the 3 busiest server processes: {split}")
+    for (m, c), r in http.items():
+        print(
+            f"{m} conc {c}: p95 {r['p95'] / base['p95']:.1f}x the in-process p95; req/s {r['rps'] / base['rps']:.2f}x"
+        )
+    for (m, c), r in http.items():
+        if c == 8:
+            verdict = "meets" if r["p95"] < 50 else "MISSES"
+            print(f"target p95 < 50 ms at concurrency 8 ({m}): {r['p95']:.1f} ms, {verdict} it")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@
    The same again after completion: the challenger is champion, the old champion the warm
    standby, and `keel models rollback` (aliases) swaps them back.
 2. Router overhead: /score p50/p99 at a fixed concurrency with no rollout, in a 10% canary
-   (routing on), and in shadow (the challenger scores a copy of every request on its thread).
+   (routing on), in shadow at the spec's `shadow_share` (the challenger scores a copy of that
+   share of subscribers' requests on its thread) and in shadow at share 1.0 (every request).
 
     PYTHONPATH=. python bench/bench_rollout.py [--workers 2] [--rate 200] [--requests 2000] [--backend redis]
+    PYTHONPATH=. python bench/bench_rollout.py --quick   # 4k-row models, 600 requests, 3 rounds, 3 s runs
 
 `--backend redis` keeps the rollout record in Redis (`runtime.rollout_state: redis` through a runtime
 config on KEEL_CONF_PATH, keys keel:rollout:<name>* in `--redis-url`, deleted before and after).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -120,6 +123,21 @@ def _median(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
 
 
+def _shadowed_shares(store, name: str, rollout_ids: dict[str, list[str]]) -> dict[str, float]:
+    """Shadow rows / answered requests per shadow case: checks that the share the bench claims is the one it ran."""
+    from pipeline.rollout.outcomes import requests_dir
+    from pipeline.serving.request_log import read_request_log
+
+    time.sleep(2.5)  # the workers' request logs flush every second
+    frame = read_request_log(requests_dir(store.keel_dir, name))
+    out = {}
+    for case in ("shadow", "shadow_all"):
+        rows = frame[frame["rollout_id"].isin(rollout_ids[case])]
+        shadow = rows["shadow"].fillna(False).astype(bool)
+        out[case] = float(shadow.sum() / max(int((~shadow).sum()), 1))
+    return out
+
+
 def _wait_status(url: str, done, timeout_s: float = 30.0) -> dict:
     import httpx
 
@@ -133,8 +151,6 @@ def _wait_status(url: str, done, timeout_s: float = 30.0) -> dict:
 
 def _redis_state(url: str) -> None:
     """Select the Redis rollout backend for this process and the service it starts, as a deployment would."""
-    import os
-
     conf = Path(tempfile.mkdtemp(prefix="keel-bench-conf-"))
     (conf / "runtime").mkdir()
     (conf / "runtime" / "local.yaml").write_text(f"runs_dir: runs\nredis_url: {url}\nrollout_state: redis\n")
@@ -168,10 +184,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--backend", choices=("file", "redis"), default="file", help="where the rollout record lives")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="--backend redis: the server")
+    parser.add_argument("--quick", action="store_true", help="small: 4k-row models, 600 requests, 3 s runs")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.requests, args.seconds, args.rounds = 4000, 600, 3.0, max(3, min(args.rounds, 3))
     if args.backend == "redis":
         _redis_state(args.redis_url)
     spec = load_spec(SPEC_PATH).spec
+    share = next((s.shadow_share for s in spec.rollout.stages if s.traffic <= 0), 1.0)
+    # the same plan with every request shadowed: the baseline the configured share is compared with
+    shadow_all = spec.rollout.model_copy(
+        update={"stages": [s.model_copy(update={"shadow_share": 1.0}) for s in spec.rollout.stages]}
+    )
     env = {"KEEL_WORKERS": str(args.workers), "KEEL_MAX_CONCURRENCY": "256", "KEEL_TRIGGER_MIN_SAMPLES": "1000000"}
     with tempfile.TemporaryDirectory(prefix="keel-bench-rollout-") as tmp:
         home = Path(tmp) / "home"
@@ -190,14 +214,17 @@ def main() -> None:
                 _wait_status(url, done)
                 time.sleep(0.2)  # /status answered from one worker: give the others a few watch ticks
 
-            rounds: dict[str, list[dict[str, float]]] = {"off": [], "canary": [], "shadow": []}
+            cases = ("off", "shadow", "shadow_all", "canary")
+            rounds: dict[str, list[dict[str, float]]] = {case: [] for case in cases}
+            rollout_ids: dict[str, list[str]] = {case: [] for case in cases}
             measure = lambda: latency(proc.pid, port, sample, args.requests, args.latency_conns, args.rate)  # noqa: E731
             for n in range(args.rounds):  # interleaved, order rotated: drift in the machine's load hits every case
-                for case in ("off", "shadow", "canary")[n % 3 :] + ("off", "shadow", "canary")[: n % 3]:
+                for case in cases[n % len(cases) :] + cases[: n % len(cases)]:
                     if case == "off":
                         rounds["off"].append(measure())
                         continue
-                    start(name, challenger, spec.rollout, "bench", store=store)
+                    plan = shadow_all if case == "shadow_all" else spec.rollout
+                    rollout_ids[case].append(start(name, challenger, plan, "bench", store=store).rollout_id)
                     wait(lambda s: (s["rollout"] or {}).get("shadow"))
                     if case == "canary":
                         advance(name, store=store)
@@ -205,7 +232,8 @@ def main() -> None:
                     rounds[case].append(measure())
                     rollback(name, "bench round", store=store)
                     wait(lambda s: not (s["rollout"] or {}).get("routing"))
-            off, canary, shadow = (_median(rounds[k]) for k in ("off", "canary", "shadow"))
+            off, canary, shadow, everyone = (_median(rounds[k]) for k in ("off", "canary", "shadow", "shadow_all"))
+            shadowed = _shadowed_shares(store, name, rollout_ids)
             state = start(name, challenger, spec.rollout, "bench", store=store)
             state = advance(name, store=store)
             for _ in range(2):
@@ -232,7 +260,7 @@ def main() -> None:
         _clear_redis_state(args.redis_url, spec.name)
     print(
         f"rollout bench: workers={args.workers}, {args.rows}-row models, loopback, same 2-core machine, "
-        f"rollout record in {args.backend}"
+        f"rollout record in {args.backend}, load average {' / '.join(f'{x:.2f}' for x in os.getloadavg())} at the end"
     )
     print(f"rollback under load ({args.rate:.0f} req/s over {args.conns} connections, {args.seconds:.0f} s per run)")
     print(
@@ -258,13 +286,26 @@ def main() -> None:
     print(
         f"{'case':<26} {'cpu/req':>8} {'p50':>8} {'p99':>8} {'p99 ratio':>14} | {'p50':>8} {'p99':>8} {'p99 ratio':>14}"
     )
-    for label, r in (("no rollout", off), ("canary 10% (routing)", canary), ("shadow (challenger copy)", shadow)):
+    cases = (
+        ("no rollout", off),
+        ("canary 10% (routing)", canary),
+        ("shadow, share 1.0", everyone),
+        (f"shadow, share {share:g} (spec)", shadow),
+    )
+    for label, r in cases:
         print(
             f"{label:<26} {r['cpu_ms']:>8.2f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['p99'] / off['p99']:>13.2f}x | "
             f"{r['paced_p50']:>8.2f} {r['paced_p99']:>8.2f} {r['paced_p99'] / off['paced_p99']:>13.2f}x"
         )
     print(
         "(cpu/req: server CPU ms per request, all worker processes; target: p99 with routing and shadow on < 1.2x off)"
+    )
+    print(
+        "shadowed share of the answered requests, from the request log: "
+        + ", ".join(
+            f"{label} {shadowed[case]:.3f}"
+            for label, case in (("share 1.0", "shadow_all"), (f"share {share:g}", "shadow"))
+        )
     )
 
 

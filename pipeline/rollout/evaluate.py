@@ -227,7 +227,9 @@ def evaluate_stage(
         "champion": side_stats(served[served["side"] == "champion"] if not served.empty else served),
         "challenger": side_stats(challenger_rows),
     }
-    samples = int(served["request_id"].nunique()) if not served.empty else 0
+    # the stage's evidence: in shadow the requests the challenger scored (its shadow_share), else all answered
+    counted = challenger_rows if in_shadow else served
+    samples = int(counted["request_id"].nunique()) if not counted.empty else 0
     started = datetime.fromisoformat(state.stage_started_at)
     age_s = (now - started).total_seconds()
     duration_s = parse_duration(stage.get("duration", "1d")).total_seconds()

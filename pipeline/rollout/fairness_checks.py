@@ -17,6 +17,12 @@ frames and decides pass / fail / not yet (docs/adr/0016-rollout-evaluation-and-s
   Hit@K). `ndcg_disparity` needs the clicked position, which the outcomes log does not have.
 - exposure uses one row per shown slot of the challenger's lists (top `fairness.k`), weighted
   1 / log2(position + 2) as offline.
+- classification gaps (`tpr_gap`, `fpr_gap`, `auc_gap`, ...: churn) use one row per answered
+  challenger /score request that has a label: its groups from the request log's `groups` column
+  (the record's fairness group fields, sent with /score and logged, never given to the model), the
+  label from the outcomes log (outcome named after `data.label`, value > 0 = positive) and the
+  challenger's probability, flagged at `evaluation.threshold`. A request without a label yet is left
+  out (a churn label arrives weeks later; unlike a click, no row does not mean 0).
 - "insufficient data" is not a pass: the check is not measured yet and holds the stage. A bound
   violated by the point estimate rolls back only when a one-sided bootstrap bound over requests
   (`fairness.confidence`) violates it too; a violation within noise holds for more traffic.
@@ -24,6 +30,7 @@ frames and decides pass / fail / not yet (docs/adr/0016-rollout-evaluation-and-s
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +40,14 @@ import numpy as np
 import pandas as pd
 
 from pipeline.fairness.groups import group_codes, grouping_name
+from pipeline.fairness.groups import groupings as declared_groupings
 from pipeline.fairness.result import INSUFFICIENT
 from pipeline.fairness.stage import STAGE_METRICS, stage_metric
 from pipeline.spec.schema import GateSpec, Spec
 
 _NAME = re.compile(r"^(?P<base>[a-z_]+?)(?P<k>@\d+)?(?:\[(?P<grouping>[A-Za-z0-9_*]+)\])?$")
 USER_SIDE = ("hit_disparity", "outcome_gap")
+CLASSIFICATION = ("tpr_gap", "fpr_gap", "auc_gap", "precision_gap", "flagged_share_gap", "equalized_odds_gap")
 REPLICATES = 200
 
 
@@ -65,6 +74,18 @@ class FairnessContext:
     confidence: float = 0.95
     seed: int = 0
     notes: list[str] = field(default_factory=list)
+    label: str | None = None  # classification: the outcome name that carries the label (the spec's data.label)
+    threshold: float = 0.5  # classification: flagged at this probability (evaluation.threshold)
+    min_group_events: int = 20
+
+
+def request_group_fields(spec: Spec) -> tuple[str, ...]:
+    """Fairness group columns a /score record may carry (classification specs only), logged for stage checks."""
+    if spec.task == "recommendation":
+        return ()
+    declared = spec.fairness.groups if spec.fairness else []
+    columns = [c for cols in declared_groupings(declared, spec.evaluation.group_columns) for c in cols]
+    return tuple(dict.fromkeys(columns))
 
 
 def is_fairness_check(name: str) -> bool:
@@ -93,10 +114,12 @@ def build_context(spec: Spec, catalogue: pd.DataFrame | None, base_dir: Path) ->
             items = tables.items.assign(_id=tables.items[data.items.id].astype(str)).set_index("_id")
             if catalogue is not None and data.item in catalogue:
                 items = items[items.index.isin(catalogue[data.item].astype(str))]
+    classification = spec.task != "recommendation"
+    declared = list(fairness.groups) if fairness else []
     return FairnessContext(
         users=users,
         items=items,
-        user_groupings=[list(g) for g in (fairness.groups if fairness else [])],
+        user_groupings=declared_groupings(declared, spec.evaluation.group_columns) if classification else declared,
         creator_groupings=[list(g) for g in (fairness.creator_groups if fairness else [])],
         gates=dict(spec.gates),
         outcome=spec.rollout.rollback.evaluation.metric if spec.rollout else "ctr",
@@ -106,6 +129,9 @@ def build_context(spec: Spec, catalogue: pd.DataFrame | None, base_dir: Path) ->
         confidence=fairness.confidence if fairness else 0.95,
         seed=fairness.seed if fairness else 0,
         notes=notes,
+        label=data.label if classification else None,
+        threshold=spec.evaluation.threshold,
+        min_group_events=fairness.min_group_events if fairness else 20,
     )
 
 
@@ -172,8 +198,11 @@ def _measure(metric: str, base: str, challenger: pd.DataFrame, outcomes: pd.Data
             return "no user table with user groups (data.users)"
         groupings = [grouping.split("*")] if grouping else ctx.user_groupings
         frames = [_user_frame(challenger, outcomes, ctx, cols) for cols in groupings]
+    elif base in CLASSIFICATION:
+        groupings = [grouping.split("*")] if grouping else ctx.user_groupings
+        frames = [_classification_frame(challenger, outcomes, ctx, cols) for cols in groupings]
     else:
-        return f"{base} is a classification metric; the stage evaluation measures recommendation fairness only"
+        return f"{base} is not measured by the stage evaluation"
     if not groupings:
         return f"no groupings declared for {metric} (fairness.groups / fairness.creator_groups)"
     bad = [f for f in frames if isinstance(f, str)]
@@ -182,8 +211,8 @@ def _measure(metric: str, base: str, challenger: pd.DataFrame, outcomes: pd.Data
     name = metric if grouping else base + (parsed["k"] or "")
     scored = []
     for cols, (frame, reference) in zip(groupings, frames, strict=True):
-        result = stage_metric(f"{name}[{grouping_name(cols)}]" if not grouping else name, frame,
-                              reference=reference, min_group_size=ctx.min_group_size)  # fmt: skip
+        result = stage_metric(f"{name}[{grouping_name(cols)}]" if not grouping else name, frame, reference=reference,
+                              **_sizes(ctx))  # fmt: skip
         scored.append((cols, frame, reference, result))
     ok = [s for s in scored if s[3]["value"] is not None]
     if len(ok) < len(scored):  # every grouping must have data before the check counts
@@ -191,6 +220,38 @@ def _measure(metric: str, base: str, challenger: pd.DataFrame, outcomes: pd.Data
     sign = -1.0 if base == "exposure_equity" else 1.0
     cols, frame, reference, result = max(ok, key=lambda s: sign * s[3]["value"])
     return result, lambda: _replicates(result["metric"], frame, reference, ctx)
+
+
+def _sizes(ctx: FairnessContext) -> dict[str, Any]:
+    """stage_metric's sample-size and threshold arguments, the same for the point estimate and every replicate."""
+    return {"min_group_size": ctx.min_group_size, "min_group_events": ctx.min_group_events, "threshold": ctx.threshold}
+
+
+def _classification_frame(challenger: pd.DataFrame, outcomes: pd.DataFrame, ctx: FairnessContext, cols: list[str]):
+    """One row per labelled challenger request: group (from the log's `groups` JSON), outcome, prediction."""
+    if ctx.label is None:
+        return "no label outcome for classification checks (the spec's data.label)"
+    if "groups" not in challenger.columns or challenger["groups"].isna().all():
+        return (f"the request log carries no group values: send the fairness group fields {cols} with each /score "
+                f"record (logged while a rollout is live)")  # fmt: skip
+    rows = challenger.drop_duplicates("request_id")
+    labels = pd.Series(dtype=float)
+    if not outcomes.empty:
+        wanted = outcomes[outcomes["outcome"] == ctx.label].drop_duplicates("request_id", keep="last")
+        labels = wanted.set_index("request_id")["value"]
+    rows = rows[rows["request_id"].isin(labels.index) & rows["probability"].notna()]
+    if rows.empty:
+        return f"no answered challenger request has a label yet (outcome {ctx.label!r} in the outcomes log)"
+    parsed = [json.loads(g) if isinstance(g, str) else {} for g in rows["groups"]]
+    groups = pd.DataFrame({c: [p.get(c) for p in parsed] for c in cols})
+    codes, names = group_codes(groups, cols, "fairness.groups")
+    frame = pd.DataFrame({
+        "group": np.asarray(names, dtype=object)[codes],
+        "outcome": (labels.reindex(rows["request_id"]).to_numpy(dtype=float) > 0).astype(float),
+        "prediction": rows["probability"].to_numpy(dtype=float),
+        "request": np.arange(len(rows)),
+    })  # fmt: skip
+    return frame, None
 
 
 def _user_frame(challenger: pd.DataFrame, outcomes: pd.DataFrame, ctx: FairnessContext, cols: list[str]):
@@ -245,7 +306,7 @@ def _replicates(metric: str, frame: pd.DataFrame, reference, ctx: FairnessContex
         picked = rng.integers(0, n, size=n)
         idx = np.repeat(starts[picked], counts[picked]) + _ranges(counts[picked])
         sample = frame.iloc[order[idx]]
-        out.append(stage_metric(metric, sample, reference=reference, min_group_size=ctx.min_group_size)["value"])
+        out.append(stage_metric(metric, sample, reference=reference, **_sizes(ctx))["value"])
     return out
 
 
@@ -292,4 +353,11 @@ def _verdict(passed: bool | None, value: float | None, threshold: float | None, 
     return {"passed": passed, "value": value, "threshold": threshold, "detail": detail}
 
 
-__all__ = ["INSUFFICIENT", "FairnessContext", "build_context", "evaluate_check", "is_fairness_check"]
+__all__ = [
+    "INSUFFICIENT",
+    "FairnessContext",
+    "build_context",
+    "evaluate_check",
+    "is_fairness_check",
+    "request_group_fields",
+]

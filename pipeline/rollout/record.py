@@ -54,6 +54,11 @@ class RolloutState:
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def shadow_share(self) -> float:
+        """The current stage's shadow share; records written before the key existed shadow everyone (1.0)."""
+        return float(self.stages[self.stage_index].get("shadow_share", 1.0))
+
+    @property
     def live(self) -> bool:
         """The challenger is in the serving path (shadow at traffic 0, routed above it)."""
         return self.status in LIVE
@@ -169,6 +174,12 @@ def _parse(path: Path | str, name: str, data: Any) -> RolloutState:
         problems.append("stages/stage_index are not a list and an index")
     elif not 0 <= state.stage_index < len(state.stages):
         problems.append(f"stage_index {state.stage_index} is outside the {len(state.stages)} stages")
+    elif not isinstance(state.stages[state.stage_index], dict):
+        problems.append(f"stage {state.stage_index} is not an object")
+    else:
+        share = state.stages[state.stage_index].get("shadow_share", 1.0)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+            problems.append(f"shadow_share {share!r} is not a share in (0, 1]")
     if not isinstance(state.rollout_id, str) or not state.rollout_id:
         problems.append("rollout_id is empty")
     if problems:

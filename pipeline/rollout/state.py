@@ -120,11 +120,14 @@ def start(
     actor: str | None = None,
     store: BundleStore | None = None,
     clock: Clock = _utcnow,
+    canary_approval: str | None = None,
 ) -> RolloutState:
     """Begin a rollout of `challenger` at the spec's first stage; the champion keeps serving everyone else.
 
     Refused (nothing written) for a bundle that failed its gates or verification, with no
     champion, when the challenger is the champion, or while another rollout of `name` is live.
+    `canary_approval` (why: e.g. the retrain trigger's approval flag) makes the first stage with
+    traffic need an approval in this rollout even when the spec's stage does not.
     """
     store = store or BundleStore()
     check_name(name)
@@ -145,6 +148,7 @@ def start(
         now = clock()
         rollout_id = f"ro-{now:%Y%m%dt%H%M%S}-{secrets.token_hex(3)}"
         stages = [s.model_dump() for s in rollout.stages]
+        gated = _require_canary_approval(stages, canary_approval) if canary_approval else None
         state = RolloutState(
             name=name,
             rollout_id=rollout_id,
@@ -161,8 +165,30 @@ def start(
             revision=max(current.revision if current else 0, last_revision(store.keel_dir, name)),
         )
         set_challenger(name, challenger, reason or f"rollout {rollout_id}", actor=actor, store=store, clock=clock)
-        event = _event(clock, "start", actor, reason, stage=state.stage, traffic=state.traffic, champion=champion)
+        extra: dict[str, Any] = {"approval_required": {"stage": gated, "reason": canary_approval}} if gated else {}
+        event = _event(
+            clock, "start", actor, reason, stage=state.stage, traffic=state.traffic, champion=champion, **extra
+        )
         return _commit(store, state, event)
+
+
+def _require_canary_approval(stages: list[dict[str, Any]], why: str) -> str | None:
+    """Mark the first stage with traffic (the canary) as needing an approval, with why; its name.
+
+    A rollout whose first stage already routes traffic could not wait for that approval: refused,
+    so a person starts it by hand (`keel rollout start`), which is the approval.
+    """
+    canary = next((i for i, s in enumerate(stages) if float(s["traffic"]) > 0), None)
+    if canary is None:
+        return None
+    if canary == 0:
+        raise RolloutRefused(
+            f"an approval is needed before canary ({why}), but the first stage {stages[0]['name']} already routes "
+            "traffic: review the challenger and start the rollout by hand (keel rollout start)"
+        )
+    stages[canary]["approval"] = True
+    stages[canary]["approval_reason"] = why
+    return str(stages[canary]["name"])
 
 
 def advance(

@@ -10,6 +10,7 @@ refused, the whole batch is re-checked by the champion so the 422 names the call
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Sequence
@@ -79,6 +80,7 @@ async def score_routed(state: ServingState, records: Sequence[Any], explain: boo
     single = len(records) == 1
     rids = [rid] if single else [f"{rid}/{i}" for i in range(len(records))]
     keys = [entity_key(r, champion.id_field) if isinstance(r, dict) else None for r in records]
+    groups = group_values(records, getattr(champion, "group_fields", ())) if routing is not None else None
     picks = [False] * len(records)
     if routing is not None and routing.traffic > 0:
         picks = [routing.side(k, r) == "challenger" for k, r in zip(keys, rids, strict=True)]
@@ -87,7 +89,7 @@ async def score_routed(state: ServingState, records: Sequence[Any], explain: boo
     chosen = [i for i, p in enumerate(picks) if p]
     rest = [i for i, p in enumerate(picks) if not p]
     if rest:
-        await _champion_part(state, champion, routing, records, rest, explain, rids, keys, results)
+        await _champion_part(state, champion, routing, records, rest, explain, rids, keys, results, groups)
     if chosen and routing is not None:
         start = time.perf_counter()
         try:
@@ -95,19 +97,55 @@ async def score_routed(state: ServingState, records: Sequence[Any], explain: boo
             answered = await run_scorer(state, routing.challenger, [records[i] for i in chosen], explain)
         except Exception as exc:  # RequestError too: the champion decides whether the caller was wrong
             failed_at = time.perf_counter()
-            await _champion_part(state, champion, routing, records, chosen, explain, rids, keys, results)
+            await _champion_part(state, champion, routing, records, chosen, explain, rids, keys, results, groups)
             # the champion took them, so the challenger failed on good input: that counts against it
-            _observe(
-                state, routing, "challenger", routing.challenger.tag, chosen, rids, keys, start, exc, end=failed_at
-            )
+            tag = routing.challenger.tag
+            _observe(state, routing, "challenger", tag, chosen, rids, keys, start, exc, end=failed_at, groups=groups)
         else:
-            _observe(state, routing, "challenger", routing.challenger.tag, chosen, rids, keys, start, None, answered)
+            tag = routing.challenger.tag
+            _observe(state, routing, "challenger", tag, chosen, rids, keys, start, None, answered, groups=groups)
             for i, result in zip(chosen, answered, strict=True):
                 results[i], sides[i] = result, "challenger"
     shadow = None
     if routing is not None and routing.shadow and state.shadow is not None:
-        shadow = ShadowJob(routing, [dict(r) for r in records], rids, keys)
+        shadow = shadow_job(routing, records, rids, keys, groups)
     return Answer(results, sides, shadow)  # type: ignore[arg-type]  # every slot was filled above
+
+
+def group_values(records: Sequence[Any], fields: Sequence[str]) -> list[str | None] | None:
+    """Each record's fairness group values as the request log's JSON `groups` (None: no groups declared)."""
+    if not fields:
+        return None
+    out: list[str | None] = []
+    for record in records:
+        if not isinstance(record, dict):
+            out.append(None)  # the scorer refuses it (422) before anything is logged
+            continue
+        values = {f: record[f] for f in fields if record.get(f) is not None}  # checked by the scorer already
+        out.append(json.dumps(values, sort_keys=True) if values else None)
+    return out
+
+
+def shadow_job(
+    routing: Routing,
+    records: Sequence[Any],
+    rids: list[str],
+    keys: list[str | None],
+    groups: list[str | None] | None = None,
+) -> ShadowJob | None:
+    """Copies of the records whose entity falls in the stage's shadow share; None when none does."""
+    if routing.shadow_share >= 1.0:
+        return ShadowJob(routing, [dict(r) for r in records], rids, keys, groups)
+    picked = [i for i in range(len(records)) if routing.shadowed(keys[i], rids[i])]
+    if not picked:
+        return None
+    return ShadowJob(
+        routing,
+        [dict(records[i]) for i in picked],
+        [rids[i] for i in picked],
+        [keys[i] for i in picked],
+        [groups[i] for i in picked] if groups is not None else None,
+    )
 
 
 async def _champion_part(
@@ -120,6 +158,7 @@ async def _champion_part(
     rids: list[str],
     keys: list[str | None],
     results: list[dict[str, Any] | None],
+    groups: list[str | None] | None = None,
 ) -> None:
     start = time.perf_counter()
     try:
@@ -129,9 +168,9 @@ async def _champion_part(
             champion.score(records, explain)  # re-check the whole batch: problems name the caller's indexes
         raise
     except Exception as exc:
-        _observe(state, routing, "champion", champion.tag, indexes, rids, keys, start, exc)
+        _observe(state, routing, "champion", champion.tag, indexes, rids, keys, start, exc, groups=groups)
         raise
-    _observe(state, routing, "champion", champion.tag, indexes, rids, keys, start, None, answered)
+    _observe(state, routing, "champion", champion.tag, indexes, rids, keys, start, None, answered, groups=groups)
     for i, result in zip(indexes, answered, strict=True):
         results[i] = result
 
@@ -148,6 +187,7 @@ def _observe(
     exc: BaseException | None,
     results: list[dict[str, Any]] | None = None,
     end: float | None = None,
+    groups: list[str | None] | None = None,
 ) -> None:
     """One request-log row per record, one trigger sample and one latency sample per call."""
     ms = ((end or time.perf_counter()) - start) * 1e3
@@ -164,7 +204,8 @@ def _observe(
     for n, i in enumerate(indexes):
         probability = results[n]["probability"] if results is not None else None
         status = "error" if failed else "ok"
-        entry = Entry(rids[i], keys[i], tag, side, stage, rollout_id, ms, status, error, probability)
+        group = groups[i] if groups is not None else None
+        entry = Entry(rids[i], keys[i], tag, side, stage, rollout_id, ms, status, error, probability, groups=group)
         state.request_log.log(entry)
 
 
@@ -194,6 +235,7 @@ def report_shadow(state: ServingState, job: ShadowJob, results: list[dict] | Non
                 shadow=True,
                 items=result.get("items"),  # /recommend shadows: the challenger's list and level
                 level=result.get("level"),
+                groups=job.groups[n] if job.groups is not None else None,
             )
         )
 

@@ -14,9 +14,7 @@ that release the GIL, so two requests overlap on two cores, and the loop stays f
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -46,12 +44,6 @@ BODY_KEYS = frozenset({"user_id", "k", "context"})
 USER_ID_MAX = 128
 CONTEXT_MAX = 32
 DEFAULT_K = 10
-# Every Nth /recommend answer of a worker says `Connection: close` (0: never). BentoML 1.4 workers share one
-# listening socket and the first to wake accepts every pending connection, so a burst of keep-alive clients
-# can all land on one worker (bentoml#5426); a recycled client reconnects and the accept race, which an idle
-# worker tends to win, spreads the connections again. See ADR 0012 "Worker balance".
-RECYCLE_EVERY = int(os.environ.get("KEEL_RECOMMEND_RECYCLE", 0))
-_ANSWERED = itertools.count(1)
 LEVELS = Counter("keel_recommend_level", "/recommend answers by degradation level and side", ["level", "side"])
 
 
@@ -155,7 +147,7 @@ async def recommend_routed(state: ServingState, body: Any, rid: str) -> tuple[di
             raise
         _observe(state, routing, "champion", champion.tag, rid, user_id, start, None, answer)
     shadow = None
-    if routing is not None and routing.shadow and state.shadow is not None:
+    if routing is not None and routing.shadowed(user_id, rid) and state.shadow is not None:
         shadow = ShadowJob(routing, [{"user_id": user_id, "k": k, "context": context}], [rid], [user_id])
     answer.update(side=side, stage=routing.stage if routing is not None else None, request_id=rid)
     LEVELS.labels(answer["level"], side).inc()
@@ -219,7 +211,4 @@ def add_recommend_route(app: FastAPI, state: ServingState, json_body: Callable, 
             log_refusal(state, rid, "unavailable", str(exc))
             return error(503, str(exc), None, rid)
         background = BackgroundTask(state.shadow.submit, shadow) if shadow is not None and state.shadow else None
-        headers = {"x-request-id": rid, "x-keel-side": side}
-        if RECYCLE_EVERY and next(_ANSWERED) % RECYCLE_EVERY == 0:
-            headers["connection"] = "close"  # uvicorn closes after this answer; the client reconnects
-        return JSONResponse(answer, headers=headers, background=background)
+        return JSONResponse(answer, headers={"x-request-id": rid, "x-keel-side": side}, background=background)

@@ -7,6 +7,9 @@ rules are the contract's own (dtype, nullable, min/max, allowed), restricted to 
 model reads; JSON has no NaN/inf, but Python's json module accepts them, so they are refused
 here explicitly. The spec's entity id field (e.g. subscriber_id) is the one non-model field a
 record may carry: the rollout router hashes it so a subscriber stays on one side of a canary.
+The spec's fairness group columns that are not model inputs (e.g. age_band) may be sent too,
+optionally: checked against their contract rules, never given to the model, logged with the
+request so a rollout stage can measure the challenger's group gaps (ADR 0016).
 """
 
 from __future__ import annotations
@@ -27,13 +30,20 @@ ENTITY_ID_MAX = 128
 class RecordChecker:
     """Validates records for a fixed set of contract columns and gathers them column-wise."""
 
-    def __init__(self, columns: Mapping[str, ColumnContract], id_field: str | None = None) -> None:
+    def __init__(
+        self,
+        columns: Mapping[str, ColumnContract],
+        id_field: str | None = None,
+        extras: Mapping[str, ColumnContract] | None = None,
+    ) -> None:
+        """`extras`: optional non-model fields (fairness groups) checked when present, never returned."""
         self.columns = dict(columns)
         self.id_field = id_field if id_field not in self.columns else None
+        self.extras = {k: v for k, v in (extras or {}).items() if k not in self.columns and k != self.id_field}
         self._names = frozenset(self.columns)
         self._allowed = {
             name: frozenset(str(v) for v in spec.allowed) if spec.allowed is not None else None
-            for name, spec in self.columns.items()
+            for name, spec in {**self.columns, **self.extras}.items()
         }
 
     def check(self, records: Sequence[Any]) -> Columns:
@@ -49,6 +59,10 @@ class RecordChecker:
             for key in record:
                 if key == self.id_field:
                     if (problem := entity_problem(record[key])) is not None:
+                        problems.append(f"{where}{key}: {problem}")
+                elif key in self.extras:
+                    problem = self._value(key, self.extras[key], record[key])[1]
+                    if problem:
                         problems.append(f"{where}{key}: {problem}")
                 elif key not in self._names:
                     problems.append(f"{where}{key}: unexpected field (not a model input)")

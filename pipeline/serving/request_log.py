@@ -1,7 +1,9 @@
 """A buffered Parquet log of every scoring request: which bundle answered, on which side, how fast.
 
 /score rows carry the probability; /recommend rows carry the returned `items` and the fallback
-`level` instead. Parts written before those two columns existed read back with them null.
+`level` instead. /score rows during a live rollout carry `groups`, a JSON object of the
+record's fairness group values (e.g. {"age_band": "50+"}), so a stage can measure the
+challenger's group gaps against outcomes. Parts written before a column existed read it back null.
 
 Why buffered on a thread: a request must never wait for, or fail because of, a disk write. The
 request path appends one tuple under a lock (~1 us); a daemon thread writes a Parquet part
@@ -50,6 +52,7 @@ SCHEMA = pa.schema(
         ("shadow", pa.bool_()),
         ("items", pa.list_(pa.string())),  # /recommend: the returned item ids, in order (null for /score)
         ("level", pa.string()),  # /recommend: the degradation level that answered (null for /score)
+        ("groups", pa.string()),  # /score in a rollout: JSON {group column: value} of the record (null otherwise)
     ]
 )
 FIELDS = tuple(SCHEMA.names)
@@ -76,6 +79,7 @@ class Entry:
     shadow: bool = False
     items: list[str] | None = None
     level: str | None = None
+    groups: str | None = None
 
 
 class RequestLog:
@@ -120,6 +124,7 @@ class RequestLog:
             entry.shadow,
             entry.items,
             entry.level,
+            entry.groups,
         )
         with self._lock:
             if len(self._rows) >= self.max_buffer:

@@ -8,6 +8,11 @@ and costs about a microsecond for an id.
 
 Requests without an entity id are hashed on their request id instead: they are routed at
 the right share but are NOT sticky (a client that sends no id gets a fresh draw each time).
+
+A shadow stage may shadow only a share of entities (`shadow_share`): the same hash under a
+separate salt (`<rollout id>:shadow`), so the shadowed entities are fixed for the stage yet
+independent of who a later canary routes (a canary of the shadowed users alone would
+compare the challenger on the population it was already checked on).
 """
 
 from __future__ import annotations
@@ -41,11 +46,21 @@ class Routing:
     stage: str
     traffic: float
     challenger: Scorer
+    shadow_share: float = 1.0
 
     @property
     def shadow(self) -> bool:
         """Traffic 0 with a challenger: it scores copies of requests, off the response path."""
         return self.traffic <= 0.0
+
+    def shadowed(self, entity_id: str | None, request_id: str) -> bool:
+        """In a shadow stage, whether the challenger scores a copy of this request (sticky per entity)."""
+        if not self.shadow:
+            return False
+        if self.shadow_share >= 1.0:
+            return True
+        key = entity_id if entity_id is not None else request_id
+        return bucket(f"{self.rollout_id}:shadow", key) < self.shadow_share
 
     def side(self, entity_id: str | None, request_id: str) -> Side:
         if self.traffic <= 0.0:

@@ -43,7 +43,14 @@ REASONS = 3
 class Scorer:
     """Scores records with one loaded bundle; safe to call from several threads (no shared mutable state)."""
 
-    def __init__(self, bundle: TabularBundle, max_batch: int = 1000, id_field: str | None = None) -> None:
+    def __init__(
+        self,
+        bundle: TabularBundle,
+        max_batch: int = 1000,
+        id_field: str | None = None,
+        group_fields: Sequence[str] = (),
+    ) -> None:
+        """`group_fields`: the spec's fairness group columns; those in the contract may be sent and are logged."""
         self.bundle = bundle
         self.tag = bundle.tag
         self.threshold = float(bundle.threshold)
@@ -53,7 +60,9 @@ class Scorer:
         if missing:
             raise ValueError(f"bundle {bundle.tag}: model inputs {missing} are not in its contract")
         self.id_field = id_field  # the spec's entity id: allowed in a record, ignored by the model
-        self.checker = RecordChecker({c: bundle.contract.columns[c] for c in self.input_columns}, id_field)
+        self.group_fields = tuple(c for c in group_fields if c in bundle.contract.columns)
+        extras = {c: bundle.contract.columns[c] for c in self.group_fields if c not in self.input_columns}
+        self.checker = RecordChecker({c: bundle.contract.columns[c] for c in self.input_columns}, id_field, extras)
         self.derived = [(name, parse_expression(d.expr)) for name, d in bundle.derived.items()]
         self.model = bundle.model
         self.features = list(self.model.features)

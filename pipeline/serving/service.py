@@ -45,6 +45,8 @@ import bentoml
 
 from pipeline.recsys.fallback import parse_faults
 from pipeline.registry import BundleStore
+from pipeline.rollout.backends import configure_backend as configure_rollout_state
+from pipeline.rollout.fairness_checks import request_group_fields
 from pipeline.rollout.simulate.faults import SimFaultMiddleware
 from pipeline.rollout.simulate.faults import enabled as sim_faults_enabled
 from pipeline.serving.app import ServingState, build_app
@@ -54,6 +56,7 @@ from pipeline.serving.limits import BodySizeLimit
 from pipeline.serving.loader import NotServable, load_serving_spec
 from pipeline.serving.recommend import recommender_loader
 from pipeline.serving.request_log import RequestLog
+from pipeline.serving.reuseport import enable_reuseport
 from pipeline.serving.shadow import ShadowRunner
 from pipeline.serving.triggers import ImmediateTriggers
 from pipeline.serving.watch import ChampionWatcher
@@ -76,6 +79,7 @@ REQUEST_LOG_FLUSH_S = float(os.environ.get("KEEL_REQUEST_LOG_FLUSH_S", 1.0))
 TRACE_SCORING = os.environ.get("KEEL_TRACE_SCORING", "0") == "1"
 UNTRACED = [] if TRACE_SCORING else ["/score", "/score_batch", "/cached_score/", "/status", "/recommend"]
 
+enable_reuseport()  # KEEL_REUSEPORT=1 only: a listening socket per worker (ADR 0012, Worker balance)
 STATE = ServingState()  # one per worker process; the mounted app reads it
 app = build_app(STATE)
 
@@ -99,7 +103,8 @@ class ChurnService:
             if not spec_path:
                 raise NotServable("KEEL_SPEC is not set: point it at the spec file to serve")
             spec, store = load_serving_spec(spec_path)
-        except NotServable as exc:
+            configure_rollout_state(spec, store)  # runtime.rollout_state: file (default) or redis (ADR 0010)
+        except (NotServable, ValueError) as exc:
             STATE.error = str(exc)
             log.error("keel serving NOT READY: %s", exc)
             return
@@ -117,7 +122,14 @@ class ChurnService:
                 return
             build = recommender_loader(spec, redis_url, faults)
         self.watcher = ChampionWatcher(
-            spec.name, store, STATE, max_batch=MAX_BATCH, id_field=spec.data.entity_id, warm_standby=warm, build=build
+            spec.name,
+            store,
+            STATE,
+            max_batch=MAX_BATCH,
+            id_field=spec.data.entity_id,
+            warm_standby=warm,
+            build=build,
+            group_fields=request_group_fields(spec),  # fairness groups a /score record may carry (logged)
         )
         self.watcher.start(WATCH_INTERVAL_S)  # loads the champion now, then follows promotions, rollouts, rollbacks
         if STATE.scorer is None:

@@ -42,6 +42,7 @@ class ShadowJob:
     records: list[dict[str, Any]]
     request_ids: list[str]
     entity_ids: list[str | None]
+    groups: list[str | None] | None = None  # /score: each record's fairness group values (request log JSON)
 
 
 Report = Callable[[ShadowJob, list[dict[str, Any]] | None, float, BaseException | None], None]

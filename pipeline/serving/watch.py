@@ -55,8 +55,12 @@ class ChampionWatcher:
         id_field: str | None = None,
         warm_standby: bool = True,
         build: Callable[[BundleRef], Any] | None = None,
+        group_fields: tuple[str, ...] = (),
     ) -> None:
-        """`build` turns a verified BundleRef into what the routes serve (default: a churn Scorer)."""
+        """`build` turns a verified BundleRef into what the routes serve (default: a churn Scorer).
+
+        `group_fields`: the spec's fairness group columns a /score record may carry (logged for stage checks).
+        """
         self.name = name
         self.build = build
         self.store = store
@@ -64,6 +68,7 @@ class ChampionWatcher:
         self.max_batch = max_batch
         self.id_field = id_field
         self.warm_standby = warm_standby
+        self.group_fields = tuple(group_fields)
         self.record = alias_dir(store.keel_dir, name) / STATE_FILE
         self._seen: tuple[Stamp, Any] | None = None
         self._backend_down: str | None = None  # why the rollout state store is unreachable (Redis backend)
@@ -171,7 +176,8 @@ class ChampionWatcher:
             routing is not None
             and routing.rollout_id == record.rollout_id
             and routing.challenger.tag == record.challenger
-            and (routing.stage, routing.traffic) == (record.stage, record.traffic)
+            and (routing.stage, routing.traffic, routing.shadow_share)
+            == (record.stage, record.traffic, record.shadow_share)
         ):
             return
         try:
@@ -182,7 +188,7 @@ class ChampionWatcher:
             return
         if state.triggers is not None:
             state.triggers.reset(record.rollout_id)
-        state.routing = Routing(record.rollout_id, record.stage, record.traffic, challenger)
+        state.routing = Routing(record.rollout_id, record.stage, record.traffic, challenger, record.shadow_share)
         state.rollout_error = None
         log.info(
             "keel rollout %s: %s at %s (%.0f%%)",
@@ -211,7 +217,9 @@ class ChampionWatcher:
             if self.build is not None:
                 scorer = self.build(ref)
             else:
-                scorer = Scorer(load_tabular_bundle(ref), max_batch=self.max_batch, id_field=self.id_field)
+                scorer = Scorer(
+                    load_tabular_bundle(ref), self.max_batch, id_field=self.id_field, group_fields=self.group_fields
+                )
         self._scorers[tag] = scorer
         keep = {s.tag for s in (self.state.scorer, self.state.standby) if s is not None}
         if self.state.routing is not None:

@@ -415,6 +415,13 @@ class StageSpec(Strict):
     min_samples: int = Field(0, ge=0)
     checks: list[str] = Field(default_factory=list, description="metrics that must hold before advancing")
     approval: bool = False
+    shadow_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="traffic-0 (shadow) stages only: share of entities whose requests the challenger scores in "
+        "shadow (a sticky hash, the same entities all stage); 1.0 shadows every request",
+    )
 
 
 class ImmediateRollback(Strict):

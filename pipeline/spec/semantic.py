@@ -145,6 +145,12 @@ def check_rollout(spec: Spec) -> Iterator[Finding]:
                     f"after '{previous.name}' {previous.traffic:.0%}"
                 ),
             )
+        if stage.traffic > 0 and stage.shadow_share < 1.0:
+            yield (
+                f"{key}.shadow_share",
+                f"shadow_share {stage.shadow_share:g} on '{stage.name}' has no effect: only a traffic 0 (shadow) "
+                f"stage shadows requests; remove it or set traffic: 0",
+            )
         for check_index, check in enumerate(stage.checks):
             yield from _metric(f"{key}.checks.{check_index}", check, spec)
         previous = stage

@@ -24,6 +24,7 @@ from pipeline.registry.aliases import aliases
 from pipeline.rollout import rollback, status
 from pipeline.rollout.record import rollout_path
 from pipeline.serving.request_log import read_request_log
+from pipeline.serving.router import bucket
 from pipeline.spec.load import load_spec
 from tests.integration.serving_fixtures import SPEC_PATH, BuiltBundle, build_bundle, running_service
 
@@ -116,7 +117,8 @@ def test_canary_share_is_sticky_logged_and_a_cli_rollback_is_served_within_a_sec
     answered: dict[int, str] = {}
     request_ids: dict[str, str] = {}
     for i in range(1000):
-        r = w.client.post("/score?explain=false", json=_record(w, i))
+        extra = {"age_band": "50+"} if i % 2 == 0 else {}  # a fairness group field: accepted, logged, not a model input
+        r = w.client.post("/score?explain=false", json={**_record(w, i), **extra})
         assert r.status_code == 200, r.text
         answered[i] = r.json()["bundle"]
         request_ids[r.headers["x-request-id"]] = answered[i]
@@ -150,6 +152,9 @@ def test_canary_share_is_sticky_logged_and_a_cli_rollback_is_served_within_a_sec
     assert (ours["rollout_id"] == rollout["rollout_id"]).all() and (ours["stage"] == "canary").all()
     assert all(ours.loc[rid, "bundle"] == bundle for rid, bundle in request_ids.items())
     assert set(ours["side"]) == {"champion", "challenger"} and ours["entity_id"].str.startswith("sub-").all()
+    groups = ours["groups"].map(json.loads)
+    assert groups.map(lambda g: "plan_type" in g).all()
+    assert (groups.map(lambda g: g.get("age_band")) == "50+").sum() == 500
     metrics = w.client.get("/metrics").text
     assert 'keel_scored_records_total{side="challenger",status="ok"}' in metrics
     assert "keel_request_log_rows_total" in metrics and "keel_side_latency_seconds_bucket" in metrics
@@ -158,11 +163,13 @@ def test_canary_share_is_sticky_logged_and_a_cli_rollback_is_served_within_a_sec
 def test_a_raising_shadow_never_changes_the_response_and_its_errors_roll_it_back(
     w: World, capsys: pytest.CaptureFixture
 ) -> None:
-    records = [_record(w, i) for i in range(40)]
+    records = [_record(w, i) for i in range(200)]  # the shadow stage shadows a share (0.25) of subscribers
     before = [w.client.post("/score", json=r).json() for r in records]
     code, payload = _cli(capsys, "rollout", "start", str(SPEC_PATH), "--tag", w.raising)
     assert code == 0 and payload["rollout"]["stage"] == "shadow"
     rollout_id = payload["rollout"]["rollout_id"]
+    share = load_spec(SPEC_PATH).spec.rollout.stages[0].shadow_share
+    expected = {r["subscriber_id"] for r in records if bucket(f"{rollout_id}:shadow", r["subscriber_id"]) < share}
     _wait(w, lambda s: (s["rollout"] or {}).get("shadow") is True)
     after = [w.client.post("/score", json=r) for r in records]
     assert [r.status_code for r in after] == [200] * len(records)
@@ -181,6 +188,7 @@ def test_a_raising_shadow_never_changes_the_response_and_its_errors_roll_it_back
         time.sleep(0.2)
     assert (shadow["status"] == "error").all() and shadow["error"].str.contains("age_band").all()
     assert (shadow["bundle"] == w.raising).all()
+    assert set(shadow["entity_id"]) <= expected and len(expected) < 0.4 * len(records)  # only the shadowed share
 
 
 def test_a_damaged_rollout_record_keeps_the_champion_serving_and_status_says_why(

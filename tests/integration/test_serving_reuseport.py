@@ -1,0 +1,51 @@
+"""KEEL_REUSEPORT=1 (pipeline/serving/reuseport.py): each BentoML worker listens on its own socket.
+
+A real `bentoml serve` with two workers; the workers' listening sockets are read from /proc.
+Without the setting both workers hold the arbiter's one socket (the same inode), which is what
+lets one worker take every keep-alive connection (ADR 0012, "Worker balance").
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.integration.serving_fixtures import running_service
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT balancing is Linux-only")
+
+
+def _listening_inodes(proc, port: int) -> dict[int, str]:
+    """{worker pid: inode of the socket it listens on `port` with}."""
+    out = {}
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        if "_bentoml_impl.worker.service" not in " ".join(child.cmdline()):
+            continue
+        for conn in child.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.fd >= 0:
+                out[child.pid] = os.readlink(f"/proc/{child.pid}/fd/{conn.fd}")
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reuseport", ["1", "0"])
+def test_each_worker_gets_its_own_listening_socket(tmp_path: Path, reuseport: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"KEEL_WORKERS": "2", "KEEL_REUSEPORT": reuseport}
+    with running_service(home, env, wait_ready=False) as (url, proc):
+        port = int(url.rsplit(":", 1)[1])
+        for _ in range(20):
+            inodes = _listening_inodes(proc, port)
+            if len(inodes) == 2:
+                break
+            time.sleep(0.25)
+        assert len(inodes) == 2, inodes
+        assert len(set(inodes.values())) == (2 if reuseport == "1" else 1), inodes
+        assert all(httpx.get(f"{url}/livez", timeout=5).status_code == 200 for _ in range(10))
