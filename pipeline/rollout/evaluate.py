@@ -36,6 +36,9 @@ from pipeline.spec.schema import RolloutSpec
 from pipeline.spec.types import parse_duration
 
 MIN_EVIDENCE = 30  # challenger requests (and per-side outcomes) below which a check is "not measured yet"
+# The two-proportion z-test's normal approximation needs about 5 expected events and non-events per
+# side (at the pooled rate); below that a 0-click day on a 3% metric reads as "significant" by chance.
+MIN_EXPECTED_EVENTS = 5.0
 KNOWN_CHECKS = ("error_rate", "p99_latency_ms", "rank_correlation")
 DECISIONS = ("advance", "hold", "await_approval", "rollback", "none")
 
@@ -347,6 +350,15 @@ def _metric_check(served, outcomes, evaluation, comparable: bool, sides, add) ->
     (n1, s1), (n2, s2) = counts["champion"], counts["challenger"]
     if min(n1, n2) < MIN_EVIDENCE or s1 + s2 == 0:
         add(name, None, None, evaluation.max_relative_drop, f"{n2} challenger / {n1} champion requests with outcomes")
+        return result
+    pooled = (s1 + s2) / (n1 + n2)
+    expected = min(n1, n2) * min(pooled, 1 - pooled)
+    if expected < MIN_EXPECTED_EVENTS:
+        detail = (
+            f"{s2}/{n2} challenger vs {s1}/{n1} champion: {expected:.1f} expected events on the smaller side "
+            f"(a two-proportion test needs {MIN_EXPECTED_EVENTS:g})"
+        )
+        add(name, None, None, evaluation.max_relative_drop, detail)
         return result
     z, p = two_proportion_test(s1, n1, s2, n2)
     rate1, rate2 = s1 / n1, s2 / n2

@@ -154,6 +154,25 @@ def test_canary_metric_drop_rolls_back_with_its_p_value_and_a_better_one_advance
     assert m["z"] == pytest.approx(z) and m["p_value"] == pytest.approx(stats.norm.cdf(z))
 
 
+def test_a_zero_click_day_on_a_rare_metric_is_not_yet_evidence(world) -> None:
+    """0 of 73 vs 22 of 527 gives a one-sided z-test p of ~0.04, but 2.7 expected clicks is no basis for a test."""
+    store, clock, _ = world
+    clock.now = T0 + timedelta(days=2)
+    state = advance(NAME, store=store, clock=clock)
+    rows = [
+        Entry(f"r{i}", f"u{i}", side, side, state.stage, state.rollout_id, 1.5, "ok", None, 0.3)
+        for i, side in enumerate(["challenger"] * 73 + ["champion"] * 527)
+    ]
+    _log(store, rows)
+    append_outcomes(outcomes_dir(store.keel_dir, NAME), [(f"r{73 + i}", "ctr", 1.0) for i in range(22)])
+    clock.now += timedelta(days=1)
+    report = evaluate_current(NAME, SPEC, store, clock)
+    assert two_proportion_test(22, 527, 0, 73)[1] < 0.05  # what the z-test alone would have concluded
+    assert report.decision == "hold", report.reason
+    ctr = next(c for c in report.checks if c.name == "ctr")
+    assert ctr.passed is None and "expected events" in ctr.detail
+
+
 def test_canary_needs_min_samples_and_outcomes_then_advances_into_an_approval(world) -> None:
     store, clock, _ = world
     clock.now = T0 + timedelta(days=2)
