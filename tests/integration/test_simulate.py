@@ -152,12 +152,26 @@ def test_streamrec_promotes_through_two_phase_canary_with_its_fairness_stage(str
     assert aliases("streamrec", store=store)["champion"] == champion  # the real store is untouched
 
 
-def test_streamrec_latency_spike_rolls_back_at_the_first_routed_stage(streamrec_home) -> None:
+@pytest.mark.parametrize(
+    ("fault", "by", "rule"),
+    [
+        ("latency_spike", "immediate trigger", "p99_latency_ms"),
+        ("challenger_errors", "immediate trigger", "error_rate"),
+        ("event_format_change", "immediate trigger", "error_rate"),
+        ("worse_model", "stage evaluation", "ctr"),
+    ],
+)
+def test_streamrec_faults_roll_back_at_the_first_routed_stage(streamrec_home, fault: str, by: str, rule: str) -> None:
     loaded = load_spec(STREAMREC, [*REC_DATA, *REC_SCALE, f"runtime.bentoml_home={streamrec_home}"])
     lines: list[str] = []
-    config = SimConfig(days=6, requests_per_day=600, seed=6, inject="latency_spike")
+    # worse_model needs clicks to be measured: 10% of 1,200 requests a day reach the challenger
+    per_day = 1200 if fault == "worse_model" else 600
+    config = SimConfig(days=6, requests_per_day=per_day, seed=6, inject=fault)
     result = simulate(loaded, config, BundleStore(streamrec_home), log=lines.append)
     shutil.rmtree(result.home, ignore_errors=True)
-    assert result.as_prescribed, "\n".join(lines)
-    assert (result.outcome, result.stage, result.by) == ("rolled_back", "canary-predictive", "immediate trigger")
-    assert "p99_latency_ms" in result.reason and len(result.days) == 4  # shadow 3 days, then the first routed day
+    timeline = "\n".join(lines)
+    assert result.as_prescribed, timeline
+    assert (result.outcome, result.stage, result.by) == ("rolled_back", "canary-predictive", by), timeline
+    assert rule in result.reason, timeline
+    if by == "immediate trigger":
+        assert len(result.days) == 4, timeline  # shadow 3 days, then the first routed day
