@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -87,8 +86,7 @@ def build(home: Path, spec_path: Path) -> tuple[str, list[str]]:
     from flows.validate import check_contract
     from pipeline.data.prepare import load_frame
     from pipeline.recsys import system
-    from pipeline.recsys.bundle import write_recsys_dir
-    from pipeline.recsys.serving_state import serving_state
+    from pipeline.recsys.package import write_system_bundle
     from pipeline.registry import BundleStore, promote, save_bundle
     from pipeline.spec.load import load_spec
 
@@ -102,21 +100,11 @@ def build(home: Path, spec_path: Path) -> tuple[str, list[str]]:
     index = system.build_index(spec, model)
     retrieval = system.Retrieval.fit(model, index, ex, spec.model.candidates)
     ranking = system.train_ranker(spec, builder, retrieval, ex, 0)
+    attribute, exposure = system.diversity_attribute(spec, tables, ex)
+    recommender = system.Recommender(spec, retrieval, builder, ranking, attribute, exposure)
     seen = system.all_positive_matrix(ex)
     source = home.parent / "src"
-    write_recsys_dir(
-        source,
-        model,
-        index,
-        ranking.ranker,
-        pd.DataFrame({"item_id": ex.item_map.ids}),
-        pd.DataFrame({"user_id": ex.user_map.ids}),
-        "{}",
-        loaded.to_yaml(),
-        {},
-        {"ranker_features": ranking.features, "ranker": ranking.info},
-        serving=serving_state(spec, tables, ex, retrieval, seen),
-    )
+    write_system_bundle(source, loaded, model, index, recommender, tables, ex, {})  # the layout keel run writes
     store = BundleStore(home)
     ref = save_bundle(
         spec.name,

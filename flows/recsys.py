@@ -27,10 +27,9 @@ from pipeline.fairness.sections import Sections, recommendation_sections
 from pipeline.fairness.sections import render_markdown as render_sections
 from pipeline.gates.evaluate import GateReport, render_markdown
 from pipeline.recsys import system
-from pipeline.recsys.bundle import write_recsys_dir
 from pipeline.recsys.examples import RecExamples
 from pipeline.recsys.online_features import publish_online_features
-from pipeline.recsys.serving_state import serving_state
+from pipeline.recsys.package import write_system_bundle
 from pipeline.registry import BundleStore, promote, save_bundle
 from pipeline.runs import RunDir, code_version, create_run_dir
 from pipeline.spec.load import LoadedSpec, load_spec
@@ -133,36 +132,9 @@ def register(
     """One bundle, passed or not; promoted to champion only when every blocking gate passed and it is
     not held (a sweep job, or a retrain whose staged rollout will promote it)."""
     spec = loaded.spec
-    data = spec.data
-    items = pd.DataFrame({data.item: ex.item_map.ids})
-    if recommender.attribute is not None and spec.reranker is not None:
-        items[spec.reranker.diversity_attribute] = pd.Series(recommender.attribute).astype("string")
-    users = pd.DataFrame({data.user: ex.user_map.ids})
-    info = {
-        "user_column": data.user,
-        "item_column": data.item,
-        "sources": list(system.SOURCES),
-        "candidates": recommender.retrieval.k,
-        "top_k": spec.evaluation.top_k,
-        "ranker": recommender.ranking.info,
-        "ranker_features": recommender.ranking.features,
-        "diversity_attribute": spec.reranker.diversity_attribute if spec.reranker else None,
-        "two_tower_positives": spec.model.positives,
-    }
+    metrics = {"test": evaluation["metrics"], "stages": evaluation["stages"], "gates": gate_report.to_dict()}
     with tempfile.TemporaryDirectory(prefix="keel-recsys-") as tmp:
-        write_recsys_dir(
-            Path(tmp),
-            model,
-            index,
-            recommender.ranking.ranker,
-            items,
-            users,
-            spec.contract.model_dump_json(indent=2),
-            loaded.to_yaml(),
-            {"test": evaluation["metrics"], "stages": evaluation["stages"], "gates": gate_report.to_dict()},
-            info,
-            serving=serving_state(spec, tables, ex, recommender.retrieval, system.all_positive_matrix(ex)),
-        )
+        write_system_bundle(Path(tmp), loaded, model, index, recommender, tables, ex, metrics)
         ref = save_bundle(
             spec.name,
             Path(tmp),

@@ -24,13 +24,14 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.registry import BundleStore, promote, save_bundle
+from pipeline.registry import BundleStore
 from pipeline.rollout import advance, read_rollout, start
 from pipeline.rollout.outcomes import append_outcomes, outcomes_dir, requests_dir
 from pipeline.rollout.state import history
 from pipeline.serving.request_log import Entry, RequestLog
 from pipeline.spec.load import load_spec
 from tests.integration.serving_fixtures import SPEC_PATH
+from tests.rollout_fixtures import champion_and_challenger
 
 pytestmark = pytest.mark.slow
 CONF = Path(__file__).parent / "conf_sim"
@@ -46,14 +47,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api) -> dict[
     overrides = ["rollout=sim_small", f"runtime.runs_dir={tmp_path / 'runs'}"]
     loaded = load_spec(SPEC_PATH, overrides, [CONF])
     name, store = loaded.spec.name, BundleStore(home)
-    tags = []
-    for payload in ("champion", "challenger"):
-        src = tmp_path / payload
-        src.mkdir()
-        (src / "model.txt").write_text(payload)
-        tags.append(save_bundle(name, src, spec_sha256="0" * 64, data_fingerprint="t", code_version="t",
-                                metrics={"auc": 0.8}, gate_passed=True, store=store).tag)  # fmt: skip
-    promote(name, tags[0], "test", store=store)
+    tags = champion_and_challenger(store, name, tmp_path)
     start(name, tags[1], loaded.spec.rollout, "test", store=store, clock=lambda: T0)
     state = advance(name, store=store, clock=lambda: T0 + timedelta(days=1))
     log, rng, clicks = RequestLog(requests_dir(store.keel_dir, name)), np.random.default_rng(0), []

@@ -18,13 +18,13 @@ import redis
 from flows.validate import check_contract
 from pipeline.data.prepare import load_frame
 from pipeline.recsys import system
-from pipeline.recsys.bundle import load_recsys_bundle, write_recsys_dir
+from pipeline.recsys.bundle import load_recsys_bundle
 from pipeline.recsys.fallback import NoFallbackLeft, parse_faults
 from pipeline.recsys.online import Candidates, OnlineRecommender, _lightgbm_matrix, merge_one
 from pipeline.recsys.online_features import RankerMatrix, RedisFeatures, prefix, publish_features
+from pipeline.recsys.package import write_system_bundle
 from pipeline.recsys.ranker import LightGBMRanker
 from pipeline.recsys.ranking_features import group_sizes
-from pipeline.recsys.serving_state import serving_state
 from pipeline.registry import BundleStore, IntegrityError, save_bundle
 from pipeline.spec.load import load_spec
 from pipeline.spec.schema import ServingSpec, StageBudgets
@@ -95,19 +95,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     offline = system.Recommender(spec, retrieval, builder, ranking, attribute, exposure)
     seen = system.all_positive_matrix(ex)
     source = tmp_path_factory.mktemp("online") / "src"
-    write_recsys_dir(
-        source,
-        model,
-        index,
-        ranking.ranker,
-        pd.DataFrame({"item_id": ex.item_map.ids}),
-        pd.DataFrame({"user_id": ex.user_map.ids}),
-        "{}",
-        loaded.to_yaml(),
-        {},
-        {"ranker_features": ranking.features, "ranker": ranking.info},
-        serving=serving_state(spec, tables, ex, retrieval, seen),
-    )
+    write_system_bundle(source, loaded, model, index, offline, tables, ex, {})  # the layout keel run writes
     store = BundleStore(source.parent / "store")
     ref = save_bundle("online-test", source, spec_sha256="0" * 64, data_fingerprint="t", code_version="t", store=store)
     warm = np.flatnonzero(np.diff(seen.indptr) > 0)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pipeline.registry import BundleStore, promote, save_bundle
+from pipeline.registry import BundleStore
 from pipeline.rollout import RolloutRefused, advance, read_rollout, start
 from pipeline.rollout.cycle import apply_decision, evaluate_current
 from pipeline.rollout.evaluate import (
@@ -25,6 +25,7 @@ from pipeline.rollout.outcomes import append_outcomes, outcomes_dir, read_outcom
 from pipeline.rollout.state import history, record_approval
 from pipeline.serving.request_log import Entry, RequestLog
 from pipeline.spec.schema import EvaluationRollback, RollbackSpec, RolloutSpec, StageSpec
+from tests.rollout_fixtures import champion_and_challenger
 
 NAME = "churn"
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
@@ -51,15 +52,7 @@ class Clock:
 @pytest.fixture
 def world(tmp_path: Path):
     store = BundleStore(tmp_path / "bentoml")
-    tags = []
-    for payload in ("champion", "challenger"):
-        src = tmp_path / f"src-{payload}"
-        src.mkdir()
-        (src / "model.txt").write_text(payload)
-        ref = save_bundle(NAME, src, spec_sha256="0" * 64, data_fingerprint="fp", code_version="t",
-                          metrics={"auc": 0.8}, gate_passed=True, store=store)  # fmt: skip
-        tags.append(ref.tag)
-    promote(NAME, tags[0], "first", store=store)
+    tags = champion_and_challenger(store, NAME, tmp_path)
     clock = Clock()
     start(NAME, tags[1], SPEC, "test", store=store, clock=clock)
     return store, clock, tags
@@ -316,15 +309,7 @@ def _fair_context():
 @pytest.fixture
 def fair_world(tmp_path: Path):
     store = BundleStore(tmp_path / "bentoml")
-    tags = []
-    for payload in ("champion", "challenger"):
-        src = tmp_path / f"src-{payload}"
-        src.mkdir()
-        (src / "model.txt").write_text(payload)
-        ref = save_bundle(NAME, src, spec_sha256="0" * 64, data_fingerprint="fp", code_version="t",
-                          metrics={"auc": 0.8}, gate_passed=True, store=store)  # fmt: skip
-        tags.append(ref.tag)
-    promote(NAME, tags[0], "first", store=store)
+    tags = champion_and_challenger(store, NAME, tmp_path)
     state = start(NAME, tags[1], FAIR_SPEC, "test", store=store, clock=Clock())
     return store, state
 

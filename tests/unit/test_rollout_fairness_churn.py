@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.registry import BundleStore, promote, save_bundle
+from pipeline.registry import BundleStore
 from pipeline.rollout import start
 from pipeline.rollout.cycle import load_logs
 from pipeline.rollout.evaluate import evaluate_stage
@@ -26,6 +26,7 @@ from pipeline.serving.records import RecordChecker
 from pipeline.serving.request_log import SCHEMA, Entry, RequestLog, read_request_log
 from pipeline.spec.load import load_spec
 from pipeline.spec.schema import ColumnContract, RollbackSpec, RolloutSpec, StageSpec
+from tests.rollout_fixtures import champion_and_challenger
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "streamflow-churn"
@@ -49,15 +50,7 @@ def churn_spec():
 @pytest.fixture
 def world(tmp_path: Path):
     store = BundleStore(tmp_path / "bentoml")
-    tags = []
-    for payload in ("champion", "challenger"):
-        src = tmp_path / f"src-{payload}"
-        src.mkdir()
-        (src / "model.txt").write_text(payload)
-        ref = save_bundle(NAME, src, spec_sha256="0" * 64, data_fingerprint="fp", code_version="t",
-                          metrics={"auc": 0.8}, gate_passed=True, store=store)  # fmt: skip
-        tags.append(ref.tag)
-    promote(NAME, tags[0], "first", store=store)
+    tags = champion_and_challenger(store, NAME, tmp_path)
     state = start(NAME, tags[1], PLAN, "test", store=store, clock=lambda: T0)
     return store, state
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.registry import BundleStore, promote, save_bundle
+from pipeline.registry import BundleStore
 from pipeline.rollout import start
 from pipeline.rollout.errors import RolloutStateError
 from pipeline.rollout.evaluate import evaluate_stage
@@ -21,6 +21,7 @@ from pipeline.serving.router import Routing, assign
 from pipeline.spec.errors import SpecError
 from pipeline.spec.load import load_spec
 from pipeline.spec.schema import EvaluationRollback, RollbackSpec, RolloutSpec, StageSpec
+from tests.rollout_fixtures import champion_and_challenger
 
 IDS = [f"sub-{i:06d}" for i in range(10_000)]
 NAME = "churn"
@@ -123,15 +124,7 @@ def test_the_spec_defaults_to_one_and_refuses_a_share_on_a_routed_stage(tmp_path
 @pytest.fixture
 def store(tmp_path: Path) -> tuple[BundleStore, list[str]]:
     store = BundleStore(tmp_path / "bentoml")
-    tags = []
-    for payload in ("champion", "challenger"):
-        src = tmp_path / f"src-{payload}"
-        src.mkdir()
-        (src / "model.txt").write_text(payload)
-        ref = save_bundle(NAME, src, spec_sha256="0" * 64, data_fingerprint="fp", code_version="t",
-                          metrics={"auc": 0.8}, gate_passed=True, store=store)  # fmt: skip
-        tags.append(ref.tag)
-    promote(NAME, tags[0], "first", store=store)
+    tags = champion_and_challenger(store, NAME, tmp_path)
     return store, tags
 
 
