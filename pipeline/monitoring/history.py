@@ -9,7 +9,6 @@ Triggers (relative decline vs a rolling baseline) and backtests read it back.
 from __future__ import annotations
 
 import math
-import os
 import re
 from datetime import date
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.atomic_files import write_table_atomic
 from pipeline.metrics.classification import classification_metrics
 
 SCHEMA = pa.schema(
@@ -90,13 +90,8 @@ def history_rows(
 
 def write_day(directory: Path, day: date, rows: pd.DataFrame) -> Path:
     """Replace the date's partition with `rows` (temp file + rename: a crash leaves the old one)."""
-    part = directory / f"date={day.isoformat()}"
-    part.mkdir(parents=True, exist_ok=True)
-    target = part / "part.parquet"
-    tmp = part / f".part.parquet.tmp-{os.getpid()}"
-    pq.write_table(pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False), tmp)
-    os.replace(tmp, target)
-    return target
+    target = directory / f"date={day.isoformat()}" / "part.parquet"
+    return write_table_atomic(pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False), target)
 
 
 def read_history(directory: Path) -> pd.DataFrame:

@@ -12,8 +12,6 @@ request_id, ts, outcome (the metric name, e.g. "ctr"), value (1.0 = clicked).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -23,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.atomic_files import write_table_atomic
 from pipeline.registry.tags import check_name
 
 OUTCOMES_DIR = "outcomes"
@@ -66,17 +65,8 @@ def append_outcomes(directory: Path, rows: Iterable[tuple[str, str, float]], ts:
         },
         schema=SCHEMA,
     )
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.parquet"
-    tmp = directory / f".{final.name}.tmp"
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return final
+    final = Path(directory) / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.parquet"
+    return write_table_atomic(table, final)
 
 
 def read_outcomes(directory: Path) -> pd.DataFrame:

@@ -18,7 +18,6 @@ workers (or a restarted one) never write the same name.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -33,6 +32,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from prometheus_client import Counter
+
+from pipeline.atomic_files import write_table_atomic
 
 log = logging.getLogger("keel.serving")
 
@@ -170,16 +171,8 @@ class RequestLog:
     def _write(self, rows: list[tuple[Any, ...]]) -> Path:
         columns = list(zip(*rows, strict=True))
         table = pa.table([pa.array(col, type=SCHEMA.field(i).type) for i, col in enumerate(columns)], schema=SCHEMA)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self._seq += 1
-        final = self.directory / f"part-{self.worker}-{self._seq:06d}.parquet"
-        tmp = self.directory / f".{final.name}.tmp"
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, final)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        final = write_table_atomic(table, self.directory / f"part-{self.worker}-{self._seq:06d}.parquet")
         self.written += len(rows)
         ROWS.labels("written").inc(len(rows))
         return final
