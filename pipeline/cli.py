@@ -187,6 +187,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if summary["status"] == "ok" else EXIT_NO
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """`keel score SPEC --data FILE`: score a file's accepted rows with a bundle (pipeline/scoring/command.py)."""
+    loaded = _load(args)
+    from pipeline.registry import BundleStore
+    from pipeline.scoring.command import ScoreError, check_out_path, resolve_bundle
+
+    if loaded.spec.task != "binary_classification":
+        raise UsageError(f"keel score scores classification specs; {args.spec} is a {loaded.spec.task} spec")
+    if not args.data.is_file():
+        raise UsageError(f"cannot read {args.data}: the file does not exist")  # before Prefect starts
+    if args.reasons < 0:
+        raise UsageError(f"--reasons must be 0 or more, got {args.reasons}")
+    home = loaded.spec.runtime.bentoml_home
+    try:
+        check_out_path(args.out)
+        tag = resolve_bundle(loaded.spec, BundleStore(Path(home) if home else None), args.bundle)
+    except ScoreError as exc:
+        raise UsageError(str(exc)) from None
+    from flows.score import run_score
+
+    with prefect_api(loaded.spec.runtime.prefect_api_url):
+        summary = run_score(loaded, args.data, tag, args.out, args.reasons)
+    _emit(args, summary["text"], {k: v for k, v in summary.items() if k != "text"})
+    return EXIT_OK if summary["status"] == "ok" else EXIT_NO
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.multirun and args.rollout:
         raise UsageError("--rollout does not apply to a sweep (no sweep job is promoted or rolled out)")
@@ -431,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--data", type=Path, default=None, help="validate this Parquet/CSV file instead of the spec's data.source"
     )
+    score = verb("score", cmd_score, "score a Parquet/CSV file with a registered bundle (a Prefect flow)")
+    score.add_argument("--data", type=Path, required=True, help="the rows to score (the label column may be absent)")
+    score.add_argument("--bundle", default="champion", help="champion (default), challenger or NAME:VERSION")
+    score.add_argument("--out", type=Path, default=None, help=".parquet or .csv (default: run dir/scores.parquet)")
+    score.add_argument("--reasons", type=int, default=0, metavar="N", help="the top N reasons per row (default 0)")
     run = verb("run", cmd_run, "train, evaluate, gate, register and batch-score the spec's model (a Prefect flow)")
     run.add_argument(
         "-m",

@@ -83,6 +83,14 @@ def _refuse_constant(name: str) -> float:
     return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name]
 
 
+def _echo_ids(results: list[dict[str, Any]], records: list[Any], id_field: str | None) -> None:
+    """Add `index` (the record's position) and the spec's entity id, when the record carried it, to each result."""
+    for index, (result, record) in enumerate(zip(results, records, strict=True)):
+        result["index"] = index
+        if id_field and isinstance(record, dict) and id_field in record:
+            result[id_field] = record[id_field]
+
+
 def build_app(state: ServingState) -> FastAPI:
     """Routes over `state`; every failure is a JSON error without a traceback."""
     app = FastAPI(title="Keel scoring", docs_url=None, redoc_url=None, openapi_url=None)
@@ -117,6 +125,8 @@ def build_app(state: ServingState) -> FastAPI:
             return _error(503, str(exc), None, rid)
         for r in answer.results:
             SCORES.observe(r["probability"])
+        if not single:  # each answer names its record: the entity id it carried, and its index (keel score joins)
+            _echo_ids(answer.results, records, state.scorer.id_field if state.scorer else None)
         body = answer.results[0] if single else {"results": answer.results}
         return JSONResponse(body, headers=_headers(rid, answer), background=_shadow(answer))
 
