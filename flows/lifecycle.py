@@ -15,19 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.evaluate import evaluate_model, fairness_causal, gate
 from flows.train import fingerprint, fit_model, prepare_data, select_challenger
 from pipeline.contracts.profile import build_profile
 from pipeline.fairness.sections import render_markdown as render_sections
-from pipeline.gates.evaluate import render_markdown
+from pipeline.gates.report import render_gates, render_run_details
 from pipeline.models.explain import FeatureReference
 from pipeline.monitoring.reference import BUNDLE_FILE as MONITOR_REFERENCE_FILE
 from pipeline.monitoring.reference import training_reference
 from pipeline.registry import BundleStore, promote, save_bundle
 from pipeline.registry.tabular import load_tabular_bundle, write_bundle_dir
+from pipeline.reports.artifact import publish_markdown
 from pipeline.runs import RunDir, code_version, create_run_dir
 from pipeline.scoring.batch import latest_snapshot, score_high_risk, write_redis
 from pipeline.scoring.masked import masked_churner_outputs
@@ -155,47 +155,29 @@ def run_flow(
         "scoring": scoring,
         "fairness_causal": sections.to_dict() if sections.declared else None,
     }
-    markdown = render_markdown(gate_report, f"Gate report — {spec.name} ({tag})") + _summary(report)
-    markdown += render_sections(sections)
+    markdown = render_gates(
+        gate_report, f"Gate report — {spec.name} ({tag})", report["promotion"], promoted, _facts(report)
+    )
+    markdown += render_run_details(report, exclude=sections.metrics()) + render_sections(sections)
     run.write_json("run_report.json", report)
     run.write_text("gate_report.md", markdown)
-    create_markdown_artifact(markdown=markdown, key=f"{spec.name}-gates", description="Keel gate report")
+    publish_markdown(markdown, f"{spec.name}-gates", "Keel gate report", run.path)
     return report
 
 
-def _summary(report: dict) -> str:
-    metrics = ", ".join(f"{k} {v:.4g}" for k, v in report["metrics"].items())
-    lines = [
-        "",
-        "## Run",
-        "",
-        f"- bundle `{report['bundle']}` ({report['model_family']}), {report['promotion']}",
-        f"- previous champion: {report['previous_champion'] or 'none'}",
-        f"- test metrics: {metrics}",
+def _facts(report: dict[str, Any]) -> list[str]:
+    """The bullets under the gate table: what was registered, against what, and the list it wrote."""
+    facts = [
+        f"bundle `{report['bundle']}` ({report['model_family']}); previous champion: "
+        f"{report['previous_champion'] or 'none'}"
     ]
-    if report["selection"]:
-        lines += [
-            "",
-            "## Model selection (cross-validation)",
-            "",
-            f"{len(report['selection'][0]['folds'])}-fold cross-validated {report['selection_metric']} "
-            "on the training split; the best mean is trained on all of it and evaluated on test.",
-            "",
-            f"| candidate | family | mean {report['selection_metric']} | std | selected |",
-            "|---|---|---:|---:|---|",
-        ]
-        rows = report["selection"]
-        lines += [
-            f"| {r['source']} | {r['family']} | {r['mean']:.4f} | {r['std']:.4f} | {'yes' if r['selected'] else ''} |"
-            for r in rows
-        ]
-    if report["scoring"]:
-        lines += [
-            "",
-            f"- high-risk list: {report['scoring']['listed']:,} of {report['scoring']['scored']:,} "
-            f"entities at or above the threshold: `{report['scoring']['high_risk_csv']}`",
-        ]
-    return "\n".join(lines) + "\n"
+    scoring = report["scoring"]
+    if scoring:
+        facts.append(
+            f"high-risk list: {scoring['listed']:,} of {scoring['scored']:,} entities at or above the threshold: "
+            f"`{Path(scoring['high_risk_csv']).name}`"
+        )
+    return facts
 
 
 def _promotion(passed: bool, promoted: bool, sweep: dict[str, Any] | None, promote_on_pass: bool = True) -> str:

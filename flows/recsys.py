@@ -14,7 +14,6 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.evaluate import gate
@@ -25,12 +24,14 @@ from pipeline.data.errors import DataSourceError, TrainingDataError
 from pipeline.data.prepare import load_frame
 from pipeline.fairness.sections import Sections, recommendation_sections
 from pipeline.fairness.sections import render_markdown as render_sections
-from pipeline.gates.evaluate import GateReport, render_markdown
+from pipeline.gates.evaluate import GateReport
+from pipeline.gates.report import render_gates
 from pipeline.recsys import system
 from pipeline.recsys.examples import RecExamples
 from pipeline.recsys.online_features import publish_online_features
 from pipeline.recsys.package import write_system_bundle
 from pipeline.registry import BundleStore, promote, save_bundle
+from pipeline.reports.artifact import publish_markdown
 from pipeline.runs import RunDir, code_version, create_run_dir
 from pipeline.spec.load import LoadedSpec, load_spec
 from pipeline.spec.schema import Spec
@@ -243,11 +244,13 @@ def recsys_flow(
         "outputs": outputs,
         "fairness_causal": sections.to_dict() if sections.declared else None,
     }
-    markdown = render_markdown(gate_report, f"Gate report — {spec.name} ({tag})") + render_summary(report)
+    facts = [f"bundle `{tag}` (two_tower + FAISS + ranker); previous champion: {champion_tag or 'none'}"]
+    title = f"Gate report — {spec.name} ({tag})"
+    markdown = render_gates(gate_report, title, report["promotion"], promoted, facts) + render_summary(report)
     markdown += render_sections(sections)
     run.write_json("run_report.json", report)
     run.write_text("gate_report.md", markdown)
-    create_markdown_artifact(markdown=markdown, key=f"{spec.name}-gates", description="Keel recommendation report")
+    publish_markdown(markdown, f"{spec.name}-gates", "Keel recommendation report", run.path)
     if sweep and gate_report.passed:  # kept in memory (not in the report file) for `--promote-best`
         report["batch_after_promotion"] = lambda: batch_task(spec, recommender, ex, run)
     return report
@@ -266,16 +269,18 @@ def render_summary(report: dict[str, Any]) -> str:
     rows = report["rows"]
     lines = [
         "",
-        "## Run",
+        "---",
         "",
-        f"- bundle `{report['bundle']}` (two_tower + FAISS + ranker), {report['promotion']}",
-        f"- previous champion: {report['previous_champion'] or 'none'}",
+        "## Details",
+        "",
+        "### Run",
+        "",
         f"- rows: {rows['in']:,} in, {rows['quarantined']:,} quarantined by the contract, "
         f"{rows['examples_quarantined']:,} quarantined when placing them "
         f"({', '.join(f'{k}: {v:,}' for k, v in rows['quarantine_reasons'].items()) or 'none'})",
         f"- split at {report['split']['valid_start']} / {report['split']['test_start']}: "
-        f"{rows['examples_train']:,} train, {rows['examples_valid']:,} valid, {rows['examples_test']:,} test rows; "
-        f"{rows['examples_users']:,} users, {rows['examples_items']:,} items; "
+        f"{rows['examples_train']:,} train, {rows['examples_valid']:,} valid, {rows['examples_test']:,} test rows",
+        f"- {rows['examples_users']:,} users, {rows['examples_items']:,} items; "
         f"{rows['examples_test_users']:,} warm test users ({rows['examples_cold_test_users']:,} cold, not scored)",
         "",
         "## Test metrics (full catalogue, seen items excluded)",

@@ -24,11 +24,10 @@ from pipeline.fairness.chart import write_chart
 from pipeline.fairness.classification import classification_fairness
 from pipeline.fairness.groups import groupings
 from pipeline.fairness.recommendation import exposure_matrix, recommendation_fairness
-from pipeline.fairness.result import INSUFFICIENT, OK, FairnessReport
+from pipeline.fairness.report import CHART, render_markdown
+from pipeline.fairness.result import FairnessReport
 from pipeline.recsys.metrics import ranking_metrics
 from pipeline.spec.schema import Spec
-
-CHART = "fairness_causal.png"
 
 
 @dataclass
@@ -173,89 +172,4 @@ def _user_groups(spec: Spec, tables, ids: np.ndarray, declared: list[list[str]])
     return _aligned(tables.users, spec.data.users.id, ids)
 
 
-# ---------------------------------------------------------------- report
-
-
-def render_markdown(sections: Sections, chart_name: str = CHART) -> str:
-    if not sections.declared:
-        return ""
-    lines = ["", "## Fairness and causal evaluation", "", *(f"- {note}" for note in sections.notes)]
-    if sections.chart:
-        lines += [f"![group metrics with intervals]({chart_name})", ""]
-    f = sections.fairness
-    if f is not None:
-        lines += _gate_metrics_table(f.metrics, f.intervals, f.insufficient)
-        lines += [
-            "",
-            "| grouping | group | metric | value | interval | n | status |",
-            "|---|---|---|---:|---|---:|---|",
-        ]
-        for g in f.groups:
-            value = "n/a" if g.value is None else f"{g.value:.4f}"
-            bounds = f"[{g.low:.4f}, {g.high:.4f}]" if g.low is not None and g.high is not None else ""
-            status = "ok" if g.status == OK else f"**{INSUFFICIENT}**"
-            lines.append(f"| {g.grouping} | {g.group} | {g.metric} | {value} | {bounds} | {g.n:,} | {status} |")
-        if "exposure_reference" in f.extra:
-            lines += [
-                "",
-                f"Exposure equity: worst group's position-weighted exposure share over its "
-                f"{f.extra['exposure_reference']} share.",
-            ]
-    g = sections.guarantee
-    if g:
-        with_, without = g["with_guarantee"], g["without_guarantee"]
-        hit = next(k for k in with_ if k.startswith("hit@"))
-        change = g.get(f"relative_{hit}_change")
-        lines += [
-            "",
-            f"### Minimum-exposure guarantee ({g['attribute']}, {g['min_exposure_share']:.0%} of slots)",
-            "",
-            f"| re-ranker | worst group | its exposure share | its catalogue share | exposure equity | {hit} |",
-            "|---|---|---:|---:|---:|---:|",
-        ]
-        for label, row in (("without the guarantee", without), ("with the guarantee", with_)):
-            lines.append(
-                f"| {label} | {row['worst_group']} | {row['worst_group_exposure_share']:.4f} | "
-                f"{row['worst_group_catalog_share']:.4f} | {row['exposure_equity']:.3f} | {row[hit]:.4f} |"
-            )
-        if change is not None:
-            lines += ["", f"{hit} relative change from the guarantee: {change:+.2%}"]
-        lines += ["", "| group | catalogue share | exposure share without | with |", "|---|---:|---:|---:|"]
-        for label, row in g["groups"].items():
-            shares = " | ".join(f"{row[c]:.4f}" for c in ("catalog_share", "without_guarantee", "with_guarantee"))
-            lines.append(f"| {label} | {shares} |")
-    c = sections.causal
-    if c is not None:
-        lines += ["", "### Causal effect", ""]
-        lines += [f"- logged rows: {c.rows}"]
-        if c.estimates:
-            lines += ["", "| estimator | ATE | interval |", "|---|---:|---|"]
-            for e in c.estimates:
-                bounds = f"[{e['low']:.4f}, {e['high']:.4f}]" if e["low"] is not None else ""
-                lines.append(f"| {e['estimator']} | {e['value']:.4f} | {bounds} |")
-            if c.naive_over_causal is not None:
-                lines += ["", f"The naive difference is {c.naive_over_causal:.2f}x the causal estimate."]
-        for name, why in c.insufficient.items():
-            lines.append(f"- {name}: {why}")
-        if c.experiment:
-            x = c.experiment
-            if x["effect"] is not None:
-                lines += [
-                    "",
-                    f"- A/B (treatment {x['n_treatment']:,} vs holdout {x['n_holdout']:,}): effect {x['effect']:+.4f} "
-                    f"[{x['low']:.4f}, {x['high']:.4f}], p = {x['p_value']:.3g}, minimum detectable effect "
-                    f"{x['mde']:.4f} at power {x['power']:.0%}, alpha {x['alpha']:g}",
-                ]
-    return "\n".join(lines) + "\n"
-
-
-def _gate_metrics_table(metrics, intervals, insufficient) -> list[str]:
-    lines = ["| metric | value | interval |", "|---|---:|---|"]
-    for name, value in metrics.items():
-        if value is None:
-            lines.append(f"| {name} | {INSUFFICIENT} | {insufficient.get(name, '')} |")
-            continue
-        low, high = intervals.get(name, (None, None))
-        bounds = f"[{low:.4f}, {high:.4f}]" if low is not None and high is not None else ""
-        lines.append(f"| {name} | {value:.4f} | {bounds} |")
-    return lines
+__all__ = ["CHART", "Sections", "classification_sections", "recommendation_sections", "render_markdown"]

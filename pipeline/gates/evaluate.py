@@ -180,20 +180,7 @@ def _insufficient(name: str, metric: str, gate: GateSpec, why: str) -> GateResul
 
 
 def render_markdown(report: GateReport, title: str) -> str:
-    verdict = "PASSED" if report.passed else "FAILED"
-    lines = [
-        f"# {title}",
-        "",
-        f"**{verdict}**",
-        "",
-        "| gate | metric | value | rule | reference | result |",
-        "|---|---|---:|---|---:|---|",
-    ]
-    for r in report.results:
-        outcome = "pass" if r.passed else ("FAIL" if r.blocking else "fail (non-blocking)")
-        if r.insufficient:
-            outcome = "insufficient data" + (" (FAIL)" if r.blocking else "")
-        lines.append(f"| {r.name} | {r.metric} | {_fmt(r.value)} | {r.rule} | {_fmt(r.reference)} | {outcome} |")
-    if report.failed:
-        lines += ["", "## Why", ""] + [f"- {r.name}: {r.reason}" for r in report.failed]
-    return "\n".join(lines) + "\n"
+    """The gate table without a promotion decision (verdict PASSED / FAILED); see pipeline/gates/report.py."""
+    from pipeline.gates.report import render_gates  # report.py imports this module
+
+    return render_gates(report, title)

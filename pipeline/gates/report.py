@@ -1,0 +1,185 @@
+"""The gate report a reviewer reads in a minute: verdict first, then one table of the gates.
+
+The top of `gate_report.md` (about 30 lines at most) answers "was it promoted, and why":
+a one-line verdict, the computed gates as a table (value, rule, champion/baseline value,
+result), the gates that could not be computed listed on their own (no evidence is neither a
+pass nor a fail to be read past), and the bundle. Everything else (every metric, model
+selection, calibration, lift, fairness and causal tables) follows under "Details".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pipeline.gates.evaluate import GateReport, GateResult
+from pipeline.reports.format import fmt_count, fmt_number
+
+MAX_REASONS = 2  # failed gates named in the verdict line; the table has all of them
+NONE = "—"
+
+
+def render_gates(
+    report: GateReport,
+    title: str,
+    promotion: str | None = None,
+    promoted: bool | None = None,
+    facts: Iterable[str] = (),
+) -> str:
+    """Title, verdict line, gate table, not-computed gates, and `facts` (short bullets: bundle, champion)."""
+    computed = [r for r in report.results if not _not_computed(r)]
+    missing = [r for r in report.results if _not_computed(r)]
+    lines = [f"# {title}", "", verdict_line(report, promotion, promoted), ""]
+    if computed:
+        lines += [
+            "| gate | value | rule | champion / baseline | result |",
+            "|---|---:|---|---:|---|",
+            *(_row(r) for r in computed),
+        ]
+    else:
+        lines.append("No gate could be computed.")
+    if missing:
+        lines += [
+            "",
+            f"**Not computed ({len(missing)})**: no evidence either way.",
+            "",
+            "| gate | status | why | effect |",
+            "|---|---|---|---|",
+            *(f"| {_name(r)} | {_status(r)} | {_short(r.reason, 100)} | {_effect(r)} |" for r in missing),
+        ]
+    facts = list(facts)
+    if facts:
+        lines += ["", *(f"- {fact}" for fact in facts)]
+    return "\n".join(lines) + "\n"
+
+
+def verdict_line(report: GateReport, promotion: str | None = None, promoted: bool | None = None) -> str:
+    """One line: PROMOTED / NOT promoted (or PASSED / FAILED without a promotion decision) and why."""
+    blocking_failed = [r for r in report.results if r.blocking and not r.passed]
+    other_failed = [r for r in report.results if not r.blocking and not r.passed]
+    blocking = sum(r.blocking for r in report.results)
+    other = len(report.results) - blocking
+    if blocking_failed:
+        why = "; ".join(_short(r.reason, 80) for r in blocking_failed[:MAX_REASONS])
+        more = len(blocking_failed) - MAX_REASONS
+        why += f" (+{more} more)" if more > 0 else ""
+        head = "**NOT promoted**" if promoted is not None else "**FAILED**"
+        return f"{head}: {len(blocking_failed)} of {blocking} blocking gates failed: {why}"
+    note = f"; {len(other_failed)} non-blocking gate(s) did not pass, see below" if other_failed else ""
+    passed = f"all {blocking} blocking gates passed" + (f" ({len(report.results)} gates in all)" if other else "")
+    if promoted is None:
+        return f"**PASSED**: {passed}{note}"
+    if promoted:
+        return f"**PROMOTED** to champion: {passed}{note}"
+    return f"**NOT promoted**: {passed}, but {promotion or 'held'}{note}"
+
+
+def _not_computed(r: GateResult) -> bool:
+    return r.insufficient or r.value is None
+
+
+def _name(r: GateResult) -> str:
+    return r.name if r.metric == r.name else f"{r.name} (`{r.metric}`)"
+
+
+def _row(r: GateResult) -> str:
+    if r.passed:
+        result = "pass (no reference yet)" if "nothing to compare" in r.reason else "pass"
+        result += "" if r.blocking else " (non-blocking)"
+    else:
+        result = "**FAIL**" if r.blocking else "fail (non-blocking)"
+    reference = NONE if r.reference is None else fmt_number(r.reference)
+    return f"| {_name(r)} | {fmt_number(r.value)} | {r.rule} | {reference} | {result} |"
+
+
+def _status(r: GateResult) -> str:
+    return "insufficient data" if r.insufficient else "not computed"
+
+
+def _effect(r: GateResult) -> str:
+    return "**blocks promotion**" if r.blocking else "does not block"
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------- details of a tabular (churn) run
+
+
+def render_run_details(report: Mapping[str, Any], exclude: Iterable[str] = ()) -> str:
+    """The "Details" part of a tabular run's report: rows, metrics, selection, calibration, lift, outputs."""
+    lines = ["", "---", "", "## Details", "", "### Run", ""]
+    rows = report.get("rows") or {}
+    parts = ", ".join(f"{name} {fmt_count(n)}" for name, n in rows.items() if name not in ("in", "quarantined"))
+    if rows:
+        lines.append(f"- rows: {fmt_count(rows.get('in'))} in, {fmt_count(rows.get('quarantined'))} quarantined")
+        lines += [f"- splits: {parts}"] if parts else []
+    lines.append(f"- spec sha256 `{str(report.get('spec_sha256', ''))[:12]}`, run directory `{report.get('run_dir')}`")
+    skip = set(exclude)
+    metrics = {k: v for k, v in (report.get("metrics") or {}).items() if k not in skip}
+    if metrics:
+        lines += ["", "### Test metrics", "", "| metric | value |", "|---|---:|"]
+        lines += [f"| {name} | {fmt_number(value)} |" for name, value in metrics.items()]
+    lines += _selection(report)
+    lines += _calibration(report.get("calibration") or [])
+    lines += _lift(report.get("lift") or [])
+    lines += _outputs(report.get("scoring") or {})
+    return "\n".join(lines) + "\n"
+
+
+def _selection(report: Mapping[str, Any]) -> list[str]:
+    rows = report.get("selection") or []
+    if not rows:
+        return []
+    metric = report.get("selection_metric", "auc")
+    return [
+        "",
+        "### Model selection (cross-validation)",
+        "",
+        f"{len(rows[0]['folds'])}-fold cross-validated {metric} on the training split; "
+        "the best mean is trained on all of it and evaluated on test.",
+        "",
+        f"| candidate | family | mean {metric} | std | selected |",
+        "|---|---|---:|---:|---|",
+        *(
+            f"| {r['source']} | {r['family']} | {r['mean']:.4f} | {r['std']:.4f} | {'yes' if r['selected'] else ''} |"
+            for r in rows
+        ),
+    ]
+
+
+def _calibration(bins: list[Mapping[str, Any]]) -> list[str]:
+    if not bins:
+        return []
+    lines = ["", "### Calibration (test split)", "", "| score bin | mean predicted | observed rate | rows |"]
+    lines.append("|---|---:|---:|---:|")
+    for b in bins:
+        span = f"{b.get('lower', 0):.1f}–{b.get('upper', 0):.1f}"
+        lines.append(
+            f"| {span} | {fmt_number(b.get('mean_predicted'))} | {fmt_number(b.get('observed_rate'))} "
+            f"| {fmt_count(b.get('count'))} |"
+        )
+    return lines
+
+
+def _lift(deciles: list[Mapping[str, Any]]) -> list[str]:
+    if not deciles:
+        return []
+    lines = ["", "### Lift by score decile (test split)", ""]
+    lines += ["| decile | rows | positives | rate | lift | cumulative capture |", "|---:|---:|---:|---:|---:|---:|"]
+    for d in deciles:
+        lines.append(
+            f"| {d.get('decile')} | {fmt_count(d.get('count'))} | {fmt_count(d.get('positives'))} "
+            f"| {fmt_number(d.get('rate'))} | {fmt_number(d.get('lift'), 3)} "
+            f"| {fmt_number(d.get('cumulative_capture'), 3)} |"
+        )
+    return lines
+
+
+def _outputs(scoring: Mapping[str, Any]) -> list[str]:
+    files = {k: v for k, v in scoring.items() if isinstance(v, str) and k.endswith(("_csv", "_parquet"))}
+    if not files:
+        return []
+    return ["", "### Outputs", "", *(f"- {name}: `{path}`" for name, path in files.items())]

@@ -1,0 +1,1 @@
+"""Shared pieces of the human-readable reports: number formatting and Prefect artifact publishing."""
