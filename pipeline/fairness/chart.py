@@ -12,10 +12,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from pipeline.fairness.result import OK, FairnessReport
+from pipeline.reports.format import save_png
 
 MAX_PANELS = 10
+ROW_INCHES = 0.24  # per group label at fontsize 7
+PANEL_INCHES = 0.9  # title, x tick labels and padding of one panel
+DPI = 80  # the chart is embedded in the Prefect artifact: keep it well under 200 KB
 # What the picture shows (the tables in the report have every metric): the rates gaps are made of,
 # exposure relative to the reference share, and Hit@k per user group.
 CHARTED = ("exposure_ratio", "hit@", "tpr", "fpr", "auc")
@@ -34,8 +39,17 @@ def write_chart(path: Path, fairness: FairnessReport | None, estimates: list[dic
     if not panels:
         return None
     cols = min(2, len(panels))
-    nrows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 0.45 * 12 + 0.8 * nrows), squeeze=False)
+    grid = [panels[i : i + cols] for i in range(0, len(panels), cols)]
+    # each row of panels is as tall as its longest list of groups: labels never overlap
+    heights = [max(len(rows) for _, rows in row) * ROW_INCHES + PANEL_INCHES for row in grid]
+    fig, axes = plt.subplots(
+        len(grid),
+        cols,
+        figsize=(7.0 * cols, sum(heights) + 0.5),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+        layout="constrained",
+    )
     for ax, (title, rows) in zip(axes.ravel(), panels, strict=False):
         if title == "average treatment effect":
             _estimates(ax, rows)
@@ -43,12 +57,13 @@ def write_chart(path: Path, fairness: FairnessReport | None, estimates: list[dic
             _groups(ax, rows)
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.grid(axis="x", alpha=0.3)
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    if fairness is not None and any(g.status != OK or g.value is None for g in fairness.groups):
+        fig.suptitle("hollow grey point, grey label: insufficient data (shown, not gated)", fontsize=8, color="grey")
+    save_png(fig, path, DPI)
     plt.close(fig)
     return path
 
@@ -58,22 +73,15 @@ def _groups(ax, rows) -> None:
         if g.status != OK or g.value is None:
             if g.value is not None:
                 ax.plot([g.value], [i], "o", mfc="none", color="grey")
-            ax.text(
-                0.99,
-                i,
-                "insufficient data",
-                fontsize=6,
-                color="grey",
-                va="center",
-                ha="right",
-                transform=ax.get_yaxis_transform(),
-            )
         else:
             lo = g.value - g.low if g.low is not None else 0
             hi = g.high - g.value if g.high is not None else 0
             ax.errorbar([g.value], [i], xerr=[[max(lo, 0)], [max(hi, 0)]], fmt="o", color="tab:blue", capsize=3)
-    ax.set_yticks(range(len(rows)), [f"{g.group} (n={g.n})" for g in rows])
-    ax.invert_yaxis()
+    ax.set_yticks(range(len(rows)), [f"{g.group} (n={g.n:,})" for g in rows])
+    for label, g in zip(ax.get_yticklabels(), rows, strict=True):
+        if g.status != OK or g.value is None:
+            label.set_color("grey")
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first group on top, half a row of margin
 
 
 def _estimates(ax, rows) -> None:
@@ -84,4 +92,4 @@ def _estimates(ax, rows) -> None:
         ax.errorbar([e["value"]], [i], xerr=err, fmt="o", color=color, capsize=3)
     ax.set_yticks(range(len(rows)), [e["estimator"] for e in rows])
     ax.axvline(0, color="black", lw=0.5)
-    ax.invert_yaxis()
+    ax.set_ylim(len(rows) - 0.5, -0.5)

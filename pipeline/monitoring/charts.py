@@ -12,6 +12,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.monitoring.drift import FeatureDrift
+from pipeline.reports.format import save_png
+
+DPI = 90
 
 
 def _pyplot():
@@ -38,31 +41,44 @@ def drift_chart(d: FeatureDrift, path: Path) -> Path | None:
         ax.set_title(f"{d.feature}: PSI {d.psi:.3f} ({d.level})", fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
+        save_png(fig, path, DPI)
     finally:
         plt.close(fig)
     return path
 
 
 def history_chart(history: pd.DataFrame, path: Path) -> Path | None:
-    """One line per performance metric over the recorded dates; None without metric rows."""
+    """One line per performance metric over the recorded dates; None without metric rows.
+
+    The date axis spans the recorded days plus a margin (three days either side of a single
+    day) with day-level ticks, so one day is not drawn on a multi-year axis.
+    """
     metrics = history[history["kind"] == "metric"]
     metrics = metrics[~metrics["name"].isin(["outcomes"])]
     if metrics.empty:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    import matplotlib.dates as mdates
+
+    dates = pd.to_datetime(metrics["date"])
+    first, last = dates.min().normalize(), dates.max().normalize()
+    pad = pd.Timedelta(days=3) if first == last else max(pd.Timedelta(days=1), (last - first) * 0.05)
+    fig, ax = plt.subplots(figsize=(7.0, 3.6), layout="constrained")
     try:
         for name, rows in metrics.groupby("name", sort=True):
             ax.plot(pd.to_datetime(rows["date"]), rows["value"], marker="o", label=str(name))
+        ax.set_xlim(first - pad, last + pad)
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+        locator.intervald[mdates.DAILY] = [1, 2, 7, 14]  # whole days only, never hours
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         ax.set_ylabel("value")
-        ax.set_title("performance metrics by day", fontsize=10)
+        days = dates.dt.normalize().nunique()
+        ax.set_title(f"performance metrics by day ({days} day{'s' if days != 1 else ''})", fontsize=10)
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=3)
-        fig.autofmt_xdate()
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
+        save_png(fig, path, DPI)
     finally:
         plt.close(fig)
     return path
