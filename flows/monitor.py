@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.contracts.profile import ReferenceProfile
@@ -30,6 +29,7 @@ from pipeline.monitoring.history import history_rows, read_history, write_day
 from pipeline.monitoring.reference import BUNDLE_FILE as MONITOR_REFERENCE_FILE
 from pipeline.monitoring.reference import relabelled, with_training_profile
 from pipeline.registry import BundleStore
+from pipeline.reports.artifact import publish_markdown
 from pipeline.runs import RunDir, create_run_dir
 from pipeline.spec.load import LoadedSpec, load_spec
 from pipeline.spec.schema import Spec
@@ -157,7 +157,7 @@ def write_outputs(loaded: LoadedSpec, report: MonitorReport, reference: MonitorR
     markdown = report.to_markdown()
     run.write_json("monitor_report.json", report.to_dict())
     run.write_text("monitor_report.md", markdown)
-    create_markdown_artifact(markdown=markdown, key=f"{spec.name}-monitor", description="Keel monitor report")
+    publish_markdown(markdown, f"{spec.name}-monitor", "Keel monitor report", run.path)  # charts embedded
     return decision
 
 

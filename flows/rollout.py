@@ -46,7 +46,16 @@ def rollout_stage_flow(
     approval_timeout_s: int = 3600,
     approval_poll_s: int = 2,
 ) -> dict[str, Any]:
-    """Parameters are plain JSON so a deployment can schedule it; the answer is the stage report as a dict."""
+    """Evaluate the live rollout stage and act on it; the answer is the stage report as a dict.
+
+    Args:
+        spec_path: the spec file (absolute path on the machine that serves this deployment)
+        overrides: Hydra overrides applied to the spec
+        conf_dirs: extra config-group directories searched before Keel's conf/
+        now: evaluate at this ISO time (virtual time, for replays); empty: now
+        approval_timeout_s: seconds a stage that needs an approval waits for an answer in the UI
+        approval_poll_s: seconds between looks at the rollout record while waiting
+    """
     loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
     spec = loaded.spec
     if spec.rollout is None:

@@ -18,10 +18,12 @@ canary wait for a person (docs/adr/0014-triggers-backtest-schedule.md, "Retrains
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 from prefect.schedules import Cron
+from prefect.states import Completed
 
 from pipeline.spec.load import LoadedSpec, load_spec
 from pipeline.triggers import Decision, evaluate_and_record
@@ -29,28 +31,40 @@ from pipeline.triggers import Decision, evaluate_and_record
 RETRAIN_TRIGGERS = ("schedule", "drift", "performance", "manual")
 
 
+Trigger = Literal["schedule", "drift", "performance", "manual"]
+
+
 @flow(name="keel-retrain", log_prints=True)
 def retrain_flow(
     spec_path: str,
     overrides: list[str] | None = None,
     conf_dirs: list[str] | None = None,
-    trigger: str = "schedule",
+    trigger: Trigger = "schedule",
     approval: bool | None = None,
     reason: str = "",
-) -> dict[str, Any]:
-    """One retrain of the spec (keel run). trigger=schedule: decided here against the trigger record;
-    drift/performance/manual: already decided by the caller (the monitor, a person in the UI).
-    approval: the model needs a person's approval before canary; None: the spec's flag for the trigger
-    (triggers.<trigger>.approval; manual: no). reason: why the trigger fired, kept in the rollout history."""
-    loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
+) -> Any:
+    """One retrain of the spec (keel run), decided against the trigger record when the schedule fires.
+
+    Args:
+        spec_path: the spec file (absolute path on the machine that serves this deployment)
+        overrides: Hydra overrides applied to the spec, e.g. ["data.rows=5000"]
+        conf_dirs: extra config-group directories searched before Keel's conf/
+        trigger: why this retrain runs. schedule: the cron fired, so the trigger record decides (dedup against
+            retrains that ran); drift / performance / manual: already decided by the monitor or a person
+        approval: whether the new model needs a person's approval before its canary; empty: the spec's
+            triggers.<trigger>.approval (manual: no)
+        reason: why the trigger fired, kept in the rollout history
+    """
     if trigger not in RETRAIN_TRIGGERS:
         raise ValueError(f"trigger must be one of {', '.join(RETRAIN_TRIGGERS)}, not {trigger!r}")
+    loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
     if trigger == "schedule":
         decision = evaluate_and_record(loaded.spec, scheduled=True, source="schedule")
         if decision.retrain is None:
             reasons = "; ".join(e.reason for e in decision.evaluations) or "no schedule trigger in the spec"
             print(f"no retrain: {reasons}")
-            return {"status": "skipped", "reason": reasons}
+            _decision_artifact(loaded, "No retrain", reasons)
+            return Completed(name="No retrain", message=reasons, data={"status": "skipped", "reason": reasons})
         approval = decision.approval if approval is None else approval
         reason = reason or _fired_reason(decision)
     if approval is None:
@@ -58,7 +72,15 @@ def retrain_flow(
         approval = bool(declared is not None and declared.approval)
     result = retrain_and_roll_out(loaded, trigger, approval, reason)
     print(result["text"])
+    _decision_artifact(loaded, f"Retrained ({trigger})", result["text"])
     return {k: v for k, v in result.items() if k != "text"}
+
+
+def _decision_artifact(loaded: LoadedSpec, verdict: str, details: str) -> None:
+    """What this retrain run decided, on the run's page in the Prefect UI (a skipped run says why)."""
+    body = "\n".join(f"    {line}" for line in details.splitlines())
+    markdown = f"# {verdict}: {loaded.spec.name}\n\nspec `{loaded.path}` (sha256 {loaded.sha256[:12]})\n\n{body}\n"
+    create_markdown_artifact(markdown=markdown, key=f"{loaded.spec.name}-retrain", description="Keel retrain decision")
 
 
 def retrain_and_roll_out(loaded: LoadedSpec, trigger: str, approval: bool = False, reason: str = "") -> dict[str, Any]:
@@ -137,43 +159,48 @@ def _parameters(loaded: LoadedSpec) -> dict[str, Any]:
     }
 
 
+def _cron(schedule: Any) -> list[Cron]:
+    return [Cron(schedule.cron, timezone=schedule.timezone)] if schedule else []
+
+
 def deployments(loaded: LoadedSpec) -> list[Any]:
-    """The spec's RunnerDeployments: retrain (+ its cron) and, when flows/monitor.py exists, monitor."""
+    """The spec's RunnerDeployments: retrain (one at a time), monitor and, with a rollout, the stage evaluation."""
+    from flows.monitor import monitor_flow
+    from flows.rollout import rollout_stage_flow
+
     spec = loaded.spec
     triggers = spec.triggers
     params = _parameters(loaded)
     tags = ["keel", spec.name]
-    out = []
-    schedule = [Cron(triggers.schedule.cron, timezone=triggers.schedule.timezone)] if triggers.schedule else []
-    out.append(
+    out = [
         retrain_flow.to_deployment(
             name=f"{spec.name}-retrain",
-            schedules=schedule,
+            schedules=_cron(triggers.schedule),
             parameters=params,
             tags=tags,
+            concurrency_limit=1,  # two retrains of one spec would race for the champion alias
             description=f"Retrain {spec.name} (keel run) when its schedule fires; dedup via the trigger record",
-        )
-    )
-    try:
-        from flows.monitor import monitor_flow
-    except ImportError:  # the monitor flow is optional: without it only the retrain is scheduled
-        return out
-    monitor = [Cron(triggers.monitor.cron, timezone=triggers.monitor.timezone)] if triggers.monitor else []
-    out.append(
+        ),
         monitor_flow.to_deployment(
             name=f"{spec.name}-monitor",
-            schedules=monitor,
-            parameters={
-                "spec_path": params["spec_path"],
-                "overrides": params["overrides"],
-                "conf_dirs": params["conf_dirs"],
-                # scheduled: a trigger that fires starts the retrain deployment (dedup is in the record)
-                "start_retrain": True,
-            },
+            schedules=_cron(triggers.monitor),
+            # scheduled: a trigger that fires starts the retrain deployment (dedup is in the record)
+            parameters={**params, "start_retrain": True},
             tags=tags,
             description=f"Daily monitor of {spec.name}: PSI, metrics, trigger evaluation",
+        ),
+    ]
+    if spec.rollout is not None:
+        out.append(
+            rollout_stage_flow.to_deployment(
+                name=f"{spec.name}-rollout",
+                schedules=_cron(spec.rollout.schedule),
+                parameters=params,
+                tags=tags,
+                concurrency_limit=1,  # one evaluation at a time acts on the rollout record
+                description=f"Evaluate {spec.name}'s live rollout stage: advance, hold, wait for approval or roll back",
+            )
         )
-    )
     return out
 
 

@@ -13,13 +13,14 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from flows.io_retries import IO_RETRIES
 from pipeline.data.prepare import Prepared, load_frame, prepare
 from pipeline.models import TabularModel, build_model
 from pipeline.models.select import select_model
 from pipeline.spec.schema import Spec
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def prepare_data(spec: Spec, base_dir: Path, data_path: Path | None = None) -> Prepared:
     return prepare(spec, load_frame(spec, base_dir, data_path))
 

@@ -6,12 +6,14 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from pipeline.monitoring.drift import SHIFTED, FeatureDrift, Thresholds, level_rank
 from pipeline.monitoring.lineage import ShiftGroup
 from pipeline.monitoring.segments import SegmentDiagnosis
 from pipeline.monitoring.units import UnitChange
+from pipeline.reports.format import fmt_number
 
 
 @dataclass
@@ -117,15 +119,26 @@ class MonitorReport:
                 per = ", ".join(f"{k} {v['psi']:.3f}" for k, v in s.per_segment.items())
                 lines.append(f"- `{s.feature}`: **{s.pattern}** ({per})")
         if self.metrics:
-            lines += ["", "## Performance (joined outcomes)", ""]
-            lines += [f"- {k}: {v:.4g}" for k, v in self.metrics.items()]
+            lines += ["", "## Performance (joined outcomes)", "", "| metric | value |", "|---|---:|"]
+            lines += [f"| {k} | {fmt_number(v)} |" for k, v in self.metrics.items()]
         if self.decision:
             lines += ["", "## Decision", "", f"- {self.decision.get('summary', '')}"]
             lines += [f"  - {r}" for r in self.decision.get("reasons", [])]
         charts = {k: v for k, v in self.outputs.items() if k.endswith("_png")}
-        if charts:
-            lines += ["", "## Charts", ""] + [f"- {k}: `{v}`" for k, v in charts.items()]
+        if charts:  # image links relative to the report, embedded as data URIs in the Prefect artifact
+            lines += ["", "## Charts", ""]
+            lines += [f"![{k.removesuffix('_png')}]({self._relative(v)})\n" for k, v in charts.items()]
         return "\n".join(lines) + "\n"
+
+    def _relative(self, path: str) -> str:
+        """A chart's path relative to the report's folder (absolute when the report path is unknown)."""
+        report = self.outputs.get("report")
+        if not report:
+            return path
+        try:
+            return Path(path).relative_to(Path(report).parent).as_posix()
+        except ValueError:
+            return path
 
     @property
     def shifted(self) -> list[str]:

@@ -11,7 +11,7 @@ See docs/adr/0014-triggers-backtest-schedule.md.
 
 from pipeline.triggers.engine import Decision, TriggerEngine, default_drift_features
 from pipeline.triggers.facts import DayFacts
-from pipeline.triggers.record import evaluate_and_record, read_record, record_path
+from pipeline.triggers.record import evaluate_and_record, read_record, record_not_started, record_path
 from pipeline.triggers.rules import Evaluation
 
 __all__ = [
@@ -22,5 +22,6 @@ __all__ = [
     "default_drift_features",
     "evaluate_and_record",
     "read_record",
+    "record_not_started",
     "record_path",
 ]

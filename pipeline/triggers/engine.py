@@ -19,6 +19,8 @@ from pipeline.spec.types import parse_duration
 from pipeline.triggers.facts import DayFacts
 from pipeline.triggers.rules import Evaluation, drift_signal, performance_signal, schedule_signal
 
+NOT_STARTED = "not_started"  # a record line: retrain #n was decided but never started (it does not count)
+
 
 @dataclass
 class Decision:
@@ -197,9 +199,18 @@ class TriggerEngine:
     # ------------------------------------------------------------ resuming from a record
 
     def restore(self, records: Iterable[dict[str, Any]]) -> None:
-        """Rebuild the state from earlier evaluations (the JSONL record's lines, oldest first)."""
+        """Rebuild the state from earlier evaluations (the JSONL record's lines, oldest first).
+
+        A retrain that was decided but never started (a `not_started` line: the monitor ran without
+        --retrain, or starting it failed) does not count for dedup or rearm: only retrains that ran do.
+        """
+        records = list(records)
+        cancelled = {int(r["retrain"]) for r in records if r.get("status") == NOT_STARTED and r.get("retrain")}
         for r in records:
             at = datetime.fromisoformat(r["at"])
+            if r.get("retrain") and int(r["retrain"]) in cancelled:
+                self.retrains = max(self.retrains, int(r["retrain"]))
+                continue
             if r.get("status") == "fired" and r.get("retrain"):
                 if self.last_retrain is None or at >= self.last_retrain:
                     self.last_retrain, self.held = at, None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.spec.schema import Spec
-from pipeline.triggers.engine import Decision, TriggerEngine
+from pipeline.triggers.engine import NOT_STARTED, Decision, TriggerEngine
 from pipeline.triggers.facts import DayFacts
 
 RECORD_FILE = "triggers.jsonl"
@@ -85,10 +85,23 @@ def evaluate_and_record(
     `decision.approval` says whether its model needs a human approval before canary.
     """
     path = path or record_path(spec)
-    at = at or (facts.observed_at() if facts is not None else datetime.now(UTC))
+    now = datetime.now(UTC)
+    # a day's facts are "observed" when the day ends; monitoring today must not date a retrain in the future
+    at = at or (min(facts.observed_at(), now) if facts is not None else now)
     with _locked(path):
         engine = TriggerEngine.for_spec(spec)
         engine.restore(read_record(path))
         decision = engine.evaluate(at, facts, scheduled=scheduled)
         _append(path, decision, source)
     return decision
+
+
+def record_not_started(spec: Spec, retrain: int, reason: str, source: str, path: Path | None = None) -> None:
+    """Retrain #`retrain` was decided but nobody started it: dedup and rearm then ignore it."""
+    path = path or record_path(spec)
+    line = {"at": datetime.now(UTC).isoformat(), "trigger": "retrain", "status": NOT_STARTED}
+    line |= {"retrain": retrain, "reason": reason, "source": source}
+    with _locked(path), open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -73,6 +73,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         "PREFECT_HOME": str(tmp / "prefect-home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
+        # the scheduler visits deployments every 5 s instead of 60 s, so a test waits for one cron minute only
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
         "GX_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PYTHONPATH": str(REPO),
@@ -102,16 +105,49 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
             _stop(proc)
 
 
-def test_schedule_registers_deployments_and_a_run_from_the_api_completes(server) -> None:
+EVERY_MINUTE = "* * * * *"
+
+
+def _wait_for_scheduled_run(client, deployment_id, runner, log: Path, after: set, timeout_s: float = 300):
+    """The next run the server's scheduler created (auto_scheduled) for the deployment, once it is final."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    deadline = time.monotonic() + timeout_s
+    seen = None
+    while True:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            flow_run_filter=FlowRunFilter(),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+        )
+        fresh = [r for r in runs if r.auto_scheduled and r.id not in after]
+        final = [r for r in fresh if r.state is not None and r.state.is_final()]
+        if final:
+            return final[0]
+        seen = [(str(r.expected_start_time), r.state_name) for r in fresh] or seen
+        assert runner.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no scheduled run finished in {timeout_s} s; runs seen: {seen}"
+        time.sleep(2)
+
+
+def test_schedule_fires_on_the_server_and_the_runner_executes_it(server) -> None:
+    """The operator's path: keel schedule with a cron; the server's scheduler creates runs; keel executes them."""
     api, env, tmp = server
-    overrides = ["data.rows=2000", f"runtime.runs_dir={tmp / 'runs'}", f"runtime.bentoml_home={tmp / 'bentoml'}"]
+    overrides = [
+        "data.rows=2000",
+        f"runtime.runs_dir={tmp / 'runs'}",
+        f"runtime.bentoml_home={tmp / 'bentoml'}",
+        f"triggers.schedule.cron='{EVERY_MINUTE}'",
+    ]
     keel = [str(BIN / "keel"), "schedule", str(SPEC), *overrides]
     done = subprocess.run([*keel, "--register-only", "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     registered = {d["name"]: d["cron"] for d in json.loads(done.stdout.strip().splitlines()[-1])["deployments"]}
     assert registered == {
-        "keel-retrain/streamflow-churn-retrain": ["0 2 * * 0"],
+        "keel-retrain/streamflow-churn-retrain": [EVERY_MINUTE],
         "keel-monitor/streamflow-churn-monitor": ["30 0 * * *"],
+        "keel-rollout-stage/streamflow-churn-rollout": ["15 * * * *"],
     }
 
     from prefect.client.orchestration import get_client
@@ -122,28 +158,32 @@ def test_schedule_registers_deployments_and_a_run_from_the_api_completes(server)
         retrain = client.read_deployment_by_name("keel-retrain/streamflow-churn-retrain")
         monitor = client.read_deployment_by_name("keel-monitor/streamflow-churn-monitor")
         [schedule] = retrain.schedules
-        assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == ("0 2 * * 0", "UTC", True)
-        assert monitor.schedules[0].schedule.cron == "30 0 * * *"
+        assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == (EVERY_MINUTE, "UTC", True)
+        assert retrain.global_concurrency_limit.limit == 1  # two retrains of one spec would race for the champion alias
         assert monitor.parameters["start_retrain"] is True  # a scheduled monitor acts on what it finds
         assert retrain.parameters["spec_path"] == str(SPEC) and retrain.parameters["overrides"] == overrides
+        # the UI shows typed, described parameters: the trigger is a choice, not free text
+        trigger = retrain.parameter_openapi_schema["properties"]["trigger"]
+        assert trigger["enum"] == ["schedule", "drift", "performance", "manual"] and trigger["description"]
 
-        with open(tmp / "runner.log", "w") as log:
+        log = tmp / "runner.log"
+        with open(log, "w") as out:
             runner = subprocess.Popen(
-                keel, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                keel, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         try:
-            run = client.create_flow_run_from_deployment(retrain.id, parameters={"trigger": "manual"})
-            deadline = time.monotonic() + 400
-            while True:
-                state = client.read_flow_run(run.id).state
-                if state is not None and state.is_final():
-                    break
-                assert runner.poll() is None, (tmp / "runner.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, f"flow run still {state} after 400 s"
-                time.sleep(1)
+            # nobody starts a run here: the server's scheduler creates it from the cron, the runner executes it
+            first = _wait_for_scheduled_run(client, retrain.id, runner, log, set())
+            assert first.state.is_completed() and first.state_name == "Completed", log.read_text()[-3000:]
+            assert first.parameters.get("trigger", "schedule") == "schedule"
+            artifacts = {a.key for a in client.read_artifacts() if a.flow_run_id == first.id}
+            assert "streamflow-churn-retrain" in artifacts, artifacts
+            # the next minute's run is deduplicated against the retrain that ran, and says so in its state name
+            second = _wait_for_scheduled_run(client, retrain.id, runner, log, {first.id})
+            assert second.state.is_completed() and second.state_name == "No retrain", second.state
+            assert "min_interval" in (second.state.message or ""), second.state.message
         finally:
             _stop(runner)
-        assert state.is_completed(), (tmp / "runner.log").read_text()[-3000:]
 
         # a drift trigger firing starts the retrain deployment (the runner is gone: the run waits, scheduled)
         from flows.schedule import start_retrain
@@ -159,7 +199,7 @@ def test_schedule_registers_deployments_and_a_run_from_the_api_completes(server)
         assert queued.deployment_id == retrain.id and queued.parameters["trigger"] == "drift"
         # the drift trigger's approval flag travels with the run: its rollout's canary will wait for a person
         assert queued.parameters["approval"] is True and "sessions_last_30d" in queued.parameters["reason"]
-    # the retrain really ran keel run: a run directory with its gate report
+    # the scheduled retrain really ran keel run: a run directory with its gate report
     assert list((tmp / "runs" / "streamflow-churn").glob("*-run-*/gate_report.md"))
     # no champion before it: the first model is promoted directly (a rollout needs a champion to compare with)
     from pipeline.registry import BundleStore

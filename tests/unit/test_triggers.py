@@ -10,7 +10,7 @@ import pytest
 from pipeline.spec.errors import SpecError
 from pipeline.spec.load import load_spec
 from pipeline.spec.schema import DriftTrigger, PerformanceTrigger, ScheduleTrigger, TriggersSpec
-from pipeline.triggers import DayFacts, TriggerEngine, evaluate_and_record, read_record
+from pipeline.triggers import DayFacts, TriggerEngine, evaluate_and_record, read_record, record_not_started
 from pipeline.triggers.cron import fire_times
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,6 +122,33 @@ def test_record_is_append_only_and_resumes_the_engine(tmp_path: Path) -> None:
         ("schedule", "merged"),
     ]
     assert all(r["reason"] for r in lines)
+
+
+def test_monitoring_today_never_dates_a_retrain_in_the_future(tmp_path: Path) -> None:
+    """Today's facts are 'observed' at the end of today; the live record must say now instead."""
+    spec = load_spec(REPO / "specs" / "streamrec.yaml").spec
+    path = tmp_path / "triggers.jsonl"
+    before = datetime.now(UTC)
+    decision = evaluate_and_record(spec, DayFacts(before.date(), {"item_id": 0.3}, {"ndcg@10": 0.18}), path=path)
+    assert decision.retrain == 1
+    assert all(datetime.fromisoformat(r["at"]) <= datetime.now(UTC) for r in read_record(path))
+
+
+def test_a_retrain_that_never_started_does_not_dedup_the_next(tmp_path: Path) -> None:
+    """The monitor prescribed a retrain nobody started: the scheduled one an hour later must still run."""
+    spec = load_spec(REPO / "specs" / "streamrec.yaml").spec
+    path = tmp_path / "triggers.jsonl"
+    at = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
+    prescribed = evaluate_and_record(spec, DayFacts(date(2026, 2, 28), {"item_id": 0.3}), at=at, path=path)
+    assert prescribed.retrain == 1
+    # without the not_started line the schedule would be suppressed (dedup against #1, 1 h ago < 24 h)
+    record_not_started(spec, 1, "monitor without --retrain", "monitor", path=path)
+    scheduled = evaluate_and_record(spec, None, scheduled=True, at=at + timedelta(hours=1), path=path)
+    assert scheduled.retrain == 2 and scheduled.evaluations[0].status == "fired"
+    # ... and a retrain that ran does dedup the next one
+    again = evaluate_and_record(spec, None, scheduled=True, at=at + timedelta(hours=2), path=path)
+    assert again.retrain is None and again.evaluations[0].status == "suppressed"
+    assert "retrain #2" in again.evaluations[0].reason
 
 
 def test_cron_fires_in_its_timezone() -> None:
