@@ -131,3 +131,23 @@ def test_one_day_history_has_a_days_wide_axis(tmp_path: Path) -> None:
         plt.Figure.savefig = original
     low, high = (mdates.num2date(x).date() for x in seen["xlim"])
     assert (high - low).days <= 7 and str(low) < "2026-03-01" < str(high)
+
+
+def test_monitor_report_counts_and_embedded_chart_links(tmp_path: Path) -> None:
+    from datetime import date
+
+    from pipeline.monitoring.drift import Thresholds
+    from pipeline.monitoring.report import MonitorReport
+
+    chart = tmp_path / "charts" / "metric_history.png"
+    report = MonitorReport(
+        "churn", date(2026, 3, 1), 20000, "training", {}, Thresholds(), {}, [], [], [], {"outcomes": 20000.0}
+    )
+    report.outputs = {"report": str(tmp_path / "monitor_report.md"), "metric_history_png": str(chart)}
+    text = report.to_markdown()
+    assert "| outcomes | 20,000 |" in text and "e+04" not in text
+    assert "![metric_history](charts/metric_history.png)" in text  # relative: resolves next to the report
+    fig = plt.figure(figsize=(2, 2))
+    save_png(fig, chart, 80)
+    plt.close(fig)
+    assert "data:image/png;base64," in embed_images(text, tmp_path)  # what the Prefect artifact gets
