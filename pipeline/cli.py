@@ -81,10 +81,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         _emit(args, text, {"status": "ok", "spec": str(args.spec), "jobs": payload})
         return EXIT_OK
     loaded = _load(args)
+    from pipeline.data.split import split_line
+
+    split = split_line(loaded.spec)
     _emit(
         args,
-        f"{args.spec}: ok (sha256 {loaded.sha256[:12]})",
-        {"status": "ok", "spec": str(args.spec), "spec_sha256": loaded.sha256},
+        f"{args.spec}: ok (sha256 {loaded.sha256[:12]})\n  {split['text']}",
+        {"status": "ok", "spec": str(args.spec), "spec_sha256": loaded.sha256, "split": split},
     )
     return EXIT_OK
 

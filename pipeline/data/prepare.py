@@ -19,7 +19,7 @@ from pipeline.data.derived import add_derived
 from pipeline.data.errors import DataSourceError, TrainingDataError
 from pipeline.data.sources import load_path, load_source
 from pipeline.data.split import split_frame
-from pipeline.spec.schema import DataSpec, Spec
+from pipeline.spec.schema import DataSpec, Spec, split_method
 
 
 @dataclass
@@ -54,9 +54,16 @@ def prepare(spec: Spec, frame: pd.DataFrame) -> Prepared:
     if not result.ok:
         raise TrainingDataError(f"the data breaks its contract: {result.policy_reason}")
     accepted = add_derived(result.accepted, spec.features.derived)
-    seed = spec.data.seed
+    data = spec.data
+    method = split_method(data.split, data.timestamp)
+    group = data.split.group_column or data.entity_id
     splits = split_frame(
-        accepted, spec.data.split, spec.data.timestamp if spec.data.split.method == "time" else None, seed
+        accepted,
+        data.split,
+        data.timestamp if method == "time" else None,
+        data.seed,  # seeds the split, the CV folds and the model alike
+        label_vector(accepted, data) if method == "stratified" else None,
+        accepted[group] if method == "group" and group in accepted.columns else None,
     )
     prepared = Prepared(result, splits)
     for part in ("train", "test"):

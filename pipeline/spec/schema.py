@@ -53,15 +53,34 @@ class SourceSpec(Strict):
     source: str = Field(description="path to .parquet/.csv, or synthetic:streamflow / synthetic:streamrec")
     table: str | None = Field(None, description="table of a multi-table source (synthetic:streamrec)")
     rows: int = Field(20_000, ge=0, description="rows to generate (synthetic sources)")
-    seed: int = Field(0, description="random seed (synthetic sources)")
+    seed: int = Field(0, description="random seed: synthetic data; for data, also its split, CV folds and model")
     scenario: ScenarioSpec = Field(default_factory=ScenarioSpec)
     csv_delimiter: str = ","
 
 
+SplitMethod = Literal["random", "stratified", "time", "group"]
+
+
 class SplitSpec(Strict):
-    method: Literal["time", "random"] = "time"
+    """How rows are cut into train/valid/test. Absent method: `time` with a timestamp, else `stratified`."""
+
+    method: SplitMethod | None = Field(
+        None,
+        description="random, stratified (by label), time (needs data.timestamp) or group (no group in two parts); "
+        "absent: time when data.timestamp is set, else stratified",
+    )
+    group_column: Column | None = Field(
+        None, description="method group: the column whose values never straddle parts; absent: data.entity_id"
+    )
     valid_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+def split_method(split: SplitSpec, timestamp: str | None) -> SplitMethod:
+    """The method that applies: the declared one, else time with a timestamp and stratified without."""
+    if split.method is not None:
+        return split.method
+    return "time" if timestamp else "stratified"
 
 
 class TableSpec(Strict):

@@ -48,6 +48,20 @@ def check_data_roles(spec: Spec) -> Iterator[Finding]:
             yield "data.items", "a recommendation spec needs data.items: the item table is the catalog ranked"
 
 
+def check_split(spec: Spec) -> Iterator[Finding]:
+    """The split method must be possible with the declared columns (before any run starts)."""
+    split, data = spec.data.split, spec.data
+    yield from _must_exist("data.split.group_column", split.group_column, _columns(spec), "contract column")
+    if split.method == "time" and data.timestamp is None:
+        yield "data.split.method", "split method 'time' needs data.timestamp; else use stratified, random or group"
+    if split.method == "group" and split.group_column is None and data.entity_id is None:
+        yield "data.split.method", "split method 'group' needs data.split.group_column (or data.entity_id)"
+    if split.method == "stratified" and data.label is None:
+        yield "data.split.method", "split method 'stratified' needs data.label (the classes it keeps balanced)"
+    if split.group_column is not None and split.method != "group":
+        yield "data.split.group_column", "group_column is used by split method 'group' only: set data.split.method"
+
+
 def check_contract(spec: Spec) -> Iterator[Finding]:
     for name, column in spec.contract.columns.items():
         key = f"contract.columns.{name}"
@@ -228,6 +242,7 @@ def check_masked_churners(spec: Spec) -> Iterator[Finding]:
 
 CHECKS: list[Callable[[Spec], Iterator[Finding]]] = [
     check_data_roles,
+    check_split,
     check_contract,
     check_derived,
     check_models,
