@@ -6,7 +6,7 @@ with its reasons, never dropped silently. Accepted rows get the bundle's derived
 model through the same calls as `keel run`'s high-risk list (`add_derived`, `predict_proba`,
 `top_reasons`), so a row scores the same here, in the list and on `/score_batch`.
 Every accepted row is written (filter on `decision` for the flagged ones): see
-docs/adr/0018-keel-score.md.
+docs/adr/0019-keel-score.md.
 """
 
 from __future__ import annotations
