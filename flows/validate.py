@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from pipeline.contracts.profile import ReferenceProfile, build_profile
 from pipeline.contracts.psi import PsiResult, psi_against
-from pipeline.contracts.report import build_report, render_markdown
+from pipeline.contracts.report import build_report, drift_verdict, render_markdown
 from pipeline.contracts.result import ContractResult
 from pipeline.contracts.validate import validate_frame
 from pipeline.data.derived import add_derived, derived_lineage
@@ -84,19 +84,22 @@ def reference_drift(
 
 
 @task(cache_policy=NO_CACHE)
-def data_docs(frame: pd.DataFrame, spec: Spec, run: RunDir) -> dict[str, Any]:
-    """Great-expectations Data Docs for a seeded sample of the raw rows (GE is too slow for all)."""
+def data_docs(
+    frame: pd.DataFrame, spec: Spec, run: RunDir, result: ContractResult, reasons: list[str]
+) -> dict[str, Any]:
+    """Great-expectations Data Docs of the rows Keel validated, with Keel's verdict and counts on every page."""
     from pipeline.contracts.expectations import write_data_docs
 
     if spec.contract.ge_sample_rows == 0:
         return {"index": None, "note": "disabled (contract.ge_sample_rows is 0)"}
     if frame.empty or not len(frame.columns):
         return {"index": None, "note": "no rows to document"}
-    docs = write_data_docs(spec.contract, frame, run / "data_docs")
+    docs = write_data_docs(spec.contract, frame, run / "data_docs", result=result, reasons=reasons)
     return {
         "index": str(docs.index_html),
         "success": docs.success,
         "sample_rows": docs.sample_rows,
+        "rows_in": docs.rows_in,
         "failed_expectations": docs.failed,
     }
 
@@ -126,7 +129,7 @@ def validate_flow(
     result = check_contract(frame, spec)
     derived = derive_features(result.accepted, spec)
     drift, reference = reference_drift(result.accepted, spec, loaded.base_dir, run)
-    docs = data_docs(frame, spec, run)
+    docs = data_docs(frame, spec, run, result, drift_verdict(drift))
     outputs = write_outputs(result, run)
     if docs.get("index"):
         outputs["data_docs"] = str(docs["index"])

@@ -103,7 +103,18 @@ def render_markdown(report: dict[str, Any]) -> str:
             count = "skipped: an input column is missing" if info["non_finite"] is None else f"{info['non_finite']:,}"
             lines.append(f"| {name} | {', '.join(info['inputs'])} | {count} |")
         lines.append("")
+    lines += _data_docs(report.get("great_expectations") or {})
     outputs = report.get("outputs", {})
     if outputs:
         lines += ["## Outputs", ""] + [f"- {name}: `{path}`" for name, path in outputs.items()] + [""]
     return "\n".join(lines)
+
+
+def _data_docs(gx: dict[str, Any]) -> list[str]:
+    """One line on the Data Docs: which rows Great Expectations saw and its verdict (Keel's, by construction)."""
+    if "success" not in gx:
+        return [f"Data Docs: {gx['note']}", ""] if gx.get("note") else []
+    rows_in, sample = gx.get("rows_in"), gx.get("sample_rows", 0)
+    seen = f"the same {sample:,} rows" if sample == rows_in else f"a seeded sample of {sample:,} of {rows_in:,} rows"
+    verdict = "Succeeded" if gx["success"] else f"Failed ({len(gx.get('failed_expectations', []))} expectations)"
+    return [f"Data Docs (Great Expectations): {verdict} on {seen}, with the contract's rules and tolerance.", ""]
