@@ -9,8 +9,9 @@ Why buffered on a thread: a request must never wait for, or fail because of, a d
 request path appends one tuple under a lock (~1 us); a daemon thread writes a Parquet part
 every `flush_rows` rows or `flush_interval_s` seconds, as a temp file renamed into place, so a
 reader never sees a half-written part. When the buffer is full (the disk is slow or gone),
-rows are dropped and counted, never queued without bound. Outcomes (a churn label weeks
-later, a click) join the log by `request_id`.
+rows are dropped and counted, never queued without bound. A row that cannot be encoded is
+quarantined (`<dir>/quarantine/*.jsonl`, with the reason) and the part's other rows are
+written. Outcomes (a churn label weeks later, a click) join the log by `request_id`.
 
 Layout: `<dir>/part-<worker>-<seq>.parquet`; `<worker>` is pid plus a random suffix, so two
 workers (or a restarted one) never write the same name.
@@ -18,6 +19,7 @@ workers (or a restarted one) never write the same name.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -57,6 +59,7 @@ SCHEMA = pa.schema(
     ]
 )
 FIELDS = tuple(SCHEMA.names)
+QUARANTINE_DIR = "quarantine"  # rows that could not be encoded, as JSON lines with the reason
 ERROR_MAX = 300
 
 ROWS = Counter("keel_request_log_rows", "Request-log rows, by what happened to them", ["outcome"])
@@ -99,7 +102,7 @@ class RequestLog:
         self.flush_rows = flush_rows
         self.flush_interval_s = flush_interval_s
         self.max_buffer = max_buffer
-        self.logged = self.dropped = self.written = self.write_errors = 0
+        self.logged = self.dropped = self.written = self.write_errors = self.quarantined = 0
         self._rows: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -153,14 +156,26 @@ class RequestLog:
         self.flush()
 
     def flush(self) -> Path | None:
-        """Write the buffered rows as one part now; None when there was nothing to write or the write failed."""
+        """Write the buffered rows as one part now; None when there was nothing to write or the write failed.
+
+        A row that cannot be encoded (e.g. text with a lone surrogate) must not take its part's other
+        rows with it (issue 15.2): on a failed encode the rows are tried one by one, the valid ones are
+        written, the others quarantined as JSON lines with the reason.
+        """
         with self._write_lock:
             with self._lock:
                 rows, self._rows = self._rows, []
             if not rows:
                 return None
             try:
-                return self._write(rows)
+                table = _table(rows)
+            except Exception:
+                rows = self._quarantine_bad(rows)
+                if not rows:
+                    return None
+                table = _table(rows)
+            try:
+                return self._write(table)
             except Exception:  # disk full, permissions: count and drop, never take serving down
                 self.write_errors += 1
                 self.dropped += len(rows)
@@ -168,13 +183,36 @@ class RequestLog:
                 log.exception("request log: could not write %d rows to %s", len(rows), self.directory)
                 return None
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> Path:
-        columns = list(zip(*rows, strict=True))
-        table = pa.table([pa.array(col, type=SCHEMA.field(i).type) for i, col in enumerate(columns)], schema=SCHEMA)
+    def _quarantine_bad(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The rows that encode; the others go to `<dir>/quarantine/` with why, and are counted."""
+        good: list[tuple[Any, ...]] = []
+        bad: list[dict[str, Any]] = []
+        for row in rows:
+            try:
+                _table([row])
+            except Exception as exc:
+                record = {name: _jsonable(value) for name, value in zip(FIELDS, row, strict=True)}
+                bad.append({"reason": f"{type(exc).__name__}: {exc}"[:ERROR_MAX], "row": record})
+            else:
+                good.append(row)
+        self.quarantined += len(bad)
+        ROWS.labels("quarantined").inc(len(bad))
+        self._seq += 1
+        target = self.directory / QUARANTINE_DIR / f"part-{self.worker}-{self._seq:06d}.jsonl"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("a", encoding="ascii") as out:  # ensure_ascii: a lone surrogate becomes "\udc80"
+                out.writelines(json.dumps(b, ensure_ascii=True, default=str) + "\n" for b in bad)
+        except OSError:
+            log.exception("request log: could not quarantine %d rows in %s", len(bad), target.parent)
+        log.error("request log: %d of %d rows could not be encoded, quarantined in %s", len(bad), len(rows), target)
+        return good
+
+    def _write(self, table: pa.Table) -> Path:
         self._seq += 1
         final = write_table_atomic(table, self.directory / f"part-{self.worker}-{self._seq:06d}.parquet")
-        self.written += len(rows)
-        ROWS.labels("written").inc(len(rows))
+        self.written += table.num_rows
+        ROWS.labels("written").inc(table.num_rows)
         return final
 
     def _run(self) -> None:
@@ -193,8 +231,18 @@ class RequestLog:
             "dropped": self.dropped,
             "written": self.written,
             "write_errors": self.write_errors,
+            "quarantined": self.quarantined,
             "buffered": len(self._rows),
         }
+
+
+def _table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    columns = list(zip(*rows, strict=True))
+    return pa.table([pa.array(col, type=SCHEMA.field(i).type) for i, col in enumerate(columns)], schema=SCHEMA)
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def read_request_log(directory: Path) -> pd.DataFrame:

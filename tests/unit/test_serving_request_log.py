@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def test_a_full_buffer_drops_and_counts_instead_of_blocking(tmp_path: Path) -> N
     rlog = RequestLog(tmp_path, max_buffer=3, flush_rows=100, flush_interval_s=60)
     for i in range(10):
         rlog.log(_entry(i))
-    assert rlog.counts() == {"logged": 3, "dropped": 7, "written": 0, "write_errors": 0, "buffered": 3}
+    expected = {"logged": 3, "dropped": 7, "written": 0, "write_errors": 0, "quarantined": 0, "buffered": 3}
+    assert rlog.counts() == expected
 
 
 def test_a_failed_write_is_counted_and_never_raises(tmp_path: Path) -> None:
@@ -77,3 +79,19 @@ def test_a_failed_write_is_counted_and_never_raises(tmp_path: Path) -> None:
     rlog.log(_entry(1))
     assert rlog.flush() is None
     assert rlog.counts()["write_errors"] == 1 and rlog.counts()["dropped"] == 1
+
+
+def test_one_unencodable_row_is_quarantined_and_the_others_are_written(tmp_path: Path) -> None:
+    """Issue 15.2: a lone surrogate in one row used to lose the worker's whole buffered part."""
+    rlog = RequestLog(tmp_path / "requests", flush_rows=10_000, flush_interval_s=60)
+    for i in range(999):
+        rlog.log(_entry(i))
+    rlog.log(_entry(1000, entity_id="\udc80", status="invalid", error="bad \udc80 text"))
+    assert rlog.flush() is not None
+    frame = read_request_log(tmp_path / "requests")
+    assert len(frame) == 999 and "r1000" not in set(frame["request_id"])
+    counts = rlog.counts()
+    assert counts["written"] == 999 and counts["quarantined"] == 1 and counts["dropped"] == 0, counts
+    lines = [json.loads(line) for p in (tmp_path / "requests" / "quarantine").glob("*.jsonl") for line in p.open()]
+    assert len(lines) == 1 and lines[0]["row"]["request_id"] == "r1000", lines
+    assert lines[0]["row"]["entity_id"] == "\udc80" and "surrogate" in lines[0]["reason"], lines
