@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -42,6 +43,7 @@ SCORES = Histogram(
     buckets=[i / 10 for i in range(1, 11)],
 )
 ENTITY_MAX = 128
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")  # a JSON escape of a UTF-16 surrogate
 
 
 def _error(status: int, message: str, problems: list[str] | None = None, rid: str | None = None) -> JSONResponse:
@@ -58,14 +60,53 @@ def _headers(rid: str, answer: Answer) -> dict[str, str]:
 
 
 async def _json_body(request: Request) -> Any:
+    """The parsed body, or a RequestError: 415 wrong type, 400 not JSON (or nested too deep), 422 bad text."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise RequestError([f"content-type: expected application/json, got {content_type or 'none'!r}"], 415)
     raw = await request.body()
     try:
-        return json.loads(raw, parse_constant=_refuse_constant)
+        body = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError([f"body: malformed JSON ({type(exc).__name__}: {str(exc)[:120]})"], 400) from None
+    except RecursionError:  # e.g. 1000 nested arrays: the parser gives up; the caller's fault, not ours
+        raise RequestError(["body: JSON nested too deeply"], 400) from None
+    if SURROGATE_ESCAPE.search(raw):  # only \ud800-\udfff escapes can make text that is not Unicode
+        problems = invalid_text(body)
+        if problems:
+            raise RequestError(problems, 422)
+    return body
+
+
+def invalid_text(body: Any, limit: int = 10) -> list[str]:
+    """Where `body` holds a lone surrogate (valid JSON, invalid Unicode: nothing downstream can encode it).
+
+    Iterative, not recursive: the body may be nested as deep as the parser allowed.
+    """
+    problems: list[str] = []
+    stack: list[tuple[str, Any]] = [("body", body)]
+    while stack and len(problems) < limit:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                problems.append(f"{where}: text is not valid Unicode (a lone surrogate escape)")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not _encodable(key):
+                    problems.append(f"{where}: a field name is not valid Unicode (a lone surrogate escape)")
+                    continue
+                stack.append((f"{where}.{key}"[:200], item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]"[:200], item) for i, item in enumerate(value))
+    return problems
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _explain(request: Request) -> bool:

@@ -3,6 +3,11 @@
 `max_request_size` was dropped with config v2, so without this a 100 MB POST is read into
 memory in full before any handler can refuse it. Checking Content-Length refuses honest
 clients at once; counting the streamed bytes catches chunked or lying ones.
+
+Why the overflow is a RequestError (status 413) and not a private exception: it is raised inside
+the app's `await request.body()`, where the routes' own handlers see it first. A private type
+fell through to the catch-all handler and came back as a 500 (issue 15.7); as a RequestError
+every route answers 413, and the middleware still answers 413 itself if nothing else did.
 """
 
 from __future__ import annotations
@@ -10,12 +15,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pipeline.serving.errors import RequestError
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
 
-class _TooLarge(Exception):
-    pass
+class BodyTooLarge(RequestError):
+    """The streamed body passed the cap: a 413 wherever it surfaces."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__([f"body: request body over {max_bytes} bytes"], 413)
 
 
 class BodySizeLimit:
@@ -48,7 +58,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracked_send(message: Message) -> None:
@@ -58,7 +68,7 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
+        except BodyTooLarge:
             if not started:
                 await self._reply(send, 413, f"request body over {self.max_bytes} bytes")
 
