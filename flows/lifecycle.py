@@ -29,7 +29,7 @@ from pipeline.registry import BundleStore, promote, save_bundle
 from pipeline.registry.tabular import load_tabular_bundle, write_bundle_dir
 from pipeline.reports.artifact import publish_markdown
 from pipeline.runs import RunDir, code_version, create_run_dir
-from pipeline.scoring.batch import latest_snapshot, score_high_risk, write_redis
+from pipeline.scoring.batch import latest_snapshot, score_high_risk, write_score_cache
 from pipeline.scoring.masked import masked_churner_outputs
 from pipeline.spec.load import LoadedSpec, load_spec
 
@@ -100,8 +100,7 @@ def batch_score(loaded: LoadedSpec, tag: str, data, run: RunDir, store: BundleSt
     listing = score_high_risk(bundle, snapshot, spec.data.entity_id, spec.evaluation.threshold)
     outputs = listing.write(run.path)
     outputs |= masked_churner_outputs(spec, snapshot, loaded.base_dir, run.path, listing.frame[spec.data.entity_id])
-    if spec.runtime.redis_url:
-        outputs["redis_keys"] = write_redis(spec.runtime.redis_url, spec.name, listing.frame, spec.data.entity_id)
+    outputs |= write_score_cache(spec, listing.frame, tag, store)  # what /cached_score serves (ADR 0018)
     return {"scored": listing.scored, "listed": len(listing.frame), **outputs}
 
 

@@ -1,25 +1,30 @@
 """Batch scoring: the weekly high-risk list and the score cache behind /cached_score.
 
 Scores the latest snapshot of every entity, explains the flagged ones, ranks them,
-and writes Parquet + CSV (and Redis when the runtime names it). Reasons are only
+and writes Parquet + CSV, and the score cache behind /cached_score (Redis when the runtime names
+it, else a file in the bundle store), namespaced by the bundle that scored. Reasons are only
 built for listed entities: tree SHAP is the expensive part.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline.data.derived import add_derived
 from pipeline.models.explain import top_reasons
+from pipeline.registry import BundleStore
+from pipeline.registry.aliases import aliases
 from pipeline.registry.tabular import TabularBundle
+from pipeline.serving.cache import RedisScoreCache, open_score_cache
+from pipeline.spec.schema import Spec
 
 
 @dataclass
@@ -96,16 +101,20 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def write_redis(url: str, spec_name: str, scores: pd.DataFrame, entity_id: str, ttl_seconds: int = 8 * 86400) -> int:
-    """Key per entity with the bundle version; pipelined so a million keys take seconds, not minutes."""
-    import redis
+def write_score_cache(spec: Spec, scores: pd.DataFrame, tag: str, store: BundleStore) -> dict[str, Any]:
+    """Write the listed scores where `keel serve` looks for the champion's (ADR 0018), namespaced by `tag`.
 
-    client = redis.Redis.from_url(url)
-    pipe = client.pipeline(transaction=False)
-    for count, row in enumerate(scores.itertuples(index=False), start=1):
-        payload = {"probability": float(row.probability), "reasons": list(row.reasons), "bundle": row.bundle}
-        pipe.set(f"keel:{spec_name}:score:{getattr(row, entity_id)}", json.dumps(payload), ex=ttl_seconds)
-        if count % 10_000 == 0:
-            pipe.execute()
-    pipe.execute()
-    return len(scores)
+    Redis (`runtime.redis_url`) or, by default, a Parquet file in the store beside the bundle
+    (`$BENTOML_HOME/keel/<name>/scores/<version>.parquet`); either way the namespaces of bundles that
+    are neither `tag` nor the standby are deleted, so a rollback still finds its own scores.
+    """
+    cache = open_score_cache(spec.runtime.redis_url, store.keel_dir, spec.name)
+    named = aliases(spec.name, store=store)
+    keep = [t for t in (named.get("champion"), named.get("standby")) if t and t != tag]
+    key = spec.data.entity_id or "row"
+    ids = scores[key] if key in scores else scores.iloc[:, 0]  # the list's first column names the entity
+    rows = pd.DataFrame({"entity_id": ids.astype(str), "probability": scores["probability"]})
+    rows["reasons"] = scores["reasons"].to_numpy()
+    count = cache.put(tag, rows.to_dict("records"), keep=keep)
+    where = cache.namespace(tag) if isinstance(cache, RedisScoreCache) else str(cache.path(tag))
+    return {"score_cache": where, "score_cache_kind": cache.kind, "cached_scores": count}
