@@ -99,7 +99,7 @@ def batch_score(loaded: LoadedSpec, tag: str, data, run: RunDir, store: BundleSt
     snapshot = latest_snapshot(data.contract.accepted, spec.data.entity_id, spec.data.timestamp)
     listing = score_high_risk(bundle, snapshot, spec.data.entity_id, spec.evaluation.threshold)
     outputs = listing.write(run.path)
-    outputs |= masked_churner_outputs(spec, snapshot, loaded.base_dir, run.path, listing.frame[spec.data.entity_id])
+    outputs |= masked_churner_outputs(spec, snapshot, loaded.base_dir, run.path, listing.frame.iloc[:, 0])
     outputs |= write_score_cache(spec, listing.frame, tag, store)  # what /cached_score serves (ADR 0018)
     return {"scored": listing.scored, "listed": len(listing.frame), **outputs}
 

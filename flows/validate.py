@@ -22,7 +22,8 @@ from pipeline.contracts.report import build_report, drift_verdict, render_markdo
 from pipeline.contracts.result import ContractResult
 from pipeline.contracts.validate import validate_frame
 from pipeline.data.derived import add_derived, derived_lineage
-from pipeline.data.sources import load_path, load_source
+from pipeline.data.prepare import load_frame
+from pipeline.data.sources import load_source
 from pipeline.runs import RunDir, create_run_dir
 from pipeline.spec.load import LoadedSpec, load_spec
 from pipeline.spec.schema import Spec
@@ -30,9 +31,7 @@ from pipeline.spec.schema import Spec
 
 @task(cache_policy=NO_CACHE)
 def load_dataset(spec: Spec, base_dir: Path, data_path: Path | None) -> pd.DataFrame:
-    if data_path is not None:
-        return load_path(data_path, spec.data.csv_delimiter)
-    return load_source(spec.data, base_dir)
+    return load_frame(spec, base_dir, data_path)  # epoch timestamps already times (data.timestamp_unit)
 
 
 @task(cache_policy=NO_CACHE)

@@ -84,11 +84,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     from pipeline.data.split import split_line
 
     split = split_line(loaded.spec)
-    _emit(
-        args,
-        f"{args.spec}: ok (sha256 {loaded.sha256[:12]})\n  {split['text']}",
-        {"status": "ok", "spec": str(args.spec), "spec_sha256": loaded.sha256, "split": split},
-    )
+    text, extra = f"{args.spec}: ok (sha256 {loaded.sha256[:12]})\n  {split['text']}", {}
+    if args.data is not None:  # a first look at the data (pipeline/data/checks.py); problems exit 2
+        from pipeline.data.checks import check_data, data_text
+
+        problems, extra["data"] = check_data(loaded, Path(args.data) if args.data else None)
+        if problems:
+            raise SpecError(problems, spec_file=str(loaded.path))
+        text += "\n" + data_text(extra["data"])
+    _emit(args, text, {"status": "ok", "spec": str(args.spec), "spec_sha256": loaded.sha256, "split": split, **extra})
     return EXIT_OK
 
 
@@ -444,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = verb("check", cmd_check, "compose and check a spec; print nothing else")
     check.add_argument("-m", "--multirun", action="store_true", help="check every combination of a sweep")
+    check.add_argument(
+        "--data", nargs="?", const="", default=None, metavar="FILE", help="also look at FILE (default: data.source)"
+    )
     verb("show", cmd_show, "print the fully resolved spec (defaults filled in, stable key order)")
     diff = verb("diff", cmd_diff, "explain in words what changes between two specs")
     diff.add_argument("--new", type=Path, default=None, help=argparse.SUPPRESS)

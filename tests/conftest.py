@@ -28,3 +28,17 @@ def write_spec(tmp_path: Path):
         return path
 
     return _write
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "redis: needs Redis on 127.0.0.1:6379 (skipped, with the reason, without it)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `redis` skip with what to install when no Redis answers, instead of failing."""
+    from tests.services import NEEDS_REDIS, redis_up
+
+    marked = [item for item in items if item.get_closest_marker("redis")]
+    if marked and not redis_up():
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=NEEDS_REDIS))

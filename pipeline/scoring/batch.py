@@ -41,8 +41,10 @@ class HighRiskList:
         return {"high_risk_parquet": str(parquet), "high_risk_csv": str(csv)}
 
 
-def latest_snapshot(frame: pd.DataFrame, entity_id: str, timestamp: str | None) -> pd.DataFrame:
-    """One row per entity: its most recent snapshot."""
+def latest_snapshot(frame: pd.DataFrame, entity_id: str | None, timestamp: str | None) -> pd.DataFrame:
+    """One row per entity: its most recent snapshot (every row when the spec names no entity)."""
+    if entity_id is None:
+        return frame
     if timestamp is None or timestamp not in frame.columns:
         return frame.drop_duplicates(entity_id, keep="last")
     ordered = frame.sort_values(timestamp, kind="stable")
@@ -52,12 +54,14 @@ def latest_snapshot(frame: pd.DataFrame, entity_id: str, timestamp: str | None) 
 def score_high_risk(
     bundle: TabularBundle,
     frame: pd.DataFrame,
-    entity_id: str,
+    entity_id: str | None,
     threshold: float,
     top_k: int | None = None,
     reasons: int = 3,
 ) -> HighRiskList:
     """Every entity at or above `threshold` (or the top_k when given), ranked, with up to `reasons` reasons.
+
+    Without an entity id (`None`) rows are named by their position in the data, in a `row` column.
 
     `reasons=0` skips tree SHAP (by far the slowest step) and leaves every entity's reason list empty.
     """
@@ -73,7 +77,11 @@ def score_high_risk(
             worded = [[] for _ in range(len(chosen))]
     result = pd.DataFrame(
         {
-            entity_id: listed[entity_id].astype("string").to_numpy(),
+            **(
+                {entity_id: listed[entity_id].astype("string").to_numpy()}
+                if entity_id
+                else {"row": np.asarray(listed.index, dtype=np.int64)}
+            ),
             "probability": probability[chosen],
             "rank": np.arange(1, len(chosen) + 1),
             "reasons": worded,

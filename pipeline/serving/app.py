@@ -203,8 +203,14 @@ def build_app(state: ServingState) -> FastAPI:
             "rollout_error": state.rollout_error,
             "triggered": state.triggered,
             "request_log": state.request_log.counts() if state.request_log else None,
+            "score_cache": _cache_status(),
         }
         return JSONResponse(body, status_code=200 if scorer is not None else 503)
+
+    def _cache_status() -> dict[str, Any] | None:
+        if state.cache is None:
+            return None
+        return {"kind": state.cache.kind, **state.cache_health.to_dict()}
 
     def _rollout_status() -> dict[str, Any] | None:
         record, routing = state.rollout, state.routing
@@ -221,17 +227,25 @@ def build_app(state: ServingState) -> FastAPI:
 
     @app.get("/cached_score/{entity_id}")
     async def cached_score(entity_id: str) -> Response:
+        """The weekly score the *current champion* wrote for this id; never another bundle's (ADR 0018)."""
         if len(entity_id) > ENTITY_MAX:
             raise RequestError([f"entity_id: longer than {ENTITY_MAX} characters"])
+        if state.task == "recommendation":
+            return _error(404, "this service serves a recommendation spec: POST /recommend")
+        champion = state.scorer
+        if champion is None:
+            return _error(503, state.error or "not ready")
         if state.cache is None:
             return _error(404, "no score cache is configured")
+        tag = champion.tag
         try:
-            found = state.cache.get(entity_id)
-        except Exception:  # Redis down or slow: a fast 503, the log has the detail
-            log.exception("score cache lookup failed")
+            found = state.cache.get(entity_id, tag)
+        except Exception as exc:  # Redis down or slow: a fast 503; logged once per outage, counted
+            state.cache_health.failed(exc)
             return _error(503, "score cache unavailable")
+        state.cache_health.ok()
         if found is None:
-            return _error(404, f"no cached score for {entity_id!r}")
-        return JSONResponse({"entity_id": entity_id, **found})
+            return _error(404, f"no cached score for {entity_id!r} in the champion {tag}")
+        return JSONResponse({"entity_id": entity_id, **found, "bundle": tag}, headers={"x-keel-bundle": tag})
 
     return app

@@ -1,8 +1,9 @@
 """ChurnService: the BentoML service that serves a spec's champion bundle.
 
 Configuration (env, read at import/start): KEEL_SPEC (spec path, required), BENTOML_HOME (store),
-KEEL_REDIS_URL or the spec's runtime.redis_url (score cache in Redis) else KEEL_SCORE_CACHE (a
-Parquet of batch scores), KEEL_MAX_BODY_BYTES (default 1 MiB), KEEL_MAX_CONCURRENCY (default 32),
+KEEL_REDIS_URL or the spec's runtime.redis_url (score cache in Redis; else the batch scores `keel run`
+wrote into the store, $BENTOML_HOME/keel/<name>/scores/, ADR 0018), KEEL_MAX_BODY_BYTES (default 1 MiB),
+KEEL_MAX_CONCURRENCY (default 32),
 KEEL_MAX_BATCH (default 1000 records), KEEL_WORKERS (default 1; use one per core),
 KEEL_SCORE_THREADS (thread pool for batches over 8 records), KEEL_WATCH_INTERVAL_S (0.05),
 KEEL_ACCESS_LOG / KEEL_TRACE_SCORING (default off, see below). Rollout (ADR 0010):
@@ -50,7 +51,7 @@ from pipeline.rollout.fairness_checks import request_group_fields
 from pipeline.rollout.simulate.faults import SimFaultMiddleware
 from pipeline.rollout.simulate.faults import enabled as sim_faults_enabled
 from pipeline.serving.app import ServingState, build_app
-from pipeline.serving.cache import cache_from_env
+from pipeline.serving.cache import open_score_cache
 from pipeline.serving.dispatch import report_shadow
 from pipeline.serving.limits import BodySizeLimit
 from pipeline.serving.loader import NotServable, load_serving_spec
@@ -121,6 +122,11 @@ class ChurnService:
                 log.error("keel serving NOT READY: %s", exc)
                 return
             build = recommender_loader(spec, redis_url, faults)
+        else:
+            try:  # the cache the spec names; only the champion's namespace is read (ADR 0018)
+                STATE.cache = open_score_cache(redis_url, store.keel_dir, spec.name)
+            except Exception as exc:  # a broken cache must not take scoring down; /cached_score answers 404/503
+                log.error("keel score cache unavailable: %s", exc)
         self.watcher = ChampionWatcher(
             spec.name,
             store,
@@ -130,17 +136,11 @@ class ChurnService:
             warm_standby=warm,
             build=build,
             group_fields=request_group_fields(spec),  # fairness groups a /score record may carry (logged)
+            on_champion=STATE.cache.warm if STATE.cache is not None else None,  # preload its scores
         )
         self.watcher.start(WATCH_INTERVAL_S)  # loads the champion now, then follows promotions, rollouts, rollbacks
         if STATE.scorer is None:
             log.error("keel serving NOT READY (will retry): %s", STATE.error)
-        if spec.task == "recommendation":
-            return
-        try:
-            cache_path = os.environ.get("KEEL_SCORE_CACHE")
-            STATE.cache = cache_from_env(redis_url, spec.name, Path(cache_path) if cache_path else None)
-        except Exception as exc:  # a broken cache must not take scoring down; /cached_score answers 404/503
-            log.error("keel score cache unavailable: %s", exc)
 
     def _rollout_parts(self, spec: Spec, store: BundleStore) -> None:
         """Request log, shadow runner and immediate triggers; each optional, none can stop scoring."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from pipeline.serving.cache import ScoreCache
+from pipeline.serving.cache import CacheHealth, ScoreCache
 from pipeline.serving.request_log import RequestLog
 from pipeline.serving.router import Routing
 from pipeline.serving.scorer import Scorer
@@ -27,7 +27,8 @@ class ServingState:
 
     scorer: Scorer | None = None  # the champion (an OnlineRecommender when task is recommendation)
     task: str = "binary_classification"  # the served spec's task: /score or /recommend answers
-    cache: ScoreCache | None = None
+    cache: ScoreCache | None = None  # batch scores, read in the champion's namespace only (ADR 0018)
+    cache_health: CacheHealth = field(default_factory=CacheHealth)
     error: str | None = "not loaded yet"  # why nothing is served (None once a scorer is live)
     reload_error: str | None = None  # why the latest champion change was not taken (the old one still serves)
     loaded_at: float | None = None

@@ -56,10 +56,12 @@ class ChampionWatcher:
         warm_standby: bool = True,
         build: Callable[[BundleRef], Any] | None = None,
         group_fields: tuple[str, ...] = (),
+        on_champion: Callable[[str], None] | None = None,
     ) -> None:
         """`build` turns a verified BundleRef into what the routes serve (default: a churn Scorer).
 
         `group_fields`: the spec's fairness group columns a /score record may carry (logged for stage checks).
+        `on_champion(tag)`: called on this thread after a new champion is swapped in (the score cache warms).
         """
         self.name = name
         self.build = build
@@ -69,6 +71,7 @@ class ChampionWatcher:
         self.id_field = id_field
         self.warm_standby = warm_standby
         self.group_fields = tuple(group_fields)
+        self.on_champion = on_champion
         self.record = alias_dir(store.keel_dir, name) / STATE_FILE
         self._seen: tuple[Stamp, Any] | None = None
         self._backend_down: str | None = None  # why the rollout state store is unreachable (Redis backend)
@@ -115,6 +118,11 @@ class ChampionWatcher:
             self.state.loaded_at = time.time()
             log.info("keel serving %s (threshold %s)", tag, scorer.threshold)
             changed = True
+            if self.on_champion is not None:
+                try:
+                    self.on_champion(tag)
+                except Exception as exc:  # a cache that cannot warm must not stop the watcher
+                    log.error("keel serving: after the switch to %s: %s: %s", tag, type(exc).__name__, exc)
         self._sync_standby(record.get("standby"))
         return changed
 

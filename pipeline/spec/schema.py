@@ -97,8 +97,13 @@ class TableSpec(Strict):
 class DataSpec(SourceSpec):
     """The dataset a spec trains and validates on, and the roles of its columns."""
 
-    entity_id: Column
+    entity_id: Column | None = Field(
+        None, description="the column naming an entity; absent: rows are named by their position (`row`)"
+    )
     timestamp: Column | None = None
+    timestamp_unit: Literal["s", "ms", "us"] | None = Field(
+        None, description="the timestamp column holds epoch numbers in this unit (a datetime contract column)"
+    )
     label: Column | None = None
     positive: Any = Field(1, description="the label value that counts as positive")
     split: SplitSpec = Field(default_factory=SplitSpec)

@@ -18,7 +18,7 @@ from pipeline.registry.tabular import load_tabular_bundle
 from pipeline.serving.cache import FileScoreCache, RedisScoreCache
 from tests.integration.serving_fixtures import BuiltBundle, build_bundle, running_service
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = "redis://127.0.0.1:6379/12"  # a database of its own: the cache test prunes its namespaces
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +28,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
 
 @pytest.fixture(scope="module")
 def file_cache(built: BuiltBundle) -> Path:
-    path = built.home.parent / "scores.parquet"
-    FileScoreCache(path).put_many([{"entity_id": "sub-1", "probability": 0.42, "reasons": ["a"], "bundle": built.tag}])
-    return path
+    """The champion's batch scores where `keel run` writes them: the service finds them with no env (ADR 0018)."""
+    cache = FileScoreCache(BundleStore(built.home).keel_dir, built.name)
+    cache.put(built.tag, [{"entity_id": "sub-1", "probability": 0.42, "reasons": ["a"]}])
+    return cache.path(built.tag)
 
 
 @pytest.fixture(scope="module")
 def server(built: BuiltBundle, file_cache: Path):
-    env = {"KEEL_SCORE_CACHE": str(file_cache), "KEEL_MAX_BATCH": "20"}
+    env = {"KEEL_MAX_BATCH": "20"}
     with running_service(built.home, env) as (url, _), httpx.Client(base_url=url, timeout=10) as client:
         yield client
 
@@ -133,6 +134,7 @@ def test_cached_score_from_file(server: httpx.Client, built: BuiltBundle) -> Non
         "reasons": ["a"],
         "bundle": built.tag,
     }
+    assert r.headers["x-keel-bundle"] == built.tag
     assert server.get("/cached_score/nobody").status_code == 404
 
 
@@ -152,14 +154,14 @@ def test_cached_score_from_redis(built: BuiltBundle) -> None:
         pytest.skip("no Redis on 127.0.0.1:6379")
     entity = f"test-{uuid.uuid4().hex}"
     cache = RedisScoreCache(REDIS_URL, built.name)
-    cache.put_many([{"entity_id": entity, "probability": 0.7, "reasons": ["x high"], "bundle": built.tag}])
+    cache.put(built.tag, [{"entity_id": entity, "probability": 0.7, "reasons": ["x high"]}])  # this bundle's own
     try:
         with running_service(built.home, {"KEEL_REDIS_URL": REDIS_URL}) as (url, _):
             r = httpx.get(f"{url}/cached_score/{entity}")
-            assert r.status_code == 200 and r.json()["probability"] == 0.7
+            assert r.status_code == 200 and r.json()["probability"] == 0.7 and r.json()["bundle"] == built.tag
             assert httpx.get(f"{url}/cached_score/{entity}-absent").status_code == 404
     finally:
-        cache.client.delete(cache.prefix + entity)
+        cache.prune(set())
 
 
 def test_no_champion_is_not_ready(tmp_path: Path) -> None:
