@@ -31,6 +31,7 @@ from pipeline.recsys.examples import RecExamples
 from pipeline.recsys.online_features import publish_online_features
 from pipeline.recsys.package import write_system_bundle
 from pipeline.registry import BundleStore, promote, save_bundle
+from pipeline.registry.home import spec_store
 from pipeline.reports.artifact import publish_markdown
 from pipeline.runs import RunDir, code_version, create_run_dir
 from pipeline.spec.load import LoadedSpec, load_spec
@@ -335,8 +336,7 @@ def _cell(value: Any) -> str:
 
 
 def _store(loaded: LoadedSpec) -> BundleStore:
-    home = loaded.spec.runtime.bentoml_home
-    return BundleStore(Path(home) if home else None)
+    return spec_store(loaded.spec)
 
 
 def _fingerprint(ex: RecExamples) -> str:

@@ -40,10 +40,22 @@ def check_reachable(url: str, timeout_s: float = 3.0) -> None:
 
 @contextmanager
 def prefect_api(url: str | None) -> Iterator[str | None]:
-    """Point Prefect at `url` for the duration of one command; yields the API URL in effect (None: ephemeral)."""
-    if os.environ.get(ENV) or not url:
-        yield os.environ.get(ENV) or None
+    """Point Prefect at `url` for the duration of one command; yields the API URL in effect (None: ephemeral).
+
+    Order: PREFECT_API_URL in the environment; the spec's runtime.prefect_api_url (health-checked);
+    the project's own server when `keel server start` left one running; else an ephemeral API.
+    """
+    if os.environ.get(ENV):
+        yield os.environ.get(ENV)
         return
+    if not url:
+        from pipeline.prefect_server import running
+
+        local = running()
+        if local is None:
+            yield None
+            return
+        url = local.url
     if not url.startswith(("http://", "https://")):
         raise PrefectUnreachable(f"runtime.prefect_api_url: {url!r} is not an http(s) URL")
     check_reachable(url)

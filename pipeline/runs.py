@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from pipeline.registry.home import store_home
 from pipeline.spec.load import LoadedSpec
 
 
@@ -88,6 +89,7 @@ def create_run_dir(loaded: LoadedSpec, verb: str, now: datetime | None = None) -
             "config_choices": loaded.choices,
             "code_version": code_version(),
             "started_at": now.isoformat(),
+            "store": str(store_home(loaded.spec.runtime)[0]),  # which BentoML store the run reads and writes
         },
     )
     return run

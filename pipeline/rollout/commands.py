@@ -6,10 +6,10 @@ Each returns (exit code, text for people, payload for --json); refusals are exit
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from pipeline.registry import BundleStore, RegistryError
+from pipeline.registry.home import spec_store
 from pipeline.rollout.errors import RolloutError
 
 Outcome = tuple[int, str, dict[str, Any]]
@@ -89,9 +89,8 @@ def simulate_command(args: argparse.Namespace, loaded: Any) -> Outcome:
         challenger=args.challenger,
         conns=args.conns,
     )
-    home = loaded.spec.runtime.bentoml_home
     try:
-        result = simulate(loaded, config, BundleStore(Path(home) if home else None))
+        result = simulate(loaded, config, spec_store(loaded.spec))
     except (RolloutError, RegistryError, ValueError, RuntimeError) as exc:
         return 1, f"keel simulate: {exc}", {"status": "failed", "reason": str(exc)}
     payload = {"status": "ok" if result.as_prescribed else "failed", "simulation": result.to_dict()}

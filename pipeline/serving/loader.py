@@ -7,12 +7,14 @@ before it is parsed, and the caller gets either a Scorer or the reason it has no
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.registry import BundleStore
 from pipeline.registry.aliases import aliases
+from pipeline.registry.home import spec_store
 from pipeline.registry.tabular import load_tabular_bundle
 from pipeline.serving.scorer import Scorer
 from pipeline.spec.load import load_spec
@@ -31,13 +33,20 @@ class Loaded:
 
 
 def load_serving_spec(spec_path: str | Path, home: str | Path | None = None) -> tuple[Spec, BundleStore]:
-    """The spec and the store it serves from (BENTOML_HOME, else the spec's runtime.bentoml_home)."""
+    """The spec (with `keel serve`'s overrides) and the store it serves from.
+
+    `keel serve` resolves the store once (pipeline/registry/home.py) and hands it over as BENTOML_HOME,
+    with the command line's overrides and config dirs as KEEL_OVERRIDES / KEEL_CONF_DIRS (JSON lists),
+    so the service runs the spec the command checked, not the file alone.
+    """
     try:
-        spec = load_spec(spec_path).spec
+        overrides = json.loads(os.environ.get("KEEL_OVERRIDES") or "[]")
+        conf_dirs = [Path(d) for d in json.loads(os.environ.get("KEEL_CONF_DIRS") or "[]")]
+        spec = load_spec(spec_path, overrides, conf_dirs).spec
     except Exception as exc:  # SpecError and friends: report, do not crash the worker
         raise NotServable(f"cannot load spec {spec_path}: {exc}") from exc
-    home = home or os.environ.get("BENTOML_HOME") or spec.runtime.bentoml_home
-    return spec, BundleStore(Path(home) if home else None)
+    home = home or os.environ.get("BENTOML_HOME")
+    return spec, (BundleStore(Path(home)) if home else spec_store(spec))
 
 
 def load_champion(spec_path: str | Path, home: str | Path | None = None, max_batch: int = 1000) -> Loaded:

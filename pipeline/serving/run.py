@@ -7,6 +7,7 @@ import; a child with its own env and process group starts and stops the same way
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -27,9 +28,16 @@ def serve(
     port: int = 3000,
     home: str | Path | None = None,
     workers: int | None = None,
+    overrides: list[str] | None = None,
+    conf_dirs: list[str] | None = None,
 ) -> int:
-    """Serve the spec's champion; returns the server's exit code (0 after a clean Ctrl-C/SIGTERM)."""
+    """Serve the spec's champion; returns the server's exit code (0 after a clean Ctrl-C/SIGTERM).
+
+    The command line's overrides and config dirs reach the service's workers as KEEL_OVERRIDES /
+    KEEL_CONF_DIRS (JSON), so they serve the spec `keel serve` checked (pipeline/serving/loader.py)."""
     env = {**os.environ, "KEEL_SPEC": str(Path(spec_path).resolve())}
+    env["KEEL_OVERRIDES"] = json.dumps(list(overrides or []))
+    env["KEEL_CONF_DIRS"] = json.dumps([str(Path(d).resolve()) for d in conf_dirs or []])
     if workers is not None:
         env["KEEL_WORKERS"] = str(workers)
         if workers > 1:  # one socket per worker, or one worker takes every keep-alive client (ADR 0012)

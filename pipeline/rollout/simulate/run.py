@@ -36,6 +36,7 @@ import numpy as np
 
 from pipeline.registry import BundleStore, promote
 from pipeline.registry.aliases import aliases
+from pipeline.registry.home import spec_store
 from pipeline.rollout.backends import configure_backend
 from pipeline.rollout.cycle import apply_decision, evaluate_current, log_dirs
 from pipeline.rollout.drill import host_port, http_request, paced
@@ -190,8 +191,7 @@ def simulate(loaded: LoadedSpec, config: SimConfig, store: BundleStore | None = 
     if config.latency_ms is None:  # a spike the spec's own p99 trigger must catch, whatever its level
         threshold = spec.rollout.rollback.immediate.p99_latency_ms
         config = replace(config, latency_ms=2 * threshold if threshold else 150.0)
-    home = spec.runtime.bentoml_home
-    source = store or BundleStore(Path(home) if home else None)
+    source = store or spec_store(spec)
     champion = aliases(spec.name, store=source)["champion"]
     if champion is None:
         raise RolloutRefused(f"{spec.name!r} has no champion in {source.home}: train and promote one first")
