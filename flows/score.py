@@ -14,6 +14,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.data.sources import load_path
+from pipeline.data.timestamps import apply_timestamp_unit
 from pipeline.registry import BundleStore
 from pipeline.runs import create_run_dir
 from pipeline.scoring.command import (
@@ -31,7 +32,7 @@ from pipeline.spec.schema import Spec
 
 @task(cache_policy=NO_CACHE)
 def load_file(spec: Spec, data_path: Path) -> pd.DataFrame:
-    return load_path(data_path, spec.data.csv_delimiter)
+    return apply_timestamp_unit(load_path(data_path, spec.data.csv_delimiter), spec.data, spec.contract)
 
 
 @task(cache_policy=NO_CACHE)

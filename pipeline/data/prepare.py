@@ -19,6 +19,7 @@ from pipeline.data.derived import add_derived
 from pipeline.data.errors import DataSourceError, TrainingDataError
 from pipeline.data.sources import load_path, load_source
 from pipeline.data.split import split_frame
+from pipeline.data.timestamps import apply_timestamp_unit
 from pipeline.spec.schema import DataSpec, Spec, split_method
 
 
@@ -43,9 +44,9 @@ def label_vector(frame: pd.DataFrame, data: DataSpec) -> np.ndarray:
 
 
 def load_frame(spec: Spec, base_dir: Path, data_path: Path | None = None) -> pd.DataFrame:
-    if data_path is not None:
-        return load_path(data_path, spec.data.csv_delimiter)
-    return load_source(spec.data, base_dir)
+    """The spec's data (or `data_path`), epoch timestamps already times (data.timestamp_unit)."""
+    frame = load_path(data_path, spec.data.csv_delimiter) if data_path is not None else load_source(spec.data, base_dir)
+    return apply_timestamp_unit(frame, spec.data, spec.contract)
 
 
 def prepare(spec: Spec, frame: pd.DataFrame) -> Prepared:

@@ -62,6 +62,24 @@ def check_split(spec: Spec) -> Iterator[Finding]:
         yield "data.split.group_column", "group_column is used by split method 'group' only: set data.split.method"
 
 
+def check_label_and_time(spec: Spec) -> Iterator[Finding]:
+    """The positive value must be a value the label may take; an epoch unit needs a datetime column."""
+    data, columns = spec.data, spec.contract.columns
+    label = columns.get(data.label) if data.label else None
+    allowed = label.allowed if label is not None and data.rating_threshold is None else None
+    if allowed and str(data.positive) not in {str(v) for v in allowed}:
+        values = ", ".join(repr(v) for v in allowed)
+        yield "data.positive", f"{data.positive!r} is not among the label's allowed values ({values})"
+    if data.timestamp_unit is not None:
+        if data.timestamp is None:
+            yield "data.timestamp_unit", "timestamp_unit needs data.timestamp (the column holding epoch numbers)"
+        elif data.timestamp in columns and columns[data.timestamp].dtype != "datetime":
+            reason = f"timestamp_unit turns epoch numbers into times: declare {data.timestamp} with dtype datetime"
+            yield f"contract.columns.{data.timestamp}.dtype", reason
+    if spec.masked_churners is not None and data.entity_id is None:
+        yield "masked_churners", "masked churners compare entities across snapshots: set data.entity_id"
+
+
 def check_contract(spec: Spec) -> Iterator[Finding]:
     for name, column in spec.contract.columns.items():
         key = f"contract.columns.{name}"
@@ -243,6 +261,7 @@ def check_masked_churners(spec: Spec) -> Iterator[Finding]:
 CHECKS: list[Callable[[Spec], Iterator[Finding]]] = [
     check_data_roles,
     check_split,
+    check_label_and_time,
     check_contract,
     check_derived,
     check_models,

@@ -126,6 +126,6 @@ evaluation: {threshold: 0.5}
 
 
 def test_single_class_label_is_a_clear_failure(tmp_path: Path) -> None:
-    code, result = keel("run", SPEC, *SMALL, "data.positive=7")
+    code, result = keel("run", SPEC, *SMALL, "data.positive=7", "contract.columns.churned.allowed=null")
     assert code == 1
     assert "only negative labels" in result["reasons"][0]
