@@ -1,9 +1,11 @@
 """Gates: the spec's pass/fail rules applied to a challenger's metrics.
 
 A gate is absolute (`min`/`max`) or relative to a reference (`vs: champion` or
-`vs: baseline`, with `max_drop` / `max_relative_drop`). Missing or NaN metrics fail:
-no evidence is not a pass (Flagger treats "no values found" the same way). With no
-champion or baseline yet, a relative gate passes and says so.
+`vs: baseline`, with `max_drop` / `max_relative_drop`). Missing, NaN or infinite metrics
+fail: no evidence is not a pass (Flagger treats "no values found" the same way). The
+evaluation fails closed on its rule too: a NaN or infinite bound (`value < nan` is
+False), or a gate with no bound at all, never passes, whatever `keel check` let through.
+With no champion or baseline yet, a relative gate passes and says so.
 """
 
 from __future__ import annotations
@@ -51,11 +53,27 @@ class GateReport:
 
 
 def _number(value: Any) -> float | None:
+    """A finite float, or None: NaN, infinity, None and non-numbers are no evidence."""
+    if isinstance(value, bool):
+        return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return None if math.isnan(number) else number
+    return number if math.isfinite(number) else None
+
+
+def _bad_bounds(gate: GateSpec) -> str | None:
+    """Why the gate's own rule cannot be applied (fail closed), or None."""
+    named = {"min": gate.min, "max": gate.max, "max_drop": gate.max_drop, "max_relative_drop": gate.max_relative_drop}
+    for key, bound in named.items():
+        if bound is not None and _number(bound) is None:
+            return f"bound {key} {bound!r} is not a finite number: the gate cannot pass"
+    if gate.vs is None and gate.min is None and gate.max is None:
+        return "the gate has no min or max: nothing to check, so it cannot pass"
+    if gate.vs is not None and gate.max_drop is None and gate.max_relative_drop is None:
+        return f"the gate 'vs: {gate.vs}' has no max_drop or max_relative_drop: it cannot pass"
+    return None
 
 
 def _fmt(value: float | None) -> str:
@@ -83,6 +101,10 @@ def evaluate_gates(
         value = _number(metrics.get(metric))
         if insufficient and metric in insufficient and value is None:
             report.results.append(_insufficient(name, metric, gate, insufficient[metric]))
+            continue
+        broken = _bad_bounds(gate)
+        if broken:
+            report.results.append(GateResult(name, metric, value, False, gate.blocking, "invalid rule", broken))
             continue
         if gate.vs is None:
             result = _absolute(name, metric, value, gate)
