@@ -49,10 +49,22 @@ def load_path(path: Path, csv_delimiter: str = ",") -> pd.DataFrame:
     if path.stat().st_size == 0:
         return pd.DataFrame()
     try:
-        return reader(path, csv_delimiter)
+        frame = reader(path, csv_delimiter)
     except (pa.ArrowException, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataSourceError(f"cannot read {path}: the file is unreadable or corrupt ({reason}).") from exc
+    _check_columns(path, [str(c) for c in frame.columns])
+    return frame
+
+
+def _check_columns(path: Path, columns: list[str]) -> None:
+    """Column names must be unique: frame[name] would otherwise be a frame, not a column, and every
+    later step (contract, features, scoring) would fail far from the cause."""
+    seen: set[str] = set()
+    repeated = sorted({c for c in columns if c in seen or seen.add(c)})
+    if repeated:
+        names = ", ".join(repr(c) for c in repeated)
+        raise DataSourceError(f"cannot read {path}: column name(s) {names} appear more than once in the header.")
 
 
 def _read_parquet(path: Path, _delimiter: str) -> pd.DataFrame:
