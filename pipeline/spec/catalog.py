@@ -120,6 +120,34 @@ def metric_info(name: str, task: str) -> MetricInfo | None:
     return None
 
 
+_UNIT_INTERVAL = frozenset(
+    {"auc", "pr_auc", "brier", "accuracy", "precision", "recall", "f1", "precision_at_k", "flagged_share"}
+    | {"tpr_gap", "fpr_gap", "auc_gap", "precision_gap", "flagged_share_gap", "equalized_odds_gap"}
+    | {"mrr", "coverage", "exposure_gini", "error_rate", "ctr", "churn_rate", "ab_p_value"}
+    | {"hit", "ndcg", "hit_disparity", "ndcg_disparity"}
+)
+_NON_NEGATIVE = frozenset(
+    {"log_loss", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "skew_psi", "exposure_equity", "ab_mde"}
+)
+
+
+def metric_range(name: str) -> tuple[float | None, float | None]:
+    """(lowest, highest) value a metric can take; None where it is unbounded (effects such as `ate`).
+
+    A gate bound outside this range either never passes or never fails, so `keel check` refuses it
+    (a percentage written for a share, `error_rate: {max: 5}`, would otherwise disable the gate).
+    """
+    grouped = _GROUPING.match(name)
+    base = (grouped.group(1) if grouped else name).split("@")[0]
+    if base in _UNIT_INTERVAL:
+        return 0.0, 1.0
+    if base == "rank_correlation":
+        return -1.0, 1.0
+    if base in _NON_NEGATIVE:
+        return 0.0, None
+    return None, None
+
+
 def metric_names(task: str) -> list[str]:
     """Names to suggest for a typo (with @10 as the example K)."""
     names = list(metrics_for(task))

@@ -16,7 +16,9 @@ from typing import Any
 import yaml
 
 from pipeline.spec.errors import Problem, suggest
-from pipeline.spec.security import check_overrides, check_tree
+from pipeline.spec.hydra_source import RefusedConfig, hydra_for, search_path_entry
+from pipeline.spec.limits import check_numbers
+from pipeline.spec.security import HYDRA_BLOCK, check_defaults, check_overrides, check_tree
 from pipeline.spec.source_map import YamlProblem, YamlSource, read_yaml
 
 _MISSING_OPTION = re.compile(r"Could not find '([^']+)/([^']+)'")
@@ -78,8 +80,7 @@ class Composed:
 
 def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -> Composed:
     """Compose `spec_path` with Hydra; raise SpecError-ready Problems as a list on failure."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra import compose
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -92,15 +93,17 @@ def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -
     if not isinstance(primary.data, dict):
         raise ComposeFailed([Problem(display, 1, "", "a spec must be a YAML mapping of keys to values")])
 
-    problems = check_overrides(overrides)
+    groups = {p.name for d in [spec_path.parent, *conf_dirs] if d.is_dir() for p in d.iterdir() if p.is_dir()}
+    problems = check_overrides(overrides, groups) + check_defaults(primary.data.get("defaults"), display, primary.lines)
+    if "hydra" in primary.data:
+        problems.append(Problem(display, primary.lines.get("hydra"), "hydra", HYDRA_BLOCK))
     if problems:
         raise ComposeFailed(problems)
 
-    search = ",".join(f"file://{d.resolve()}" for d in conf_dirs)
+    search = ",".join(search_path_entry(d) for d in conf_dirs)
     hydra_overrides = [f"hydra.searchpath=[{search}]", *(_add_or_override(o, conf_dirs) for o in overrides)]
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(spec_path.parent.resolve()), version_base="1.3"):
+        with hydra_for(spec_path.parent):
             cfg = compose(config_name=spec_path.stem, overrides=hydra_overrides, return_hydra_config=True)
     except MissingConfigException as exc:
         raise ComposeFailed([_missing_option_problem(exc, primary, display, conf_dirs)]) from None
@@ -108,9 +111,12 @@ def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -
         reason = str(exc).splitlines()[0]
         raise ComposeFailed([Problem("command line", None, "", f"cannot parse override: {reason}")]) from None
     except (HydraException, OmegaConfBaseException, yaml.YAMLError) as exc:
+        refused = _refusal(exc)
+        if refused is not None:
+            raise ComposeFailed([refused.problem]) from None
         raise ComposeFailed([_composition_problem(exc, display, conf_dirs, primary)]) from None
-    finally:
-        GlobalHydra.instance().clear()
+    except RecursionError:
+        raise ComposeFailed([Problem(display, None, "", "the spec or an override nests too deeply")]) from None
 
     choices = {
         group: option
@@ -128,7 +134,7 @@ def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -
     provenance.sources.append(primary)
     provenance.overrides = _override_keys(overrides)
 
-    problems = check_tree(OmegaConf.to_container(cfg, resolve=False), provenance)
+    problems = _hydra_blocks(provenance) + check_tree(OmegaConf.to_container(cfg, resolve=False), provenance)
     if problems:
         raise ComposeFailed(problems)
     try:
@@ -136,8 +142,35 @@ def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or ""
         raise ComposeFailed([provenance.problem(key, f"cannot resolve interpolation: {exc.msg}")]) from None
+    except RecursionError:
+        raise ComposeFailed([Problem(display, None, "", "interpolations nest too deeply to resolve")]) from None
     data.pop("defaults", None)
+    problems = check_numbers(data, provenance)
+    if problems:
+        raise ComposeFailed(problems)
     return Composed(data=data, provenance=provenance, choices=choices)
+
+
+def _refusal(exc: BaseException) -> RefusedConfig | None:
+    """The guarded config source's refusal, wherever Hydra wrapped it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RefusedConfig):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _hydra_blocks(provenance: Provenance) -> list[Problem]:
+    """A 'hydra' key that a group file puts at the top level (package _global_) is refused like the spec's."""
+    problems = []
+    for source in provenance.sources[:-1]:
+        sets_hydra = source.package == "" and isinstance(source.data, dict) and "hydra" in source.data
+        if sets_hydra or source.package.split(".")[0] == "hydra":
+            problems.append(Problem(_display(source.path), source.lines.get("hydra"), "hydra", HYDRA_BLOCK))
+    return problems
 
 
 class ComposeFailed(Exception):
@@ -214,6 +247,9 @@ def _available(group: str, conf_dirs: list[Path]) -> list[str]:
 
 def _missing_option_problem(exc: Exception, primary: YamlSource, display: str, conf_dirs: list[Path]) -> Problem:
     match = _MISSING_OPTION.search(str(exc))
+    if not match and ".." in str(exc):
+        reason = f"{str(exc).splitlines()[0]} (a config outside the search path: choices are names, never paths)"
+        return Problem(display, None, "defaults", reason)
     if not match:
         return Problem(display, None, "defaults", str(exc).splitlines()[0])
     group, option = match.groups()

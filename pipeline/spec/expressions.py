@@ -25,6 +25,9 @@ class ExpressionError(ValueError):
 MAX_LENGTH = 2000
 """Longer expressions are rejected before parsing: deep nesting can exhaust the parser's stack."""
 
+MAX_DEPTH = 100
+"""Deeper syntax trees are rejected before the recursive check and evaluation walk them."""
+
 
 def _safe_div(a: np.ndarray, b: np.ndarray, fill: np.ndarray) -> np.ndarray:
     a, b, fill = np.broadcast_arrays(a, b, fill)
@@ -102,9 +105,25 @@ def parse_expression(expr: str) -> Expression:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"cannot parse expression {expr!r}: {exc.msg} at column {exc.offset}.") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"expression nests too deeply to parse; the limit is {MAX_DEPTH} levels.") from None
+    depth = _depth(tree.body)
+    if depth > MAX_DEPTH:
+        raise ExpressionError(f"expression nests {depth} levels deep; the limit is {MAX_DEPTH}.")
     inputs: set[str] = set()
     _check(tree.body, expr.strip(), inputs)
     return Expression(expr, frozenset(inputs), tree)
+
+
+def _depth(root: ast.AST) -> int:
+    """Depth of the syntax tree, walked without recursion (a chain a+a+...+a is as deep as it is long)."""
+    deepest = 0
+    pending = [(root, 1)]
+    while pending:
+        node, depth = pending.pop()
+        deepest = max(deepest, depth)
+        pending += [(child, depth + 1) for child in ast.iter_child_nodes(node)]
+    return deepest
 
 
 def _piece(node: ast.AST, source: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.spec.bounds import check_bounds
 from pipeline.spec.compose import ComposeFailed, Provenance, compose_spec
 from pipeline.spec.errors import Problem, SpecError
 from pipeline.spec.schema import Spec
@@ -52,6 +53,30 @@ class LoadedSpec:
 
     def to_yaml(self) -> str:
         return dump_yaml(self.resolved)
+
+    def data_sources(self) -> dict[str, str]:
+        """Key path -> the absolute file each data source reads (synthetic sources as written).
+
+        Data paths may point anywhere the spec author says; `keel check` shows where, so a
+        reviewer sees `../../elsewhere/d.csv` as the file it really is.
+        """
+        spec = self.spec
+        sources = {
+            "data": spec.data,
+            "data.reference": spec.data.reference,
+            "data.items": spec.data.items,
+            "data.users": spec.data.users,
+            "causal.data": spec.causal.data if spec.causal else None,
+            "masked_churners.previous": spec.masked_churners.previous if spec.masked_churners else None,
+            "monitoring.current": spec.monitoring.current,
+        }
+        shown: dict[str, str] = {}
+        for key, source in sources.items():
+            text = getattr(source, "source", None)
+            if text:
+                synthetic = text.startswith("synthetic:")
+                shown[key] = text if synthetic else str((self.base_dir / Path(text).expanduser()).resolve())
+        return shown
 
 
 def spec_hash(resolved: dict[str, Any]) -> str:
@@ -96,7 +121,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, conf_dirs: l
     spec, problems = typecheck(composed.data, composed.provenance)
     if spec is None:
         raise SpecError(problems, spec_file=composed.provenance.spec_file)
-    problems = check_semantics(spec, composed.provenance)
+    problems = check_semantics(spec, composed.provenance) + check_bounds(spec, composed.provenance)
     if problems:
         raise SpecError(problems, spec_file=composed.provenance.spec_file)
     return LoadedSpec(spec, spec_path, overrides, composed.choices, composed.provenance, search)

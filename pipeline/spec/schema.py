@@ -20,9 +20,12 @@ from pipeline.spec.types import Column, Cron, Duration, Name
 
 
 class Strict(BaseModel):
-    """Base for every spec section: unknown keys are errors, values are validated on assignment."""
+    """Base for every spec section: unknown keys are errors, values are validated on assignment.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Floats must be finite ('nan' or '.inf' as a bound would silently disable the rule it sets).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- data
@@ -52,7 +55,7 @@ class SourceSpec(Strict):
 
     source: str = Field(description="path to .parquet/.csv, or synthetic:streamflow / synthetic:streamrec")
     table: str | None = Field(None, description="table of a multi-table source (synthetic:streamrec)")
-    rows: int = Field(20_000, ge=0, description="rows to generate (synthetic sources)")
+    rows: int = Field(20_000, ge=0, le=1_000_000_000, description="rows to generate (synthetic sources)")
     seed: int = Field(0, description="random seed: synthetic data; for data, also its split, CV folds and model")
     scenario: ScenarioSpec = Field(default_factory=ScenarioSpec)
     csv_delimiter: str = ","

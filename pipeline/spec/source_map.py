@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from pipeline.spec.errors import Problem
+from pipeline.spec.limits import LimitExceeded, check_yaml_text
 
 
 @dataclass
@@ -67,8 +68,13 @@ def read_yaml(path: Path, display: str | None = None) -> YamlSource:
     except (OSError, UnicodeDecodeError) as exc:
         raise YamlProblem(Problem(shown, None, "", f"cannot read file: {exc}")) from None
     try:
+        check_yaml_text(text)  # before building anything: size, nesting depth, alias expansion
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.load(text, Loader=yaml.SafeLoader)
+    except LimitExceeded as exc:
+        raise YamlProblem(Problem(shown, exc.line, "", f"refused: {exc.reason}")) from None
+    except RecursionError:
+        raise YamlProblem(Problem(shown, None, "", "refused: nested too deeply")) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
