@@ -5,7 +5,7 @@ notice about it; with one running, a flow run costs about a second, and the Pref
 run, schedule and report. The server keeps its state on the local PostgreSQL (a `keel_prefect`
 database) when 127.0.0.1:5432 takes connections, else in SQLite under `.keel/prefect/`. Its address
 is recorded in `.keel/prefect/server.json` (project-local, like the model store), which
-pipeline/prefect_target.py reads (docs/adr/0018-one-store-one-server.md).
+pipeline/prefect_target.py reads (docs/adr/0017-one-store-one-server.md).
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -n "${KEEL_SKIP_SETUP:-}" ] || scripts/setup.sh  # KEEL_SKIP_SETUP=1 reuses .venv as it is
 export GX_ANALYTICS_ENABLED=false
-export BENTOML_HOME="${BENTOML_HOME:-$PWD/.keel/bentoml}"
 runs="${KEEL_DEMO_RUNS:-runs/streamflow-churn}"
 status=0
 .venv/bin/keel validate specs/streamflow_churn.yaml "$@" || status=$?
