@@ -26,6 +26,7 @@ from pipeline.models.explain import FeatureReference
 from pipeline.monitoring.reference import BUNDLE_FILE as MONITOR_REFERENCE_FILE
 from pipeline.monitoring.reference import training_reference
 from pipeline.registry import BundleStore, promote, save_bundle
+from pipeline.registry.home import spec_store
 from pipeline.registry.tabular import load_tabular_bundle, write_bundle_dir
 from pipeline.reports.artifact import publish_markdown
 from pipeline.runs import RunDir, code_version, create_run_dir
@@ -35,8 +36,7 @@ from pipeline.spec.load import LoadedSpec, load_spec
 
 
 def bundle_store(loaded: LoadedSpec) -> BundleStore:
-    home = loaded.spec.runtime.bentoml_home
-    return BundleStore(Path(home) if home else None)
+    return spec_store(loaded.spec)
 
 
 @task(cache_policy=NO_CACHE)

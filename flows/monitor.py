@@ -16,6 +16,7 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.io_retries import IO_RETRIES
 from pipeline.contracts.profile import ReferenceProfile
 from pipeline.contracts.validate import validate_frame
 from pipeline.data.derived import add_derived
@@ -29,17 +30,17 @@ from pipeline.monitoring.history import history_rows, read_history, write_day
 from pipeline.monitoring.reference import BUNDLE_FILE as MONITOR_REFERENCE_FILE
 from pipeline.monitoring.reference import relabelled, with_training_profile
 from pipeline.registry import BundleStore
+from pipeline.registry.home import spec_store
 from pipeline.reports.artifact import publish_markdown
 from pipeline.runs import RunDir, create_run_dir
 from pipeline.spec.load import LoadedSpec, load_spec
 from pipeline.spec.schema import Spec
 from pipeline.spec.types import parse_duration
-from pipeline.triggers import Decision
+from pipeline.triggers import Decision, record_not_started
 
 
 def _store(spec: Spec) -> BundleStore:
-    home = spec.runtime.bentoml_home
-    return BundleStore(Path(home) if home else None)
+    return spec_store(spec)
 
 
 def champion_tag(spec: Spec) -> str | None:
@@ -48,7 +49,7 @@ def champion_tag(spec: Spec) -> str | None:
     return aliases(spec.name, store=_store(spec)).get("champion")
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def load_current(spec: Spec, base_dir: Path, data_path: Path | None) -> pd.DataFrame:
     if data_path is not None:
         return load_path(data_path, spec.data.csv_delimiter)
@@ -71,7 +72,7 @@ def split_window(spec: Spec, frame: pd.DataFrame, as_of: date) -> tuple[pd.DataF
     return frame[(stamps >= start) & (stamps < cut)], frame[(stamps >= cut) & (stamps < end)]
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def load_reference(
     spec: Spec, base_dir: Path, window_rows: pd.DataFrame | None, champion: str | None
 ) -> MonitorReference:
@@ -170,10 +171,16 @@ def monitor_flow(
     conf_dirs: list[str] | None = None,
     start_retrain: bool = False,
 ) -> dict[str, Any]:
-    """Parameters are plain JSON so a Prefect deployment can schedule the same flow daily.
+    """The daily monitor; parameters are plain JSON so a Prefect deployment can schedule it.
 
-    start_retrain: when the triggers prescribe a retrain, start it (the retrain deployment, else
-    in-process: flows/schedule.py). Off by default: the monitor reports, a person or a schedule acts.
+    Args:
+        spec_path: the spec file (absolute path on the machine that serves this deployment)
+        overrides: Hydra overrides applied to the spec, e.g. ["monitoring.psi_alert=0.3"]
+        data_path: a Parquet/CSV file to monitor; empty: the spec's monitoring.current
+        as_of: the monitored day, YYYY-MM-DD; empty: today (UTC)
+        conf_dirs: extra config-group directories searched before Keel's conf/
+        start_retrain: when the triggers prescribe a retrain, start it (the retrain deployment, else in this
+            process). Off: the monitor only reports, and the prescribed retrain does not count for dedup
     """
     loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
     spec = loaded.spec
@@ -189,10 +196,12 @@ def monitor_flow(
     report = measure(spec, current, reference, outcomes, day)
     decision = write_outputs(loaded, report, reference, run)
     started = None
-    if start_retrain and decision.retrain is not None:
+    if decision.retrain is not None and start_retrain:
         from flows.schedule import start_retrain as start
 
         started = start(loaded, decision)
+    elif decision.retrain is not None:  # prescribed, not started: it must not dedup a later retrain that runs
+        record_not_started(spec, decision.retrain, "prescribed by keel monitor, not started (no --retrain)", "monitor")
     return {"run_dir": str(run.path), **report.to_dict(), "retrain_started": started}
 
 

@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.registry import BundleStore
+from pipeline.registry.home import spec_store
 from pipeline.rollout.approvals import wait_in_flow
 from pipeline.rollout.backends import configure_backend
 from pipeline.rollout.cycle import apply_decision, evaluate_current, utcnow
@@ -60,8 +61,7 @@ def rollout_stage_flow(
     spec = loaded.spec
     if spec.rollout is None:
         raise ValueError(f"{spec_path} has no rollout section")
-    home = spec.runtime.bentoml_home
-    store = BundleStore(Path(home) if home else None)
+    store = spec_store(spec)
     configure_backend(spec, store)  # runtime.rollout_state: the file beside the store, or Redis
     fixed = datetime.fromisoformat(now) if now else None
     clock = (lambda: fixed) if fixed else utcnow

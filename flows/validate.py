@@ -16,6 +16,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.io_retries import IO_RETRIES
 from pipeline.contracts.profile import ReferenceProfile, build_profile
 from pipeline.contracts.psi import PsiResult, psi_against
 from pipeline.contracts.report import build_report, drift_verdict, render_markdown
@@ -29,7 +30,7 @@ from pipeline.spec.load import LoadedSpec, load_spec
 from pipeline.spec.schema import Spec
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def load_dataset(spec: Spec, base_dir: Path, data_path: Path | None) -> pd.DataFrame:
     return load_frame(spec, base_dir, data_path)  # epoch timestamps already times (data.timestamp_unit)
 

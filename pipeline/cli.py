@@ -114,24 +114,32 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from pipeline.spec.revisions import spec_at_revision
 
     conf = [Path(d) for d in args.conf]
+    both, only_new = list(args.overrides), list(args.change)
     if args.against:
         if args.new is not None:
             raise UsageError("give either OLD NEW or SPEC --against REV, not both")
         with spec_at_revision(Path(args.spec), args.against) as (old_path, old_conf):
-            old = load_spec(old_path, args.overrides, [old_conf, *conf] if old_conf else conf)
+            old = load_spec(old_path, both, [old_conf, *conf] if old_conf else conf)
             old_resolved = old.resolved
-        new = load_spec(args.spec, args.overrides, conf)
+        new = load_spec(args.spec, [*both, *only_new], conf)
         labels = (f"{args.spec}@{args.against}", str(args.spec))
     else:
         if args.new is None:
             raise UsageError("keel diff needs OLD.yaml NEW.yaml, or SPEC --against <git-rev>")
-        old = load_spec(args.spec, args.overrides, conf)
+        old = load_spec(args.spec, both, conf)
         old_resolved = old.resolved
-        new = load_spec(args.new, args.overrides, conf)
+        new = load_spec(args.new, [*both, *only_new], conf)
         labels = (str(args.spec), str(args.new))
+    # the overrides in effect are part of each side's name: a reviewer sees what was compared
+    labels = (_with_overrides(labels[0], both), _with_overrides(labels[1], [*both, *only_new]))
     changes = diff_specs(old_resolved, new.resolved)
     head = f"--- {labels[0]}\n+++ {labels[1]}\n"
     text, extra = head + render(changes), {}
+    if both and not changes:
+        text += (
+            f"\n(the overrides {' '.join(both)} apply to both sides; to see what an override itself changes, "
+            "give it with --change KEY=VALUE: it then applies to the new side only)"
+        )
     if args.backtest is not None:  # both specs replayed over one history (pipeline/backtest)
         from pipeline.backtest.commands import diff_backtest
         from pipeline.backtest.history import HistoryError
@@ -147,6 +155,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
         {"status": "ok", "old": labels[0], "new": labels[1], "changes": [c.to_dict() for c in changes], **extra},
     )
     return EXIT_OK
+
+
+def _with_overrides(label: str, overrides: list[str]) -> str:
+    return f"{label} [{' '.join(overrides)}]" if overrides else label
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -165,10 +177,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """`keel schedule SPEC [--register-only]`: Prefect deployments with the spec's cron schedules, served here."""
+    from pipeline.prefect_server import running
+
     loaded = _load(args)
-    api = os.environ.get("PREFECT_API_URL") or loaded.spec.runtime.prefect_api_url
+    local = running()
+    api = os.environ.get("PREFECT_API_URL") or loaded.spec.runtime.prefect_api_url or (local.url if local else None)
     if not api:
-        raise UsageError("keel schedule needs a Prefect server: set PREFECT_API_URL or runtime.prefect_api_url")
+        raise UsageError(
+            "keel schedule needs a Prefect server: `keel server start` (this project's), "
+            "or set PREFECT_API_URL / runtime.prefect_api_url"
+        )
     os.environ["PREFECT_API_URL"] = api
     from flows.schedule import register, serve
 
@@ -230,12 +248,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if args.rollout:
         return _run_into_rollout(args, loaded)
+    refused = _refuse_during_live_rollout(args, loaded)
+    if refused is not None:
+        return refused
     from flows.lifecycle import run_lifecycle
 
     with prefect_api(loaded.spec.runtime.prefect_api_url):
         summary = run_lifecycle(loaded)
     _emit(args, summary["text"], {k: v for k, v in summary.items() if k != "text"})
     return EXIT_OK if summary["status"] == "ok" else EXIT_NO
+
+
+def _refuse_during_live_rollout(args: argparse.Namespace, loaded: LoadedSpec) -> int | None:
+    """A run that promotes must not replace the champion a live rollout judges its challenger against."""
+    from pipeline.registry.home import spec_store
+    from pipeline.rollout import rollback, status
+    from pipeline.rollout.backends import configure_backend
+
+    spec, store = loaded.spec, spec_store(loaded.spec)
+    configure_backend(spec, store)
+    state = status(spec.name, store=store)
+    if state is None or not state.live:
+        return None
+    if getattr(args, "abort_rollout", False):
+        rollback(spec.name, "aborted by keel run --abort-rollout", store=store, rollout_id=state.rollout_id)
+        print(f"rollout {state.rollout_id} rolled back (--abort-rollout): {state.challenger} no longer takes traffic")
+        return None
+    message = (
+        f"keel run: rollout {state.rollout_id} of {spec.name} is live (challenger {state.challenger} at stage "
+        f"{state.stage}, {state.traffic:.0%} of traffic, against champion {state.champion}); a run now would "
+        "promote a new champion and the rollout would judge its challenger against a model that no longer "
+        "serves. Let it finish, roll it back (keel rollout rollback SPEC), or pass --abort-rollout."
+    )
+    payload = {"status": "refused", "reason": "live rollout", "rollout": state.to_dict()}
+    return _fail(args, message, payload, EXIT_NO)
 
 
 def _run_into_rollout(args: argparse.Namespace, loaded: LoadedSpec) -> int:
@@ -254,6 +300,8 @@ def _run_into_rollout(args: argparse.Namespace, loaded: LoadedSpec) -> int:
 def _run_sweep(args: argparse.Namespace) -> int:
     """`keel run -m`: check every combination, then one keel-run per job in one Prefect session."""
     jobs, specs = _load_sweep(args)
+    if args.promote_best and (refused := _refuse_during_live_rollout(args, specs[0])) is not None:
+        return refused
     from flows.sweep import render_text, sweep_flow
 
     with prefect_api(specs[0].spec.runtime.prefect_api_url):
@@ -271,11 +319,12 @@ def _run_sweep(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from pipeline.registry import BundleStore, RegistryError, promote, rollback
     from pipeline.registry.aliases import aliases, history
+    from pipeline.registry.home import store_home
 
     loaded = _load(args)
     name = loaded.spec.name
-    home = loaded.spec.runtime.bentoml_home
-    store = BundleStore(Path(home) if home else None)
+    home, source = store_home(loaded.spec.runtime)
+    store = BundleStore(home)
     try:
         if args.action == "list":
             state = aliases(name, store=store)
@@ -298,7 +347,12 @@ def cmd_models(args: argparse.Namespace) -> int:
                 )
                 or f"no bundles for {name}"
             )
-            _emit(args, text, {"status": "ok", "bundles": rows, "aliases": state})
+            text = f"store {home} ({source})\n{text}"
+            _emit(
+                args,
+                text,
+                {"status": "ok", "store": str(home), "store_source": source, "bundles": rows, "aliases": state},
+            )
         elif args.action == "show":
             ref = store.get(args.tag) if args.tag else store.get(aliases(name, store=store)["champion"] or "")
             ref.verify()
@@ -325,13 +379,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     """`keel rollout status|start|advance|rollback SPEC`: the staged rollout record serving follows."""
-    from pipeline.registry import BundleStore, RegistryError
+    from pipeline.registry import RegistryError
+    from pipeline.registry.home import spec_store
     from pipeline.rollout import RolloutError, advance, rollback, start, status
 
     loaded = _load(args)
     name = loaded.spec.name
-    home = loaded.spec.runtime.bentoml_home
-    store = BundleStore(Path(home) if home else None)
+    store = spec_store(loaded.spec)
     from pipeline.rollout.backends import configure_backend
 
     configure_backend(loaded.spec, store)  # runtime.rollout_state: the file beside the store, or Redis
@@ -339,7 +393,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     if args.action in ROLLOUT_EXTRA_ACTIONS:  # bodies in pipeline/rollout/commands.py
         from pipeline.rollout.commands import rollout_action
 
-        code, human, payload = rollout_action(args, loaded, store)
+        with prefect_api(loaded.spec.runtime.prefect_api_url):  # evaluate runs a flow; the others need none
+            code, human, payload = rollout_action(args, loaded, store)
         if code:
             return _fail(args, human, payload, code)
         _emit(args, human, payload)
@@ -388,11 +443,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise UsageError(f"--workers must be between 1 and 64, got {args.workers}")
     loaded = _load(args)
+    from pipeline.registry.home import store_home
     from pipeline.serving.run import serve
 
-    home = loaded.spec.runtime.bentoml_home
+    home, source = store_home(loaded.spec.runtime)
     print(f"serving {loaded.spec.name}'s champion on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
-    code = serve(loaded.path, host=args.host, port=args.port, home=home, workers=args.workers)
+    print(f"store {home} ({source})", flush=True)
+    code = serve(
+        loaded.path,
+        host=args.host,
+        port=args.port,
+        home=home,
+        workers=args.workers,
+        overrides=loaded.overrides,
+        conf_dirs=[str(d) for d in loaded.conf_dirs],
+    )
     return EXIT_OK if code in (0, 130) else EXIT_NO
 
 
@@ -404,7 +469,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from flows.monitor import run_monitor
     from pipeline.monitoring.decision import exit_status
 
-    summary = run_monitor(loaded, data_path=args.data, as_of=args.as_of, start_retrain=args.retrain)
+    with prefect_api(loaded.spec.runtime.prefect_api_url):
+        summary = run_monitor(loaded, data_path=args.data, as_of=args.as_of, start_retrain=args.retrain)
     _emit(args, summary["text"], {"status": "ok", **{k: v for k, v in summary.items() if k != "text"}})
     return exit_status(summary["decision"])
 
@@ -420,6 +486,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(human)
         return _fail(args, "keel simulate: the rollout did not end as the spec prescribes", payload, code)
     _emit(args, human, payload)
+    return EXIT_OK
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    """`keel server start|stop|status`: this project's Prefect server, in the background, used by every verb."""
+    from pipeline.prefect_server import ServerError, running, start, stop
+
+    if args.action == "start":
+        try:
+            info, started = start(port=args.port, database=args.database)
+        except ServerError as exc:
+            return _fail(args, f"keel server start: {exc}", {"status": "failed", "reason": str(exc)}, EXIT_NO)
+        ui = info.url.removesuffix("/api")
+        human = (
+            f"{'started' if started else 'already running'}: Prefect server at {info.url} (pid {info.pid}, "
+            f"database {info.database})\nUI: {ui}   log: {info.log}\nevery keel verb in this directory now uses it"
+        )
+        _emit(args, human, {"status": "ok", "started": started, **info.__dict__})
+        return EXIT_OK
+    if args.action == "stop":
+        info = stop()
+        human = f"stopped the Prefect server at {info.url} (pid {info.pid})" if info else "no server recorded here"
+        _emit(args, human, {"status": "ok", "stopped": info is not None})
+        return EXIT_OK
+    info = running()
+    if info is None:
+        _emit(args, "no Prefect server running for this project (keel server start)", {"status": "down"})
+        return EXIT_NO
+    _emit(args, f"up: {info.url} (pid {info.pid}, database {info.database})", {"status": "up", **info.__dict__})
     return EXIT_OK
 
 
@@ -446,6 +541,23 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    server = verbs.add_parser(
+        "server",
+        help="start, stop or show this project's Prefect server (every verb uses it when it is up)",
+        description="A Prefect server in the background on the local PostgreSQL (else SQLite under .keel/prefect/); "
+        "every keel verb run in this directory reports to it, and its UI shows runs, schedules and reports.",
+    )
+    server.add_argument("action", choices=["start", "stop", "status"])
+    server.add_argument("--port", type=int, default=4200, help="start: the port (a free one if taken)")
+    server.add_argument(
+        "--database",
+        default=None,
+        metavar="URL",
+        help="start: SQLAlchemy URL of the server's database (default: the local PostgreSQL's keel_prefect, "
+        "else SQLite under .keel/prefect/)",
+    )
+    server.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    server.set_defaults(handler=cmd_server, overrides=[])
     check = verb("check", cmd_check, "compose and check a spec; print nothing else")
     check.add_argument("-m", "--multirun", action="store_true", help="check every combination of a sweep")
     check.add_argument(
@@ -455,6 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     diff = verb("diff", cmd_diff, "explain in words what changes between two specs")
     diff.add_argument("--new", type=Path, default=None, help=argparse.SUPPRESS)
     diff.add_argument("--against", metavar="REV", help="compare SPEC with itself at a git revision")
+    diff.add_argument(
+        "--change",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override applied to the new side only: what it changes (positional overrides apply to both sides)",
+    )
     diff.add_argument(
         "--backtest", type=Path, default=None, metavar="FILE", help="also replay a history under both specs"
     )
@@ -484,6 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--promote-best",
         action="store_true",
         help="with -m: promote the gate-passed job with the best test selection metric when the sweep ends",
+    )
+    run.add_argument(
+        "--abort-rollout",
+        action="store_true",
+        help="roll back the spec's live rollout first (without it, a run that would promote during one is refused)",
     )
     run.add_argument(
         "--rollout",
@@ -572,6 +696,8 @@ def main(argv: list[str] | None = None) -> int:
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     args.overrides = [*getattr(args, "overrides", []), *extras]
+    if args.verb == "server" and args.overrides:
+        parser.error(f"keel server takes no overrides: {' '.join(args.overrides)}")
     try:
         return args.handler(args)
     except SpecError as exc:

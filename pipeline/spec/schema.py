@@ -473,6 +473,11 @@ class RolloutSpec(Strict):
     name: Name
     stages: list[StageSpec] = Field(min_length=1)
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
+    schedule: CronSchedule | None = Field(
+        None,
+        description="when `keel schedule`'s rollout deployment evaluates the live stage (advance, hold, roll back); "
+        "absent: the deployment is registered without a schedule (run it from the UI or `keel rollout evaluate`)",
+    )
 
 
 # ---------------------------------------------------------------- triggers

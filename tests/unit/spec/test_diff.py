@@ -142,3 +142,20 @@ def test_masked_churner_changes_are_explained() -> None:
         "since synthetic:streamflow_previous)"
     )
     assert diff_specs(old, removed)[0].text.startswith("masked churners: removed (was sessions_last_30d rises")
+
+
+def test_overrides_are_named_per_side_and_change_applies_to_the_new_side_only() -> None:
+    """`keel diff A A model=logistic` used to say only "no changes": the override was invisible."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["diff", str(BASE), str(BASE), "model=logistic"]) == 0
+    text = out.getvalue()
+    assert "[model=logistic]" in text.splitlines()[0] and "apply to both sides" in text
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["diff", str(BASE), str(BASE), "--change", "model=logistic", "--json"]) == 0
+    payload = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert {"path": "model.family", "old": "lightgbm", "new": "logistic"}.items() <= next(
+        c for c in payload["changes"] if c["path"] == "model.family"
+    ).items()
+    assert payload["new"].endswith("[model=logistic]") and "[" not in payload["old"]
