@@ -53,7 +53,7 @@ a{color:#0b5cad;text-decoration:none}a:hover{text-decoration:underline}
 .fa-times::before{content:"\\2718"}.fa-question-circle::before{content:"?"}
 .keel-banner{margin:12px 16px;padding:10px 14px;border-radius:6px;border:1px solid;font-size:15px}
 .keel-banner.ok{background:#e8f5ec;border-color:#9fd3ae}.keel-banner.failed{background:#fbe9eb;border-color:#eeb0b7}
-.keel-banner p{margin:4px 0}#ge-cta-footer{display:none!important}
+.keel-banner p{margin:4px 0}#ge-cta-footer,footer{display:none!important}
 """
 
 

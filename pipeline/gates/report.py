@@ -83,12 +83,12 @@ def _name(r: GateResult) -> str:
 
 
 def _row(r: GateResult) -> str:
-    if r.passed:
-        result = "pass (no reference yet)" if "nothing to compare" in r.reason else "pass"
-        result += "" if r.blocking else " (non-blocking)"
-    else:
-        result = "**FAIL**" if r.blocking else "fail (non-blocking)"
-    reference = NONE if r.reference is None else fmt_number(r.reference)
+    result = "pass" if r.passed else ("**FAIL**" if r.blocking else "fail")
+    result += "" if r.blocking else ", non-blocking"
+    if r.reference is not None:
+        reference = fmt_number(r.reference)
+    else:  # a relative gate with nothing to compare with yet passes and says so
+        reference = "none yet" if "nothing to compare" in r.reason else NONE
     return f"| {_name(r)} | {fmt_number(r.value)} | {r.rule} | {reference} | {result} |"
 
 

@@ -69,7 +69,7 @@ def test_no_champion_yet_passes_and_says_so() -> None:
 def test_non_blocking_gate_is_reported_but_does_not_block() -> None:
     report = evaluate_gates(gates(f1={"min": 0.9, "blocking": False}), {"f1": 0.5}, TASK)
     assert report.passed and len(report.failed) == 1
-    assert "fail (non-blocking)" in render_markdown(report, "Gates")
+    assert "| fail, non-blocking |" in render_markdown(report, "Gates")
 
 
 def test_markdown_names_gate_value_bound_and_champion() -> None:
