@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/services.sh  # starts Redis / PostgreSQL when installed but down; says what is missing
 export GX_ANALYTICS_ENABLED=false
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python -m pytest -n 2 --timeout 600 "$@"
+.venv/bin/python -m pytest -n 2 --timeout 600 -rs "$@"  # -rs: every skip with its reason

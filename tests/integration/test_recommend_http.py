@@ -195,6 +195,7 @@ def test_a_slow_ranker_and_a_failing_source_degrade_without_5xx(servers: dict, r
     assert elapsed < 1.8  # answered at the 150 ms ranking budget, not after the ranker's 2 s
 
 
+@pytest.mark.redis
 def test_redis_features_are_used_and_redis_down_is_stale_features(servers: dict, run: dict) -> None:
     user = _warm_user(run)
     assert run["redis"].get(f"{prefix(run['tag'])}:schema") is not None  # published by keel run

@@ -23,7 +23,7 @@ from pipeline.cli import main
 from pipeline.rollout.record import rollout_path
 from tests.integration.serving_fixtures import SPEC_PATH, build_bundle, running_service
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.redis]  # skipped, saying so, without Redis (tests/services.py)
 REDIS_URL = "redis://127.0.0.1:6379/14"
 KEYS = "keel:rollout:streamflow-churn*"
 

@@ -26,6 +26,7 @@ from pipeline.rollout.state import history
 from pipeline.serving.state import ServingState
 from pipeline.serving.watch import ChampionWatcher
 from pipeline.spec.schema import RolloutSpec, RuntimeSpec, StageSpec
+from tests.services import NEEDS_REDIS, redis_up
 
 URL = "redis://127.0.0.1:6379/0"
 DEAD_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused, like a Redis that went away
@@ -43,6 +44,8 @@ def store(tmp_path: Path) -> BundleStore:
 
 @pytest.fixture
 def backend(store: BundleStore) -> Iterator[RedisBackend]:
+    if not redis_up():
+        pytest.skip(NEEDS_REDIS)
     prefix = f"keeltest:{secrets.token_hex(6)}"
     backend = RedisBackend(URL, prefix=prefix)
     use_backend(store.keel_dir, NAME, backend)
