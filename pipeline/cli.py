@@ -329,20 +329,22 @@ def cmd_models(args: argparse.Namespace) -> int:
         if args.action == "list":
             state = aliases(name, store=store)
             roles = {tag: role for role, tag in state.items() if tag}
+            shown = LISTED_METRICS[loaded.spec.task]  # each task's own headline metrics
             rows = [
                 {
                     "tag": b.tag,
                     "created_at": b.manifest.created_at,
                     "gate_passed": b.manifest.gate_passed,
                     "alias": roles.get(b.tag),
-                    "auc": b.manifest.metrics.get("auc"),
+                    "metrics": {m: b.manifest.metrics.get(m) for m in shown},
                 }
                 for b in store.list(name)
             ]
             text = (
                 "\n".join(
-                    f"{r['tag']}  {r['created_at']}  gates {'passed' if r['gate_passed'] else 'FAILED'}"
-                    f"  auc {r['auc'] if r['auc'] is None else round(r['auc'], 4)}  {r['alias'] or ''}"
+                    f"{r['tag']}  {r['created_at']}  gates {'passed' if r['gate_passed'] else 'FAILED'}  "
+                    + "  ".join(f"{m} {'n/a' if v is None else f'{v:.4f}'}" for m, v in r["metrics"].items())
+                    + f"  {r['alias'] or ''}"
                     for r in rows
                 )
                 or f"no bundles for {name}"
@@ -375,6 +377,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         return _fail(args, f"keel models {args.action}: {exc}", {"status": "failed", "reason": str(exc)}, EXIT_NO)
     return EXIT_OK
+
+
+LISTED_METRICS = {"binary_classification": ("auc", "pr_auc"), "recommendation": ("ndcg@10", "hit@10", "recall@500")}
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:

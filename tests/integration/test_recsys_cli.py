@@ -48,6 +48,10 @@ def test_streamrec_runs_end_to_end(tmp_path: Path) -> None:
         assert 0 <= metrics[name] <= 1, name
     assert set(result["baselines"]) == {"popularity", "cooccurrence"}
     assert result["baselines"]["popularity"]["ndcg@10"]["beats"]
+    # keel models list shows a recommender's own metrics (it showed "auc None")
+    code, listed = keel("models", "list", SPEC, *SMALL)
+    [row] = listed["bundles"]
+    assert code == 0 and row["metrics"]["ndcg@10"] == metrics["ndcg@10"] and "auc" not in row["metrics"]
 
     run_dir = Path(result["run_dir"])
     report = json.loads((run_dir / "run_report.json").read_text())
