@@ -349,12 +349,22 @@ def cmd_models(args: argparse.Namespace) -> int:
                 )
                 or f"no bundles for {name}"
             )
-            text = f"store {home} ({source})\n{text}"
+            dangling = _dangling_aliases(state, {r["tag"] for r in rows})
+            for role, tag in dangling.items():
+                print(
+                    f"warning: alias {role} -> {tag}: the bundle is missing from the store (dangling)", file=sys.stderr
+                )
+            text = f"store {home} ({source})\n{text}" + "".join(
+                f"\nDANGLING {role} -> {tag} (bundle missing; keel models verify exits 1)"
+                for role, tag in dangling.items()
+            )
             _emit(
                 args,
                 text,
                 {"status": "ok", "store": str(home), "store_source": source, "bundles": rows, "aliases": state},
             )
+        elif args.action == "verify":
+            return _verify_models(args, name, store)
         elif args.action == "show":
             ref = store.get(args.tag) if args.tag else store.get(aliases(name, store=store)["champion"] or "")
             ref.verify()
@@ -376,6 +386,34 @@ def cmd_models(args: argparse.Namespace) -> int:
             _emit(args, "\n".join(json.dumps(e, default=str) for e in events), {"status": "ok", "history": events})
     except RegistryError as exc:
         return _fail(args, f"keel models {args.action}: {exc}", {"status": "failed", "reason": str(exc)}, EXIT_NO)
+    return EXIT_OK
+
+
+def _dangling_aliases(state: dict[str, Any], present: set[str]) -> dict[str, str]:
+    """Aliases whose bundle is not (or no longer) in the store."""
+    return {role: tag for role, tag in state.items() if tag and tag not in present}
+
+
+def _verify_models(args: argparse.Namespace, name: str, store: Any) -> int:
+    """`keel models verify`: every bundle's files against their sha256, and every alias against the store."""
+    from pipeline.registry.aliases import aliases
+
+    problems, checked = [], 0
+    for ref in store.list(name):
+        checked += 1
+        try:
+            ref.verify()
+        except Exception as exc:  # IntegrityError, a missing file: say which bundle and why
+            problems.append(f"{ref.tag}: {exc}")
+    present = {ref.tag for ref in store.list(name)}
+    state = aliases(name, store=store)
+    problems += [
+        f"alias {role} -> {tag}: bundle missing (dangling)" for role, tag in _dangling_aliases(state, present).items()
+    ]
+    payload = {"status": "ok" if not problems else "failed", "bundles": checked, "problems": problems}
+    if problems:
+        return _fail(args, "keel models verify:\n  " + "\n  ".join(problems), payload, EXIT_NO)
+    _emit(args, f"{checked} bundles verified (sha256), aliases {state}: ok", payload)
     return EXIT_OK
 
 
@@ -629,7 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--as-of", type=_iso_date, default=None, help="monitored day YYYY-MM-DD (default: today)")
     monitor.add_argument("--retrain", action="store_true", help="start the retrain the triggers prescribe")
     models = verb("models", cmd_models, "list, show, promote or roll back the spec's registered bundles")
-    models.add_argument("--action", choices=["list", "show", "promote", "rollback", "history"], default="list")
+    models.add_argument(
+        "--action", choices=["list", "show", "verify", "promote", "rollback", "history"], default="list"
+    )
     models.add_argument("--tag", default=None, help="bundle tag NAME:VERSION (show, promote)")
     models.add_argument("--reason", default=None, help="recorded in the alias history")
     rollout = verb("rollout", cmd_rollout, "start, advance, roll back or show the staged rollout of a challenger")
@@ -677,7 +717,7 @@ def _iso_date(text: str) -> str:
 
 def _split_models_args(argv: list[str]) -> list[str]:
     """`keel models list SPEC` reads better than `keel models SPEC --action list` (same for `keel rollout`)."""
-    actions = {"models": {"list", "show", "promote", "rollback", "history"}, "rollout": set(ROLLOUT_ACTIONS)}
+    actions = {"models": {"list", "show", "verify", "promote", "rollback", "history"}, "rollout": set(ROLLOUT_ACTIONS)}
     if len(argv) >= 2 and argv[0] in actions and argv[1] in actions[argv[0]]:
         return [argv[0], *argv[2:], "--action", argv[1]]
     return argv

@@ -11,6 +11,7 @@ target is checked under the lock and a rename onto a non-empty dir fails anyway.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -73,6 +74,8 @@ def save_bundle(
     """Copy every file of ``source_dir`` into the store as one new version; return its exact ref."""
     check_name(name)
     store = store or BundleStore()
+    with contextlib.suppress(RegistryError, OSError):  # staging dirs a killed save left behind go first
+        store.gc()
     source_dir = Path(source_dir)
     rels = _source_files(source_dir)
     created = clock()
