@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.data.errors import DataSourceError, TrainingDataError
+from pipeline.permissions import apply_umask
 from pipeline.prefect_target import PrefectUnreachable, prefect_api
 from pipeline.spec.errors import Problem, SpecError
+from pipeline.spec.secrets import SecretError
 
 if TYPE_CHECKING:
     from pipeline.spec.load import LoadedSpec
@@ -733,6 +735,7 @@ def _split_diff_args(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
+    apply_umask()  # owner-only files unless KEEL_UMASK says otherwise (pipeline/permissions.py)
     argv = _split_models_args(_split_diff_args(list(sys.argv[1:] if argv is None else argv)))
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
@@ -749,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc.render(), {"status": "error", "problems": [p.to_dict() for p in exc.problems]})
     except TrainingDataError as exc:
         return _fail(args, f"keel: {exc}", {"status": "failed", "reasons": [str(exc)]}, EXIT_NO)
-    except (UsageError, DataSourceError, PrefectUnreachable) as exc:
+    except (UsageError, DataSourceError, PrefectUnreachable, SecretError) as exc:
         return _fail(args, f"keel: {exc}", {"status": "error", "problems": [{"reason": str(exc)}]})
     except KeyboardInterrupt:
         return 130

@@ -48,6 +48,9 @@ def prefect_api(url: str | None) -> Iterator[str | None]:
     if os.environ.get(ENV):
         yield os.environ.get(ENV)
         return
+    from pipeline.spec.secrets import resolve
+
+    url = resolve(url)  # runtime.prefect_api_url may be an env:/prefect-secret: reference
     if not url:
         from pipeline.prefect_server import running
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.registry.home import store_home
 from pipeline.spec.load import LoadedSpec
+from pipeline.spec.secrets import redact
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,10 @@ def create_run_dir(loaded: LoadedSpec, verb: str, now: datetime | None = None) -
     root = Path(loaded.spec.runtime.runs_dir) / loaded.spec.name
     run = RunDir(root / f"{stamp}-{verb}-{loaded.sha256[:8]}")
     run.path.mkdir(parents=True, exist_ok=False)
-    run.write_text("resolved_spec.yaml", loaded.to_yaml())
+    run.write_text("resolved_spec.yaml", redact(loaded.to_yaml()))  # no URL password ever reaches a record
     run.write_json(
         "run.json",
-        {
+        redact({
             "verb": verb,
             "spec": str(loaded.path),
             "spec_name": loaded.spec.name,
@@ -90,6 +91,6 @@ def create_run_dir(loaded: LoadedSpec, verb: str, now: datetime | None = None) -
             "code_version": code_version(),
             "started_at": now.isoformat(),
             "store": str(store_home(loaded.spec.runtime)[0]),  # which BentoML store the run reads and writes
-        },
+        }),
     )
     return run

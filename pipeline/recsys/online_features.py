@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -130,7 +129,9 @@ class RedisFeatures:
 
 def redis_url_for(spec: Any) -> str | None:
     """KEEL_REDIS_URL wins over the spec's runtime.redis_url (the serving env decides where Redis is)."""
-    return os.environ.get("KEEL_REDIS_URL") or spec.runtime.redis_url
+    from pipeline.spec.secrets import redis_url
+
+    return redis_url(spec)
 
 
 def publish_online_features(

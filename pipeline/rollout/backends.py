@@ -164,6 +164,8 @@ def configure_backend(spec: Any, store: Any) -> RedisBackend | None:
     if spec.runtime.rollout_state != "redis":
         use_backend(keel_dir, spec.name, None)
         return None
-    backend = RedisBackend(spec.runtime.redis_url)
+    from pipeline.spec.secrets import resolve
+
+    backend = RedisBackend(resolve(spec.runtime.redis_url))
     use_backend(keel_dir, spec.name, backend)
     return backend

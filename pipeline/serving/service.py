@@ -44,6 +44,7 @@ from pathlib import Path
 
 import bentoml
 
+from pipeline.permissions import apply_umask
 from pipeline.recsys.fallback import parse_faults
 from pipeline.registry import BundleStore
 from pipeline.rollout.backends import configure_backend as configure_rollout_state
@@ -62,8 +63,11 @@ from pipeline.serving.shadow import ShadowRunner
 from pipeline.serving.triggers import ImmediateTriggers
 from pipeline.serving.watch import ChampionWatcher
 from pipeline.spec.schema import Spec
+from pipeline.spec.secrets import SecretError
+from pipeline.spec.secrets import redis_url as secret_redis_url
 
 log = logging.getLogger("keel.serving")
+apply_umask()  # request logs and caches this worker writes are owner-only unless KEEL_UMASK says otherwise
 
 MAX_BODY_BYTES = int(os.environ.get("KEEL_MAX_BODY_BYTES", 1 << 20))
 MAX_CONCURRENCY = int(os.environ.get("KEEL_MAX_CONCURRENCY", 32))
@@ -111,7 +115,12 @@ class ChurnService:
             return
         self._rollout_parts(spec, store)
         warm = spec.rollout.rollback.warm_standby if spec.rollout else True
-        redis_url = os.environ.get("KEEL_REDIS_URL") or spec.runtime.redis_url
+        try:
+            redis_url = secret_redis_url(spec)  # KEEL_REDIS_URL, else the spec's (an env:/prefect-secret: reference)
+        except SecretError as exc:
+            STATE.error = str(exc)
+            log.error("keel serving NOT READY: %s", exc)
+            return
         STATE.task = spec.task
         build = None
         if spec.task == "recommendation":  # /recommend (ADR 0012): an OnlineRecommender per bundle

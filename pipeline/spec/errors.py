@@ -11,6 +11,8 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pipeline.spec.secrets import redact
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -24,10 +26,10 @@ class Problem:
     def render(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         key = f" {self.key}:" if self.key else ""
-        return f"{where}:{key} {self.reason}"
+        return redact(f"{where}:{key} {self.reason}")  # an error message never shows a URL's password
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "line": self.line, "key": self.key, "reason": self.reason}
+        return redact({"file": self.file, "line": self.line, "key": self.key, "reason": self.reason})
 
 
 class SpecError(Exception):

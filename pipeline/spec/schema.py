@@ -209,7 +209,10 @@ class TwoTowerParams(Strict):
 
 
 class ModelBase(Strict):
-    features: list[Column] = Field(description="features the model takes, by name")
+    features: list[Column] = Field(
+        description="features the model takes, by name; a spec may also write `all` or {include, exclude, dtypes}, "
+        "resolved to this list at load (pipeline/spec/selectors.py)"
+    )
 
 
 class LightGBMModel(ModelBase):
@@ -317,6 +320,11 @@ class EvaluationSpec(Strict):
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which an entity is flagged")
     top_k: int = Field(100, ge=1, description="list size for precision_at_k and ranking metrics")
     group_columns: list[Column] = Field(default_factory=list)
+    refit: Literal["none", "train_valid", "all"] = Field(
+        "none",
+        description="retrain the chosen model on these parts after the gates, before registering; none: register "
+        "the model the gates measured (docs/adr/0020-refit.md)",
+    )
 
 
 class BaselineSpec(Strict):
@@ -581,6 +589,20 @@ class RuntimeSpec(Strict):
         description="a Prefect server's API (http://127.0.0.1:4200/api) that flows report to, health-checked "
         "first; PREFECT_API_URL in the environment wins; absent: an ephemeral one",
     )
+
+    @field_validator("redis_url", "prefect_api_url")
+    @classmethod
+    def _no_secret_values(cls, value: str | None) -> str | None:
+        """A password never lives in a spec (nor in records or Prefect parameters): name where it lives."""
+        from pipeline.spec.secrets import check_reference, has_password
+
+        if value is not None and has_password(value):
+            raise ValueError(
+                "a password in a URL is not kept in a spec or an override (it would reach run records and "
+                "Prefect parameters): put the URL in an environment variable and write env:NAME "
+                "(e.g. env:KEEL_REDIS_URL), or store it in a Prefect Secret block and write prefect-secret:NAME"
+            )
+        return None if value is None else check_reference(value)
 
     @field_validator("rollout_state")
     @classmethod
