@@ -62,19 +62,20 @@ def _split(name: str) -> tuple[str, str]:
 def _gap_table(metrics: dict[str, Any], intervals: dict[str, Any], insufficient: dict[str, str]) -> list[str]:
     rows: dict[str, dict[str, str]] = {}
     columns: dict[str, None] = {}
-    notes = []
+    why: dict[str, str] = {}  # grouping -> reason (the group sizes are in the per-group table)
     for name, value in metrics.items():
         base, grouping = _split(name)
         columns.setdefault(grouping, None)
         if value is None:
             rows.setdefault(base, {})[grouping] = f"insufficient{DAGGER}"
-            notes.append(f"- {DAGGER} {name}: {insufficient.get(name, 'insufficient data')}")
+            why.setdefault(grouping, insufficient.get(name, "insufficient data").split("; short:")[0])
             continue
         low, high = intervals.get(name, (None, None))
         rows.setdefault(base, {})[grouping] = f"{value:.4f}{_interval(low, high)}"
     order = [c for c in columns if c != WORST] + ([WORST] if WORST in columns else [])
     lines = ["| gap | " + " | ".join(order) + " |", "|---|" + "---:|" * len(order)]
     lines += [f"| {base} | " + " | ".join(cells.get(c, "") for c in order) + " |" for base, cells in rows.items()]
+    notes = [f"- {DAGGER} {grouping}: {reason} (group sizes below)" for grouping, reason in why.items()]
     return lines + (["", *notes] if notes else [])
 
 
@@ -147,8 +148,10 @@ def _causal(c: Any) -> list[str]:
     if x and x.get("effect") is not None:
         lines += [
             "",
-            f"- A/B (treatment {x['n_treatment']:,} vs holdout {x['n_holdout']:,}): effect {x['effect']:+.4f} "
-            f"[{x['low']:.4f}, {x['high']:.4f}], p = {x['p_value']:.3g}, minimum detectable effect "
-            f"{x['mde']:.4f} at power {x['power']:.0%}, alpha {x['alpha']:g}",
+            "| randomized holdout | treatment | holdout | effect | interval | p-value | minimum detectable effect |",
+            "|---|---:|---:|---:|---|---:|---|",
+            f"| offers vs none | {x['n_treatment']:,} | {x['n_holdout']:,} | {x['effect']:+.4f} "
+            f"|{_interval(x['low'], x['high'])} | {x['p_value']:.3g} "
+            f"| {x['mde']:.4f} (power {x['power']:.0%}, alpha {x['alpha']:g}) |",
         ]
     return lines

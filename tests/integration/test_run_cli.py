@@ -35,6 +35,16 @@ def keel(*args: str) -> tuple[int, dict]:
     return code, json.loads(out.getvalue().strip().splitlines()[-1])
 
 
+def _artifact_markdown(key: str) -> str:
+    """The newest markdown artifact under `key`, as the Prefect UI gets it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        [latest] = client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return str(latest.data)
+
+
 def test_run_trains_gates_registers_and_scores(tmp_path: Path) -> None:
     code, result = keel("run", SPEC, *SMALL)
     assert code == 0, result
@@ -51,7 +61,13 @@ def test_run_trains_gates_registers_and_scores(tmp_path: Path) -> None:
     assert len(masked) == result["scoring"]["masked_churners"] > 0
     assert Path(result["scoring"]["masked_churners_parquet"]).parent == Path(result["run_dir"])
     report = (Path(result["run_dir"]) / "gate_report.md").read_text()
-    assert "**PASSED**" in report
+    # a reviewer's minute: the verdict on line 3, every gate in the table within the first 30 lines
+    top = report.splitlines()[:30]
+    assert top[2].startswith("**PROMOTED** to champion")
+    for g in result["gates"]["gates"]:
+        assert any(line.startswith(f"| {g['name']}") for line in top), g["name"]
+    assert max(map(len, report.splitlines())) <= 200 and "e+0" not in report
+    assert _artifact_markdown("streamflow-churn-gates").count("](data:image/png;base64,") == 1  # chart in the UI
     # fairness before automated offers: the age-band TPR gap is gated (docs/adr/0015)
     [tpr_gate] = [g for g in result["gates"]["gates"] if g["name"] == "tpr_gap_age_band"]
     assert tpr_gate["passed"] and tpr_gate["value"] <= 0.15
@@ -68,6 +84,8 @@ def test_run_trains_gates_registers_and_scores(tmp_path: Path) -> None:
     assert not second["promoted"]
     [failed] = [g for g in second["gates"]["gates"] if not g["passed"]]
     assert failed["name"] == "auc" and "below min 0.99" in failed["reason"]
+    verdict = (Path(second["run_dir"]) / "gate_report.md").read_text().splitlines()[2]
+    assert verdict.startswith("**NOT promoted**") and "below min 0.99" in verdict
     assert aliases("streamflow-churn", store=store)["champion"] == result["bundle"]
     assert second["previous_champion"] == result["bundle"]
 

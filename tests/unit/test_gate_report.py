@@ -153,3 +153,25 @@ def test_monitor_report_counts_and_embedded_chart_links(tmp_path: Path) -> None:
     save_png(fig, chart, 80)
     plt.close(fig)
     assert "data:image/png;base64," in embed_images(text, tmp_path)  # what the Prefect artifact gets
+
+
+def test_fairness_tables_one_row_per_group() -> None:
+    from pipeline.fairness.result import INSUFFICIENT, OK, FairnessReport, GroupMetric
+    from pipeline.fairness.sections import Sections, render_markdown
+
+    groups = [
+        GroupMetric("age_band", band, metric, 0.5, 0.4, 0.6, n, OK if n >= 50 else INSUFFICIENT)
+        for band, n in (("18-24", 120), ("50+", 20))
+        for metric in ("auc", "tpr", "fpr")
+    ]
+    report = FairnessReport(groups=groups)
+    report.add_metric(
+        "tpr_gap[age_band]", None, (None, None), "insufficient data: fewer than 2 groups; short: 50+ (n=20)"
+    )
+    text = render_markdown(Sections(fairness=report, chart="c.png"))
+    lines = text.splitlines()
+    assert "| grouping | group | rows | auc | tpr | fpr |" in lines
+    assert "| age_band | 18-24 | 120 | 0.5000 | 0.5000 | 0.5000 |" in lines
+    assert "| age_band | 50+ | 20 | 0.5000† | 0.5000† | 0.5000† |" in lines
+    assert "- † age_band: insufficient data: fewer than 2 groups (group sizes below)" in lines
+    assert max(map(len, lines)) <= 200
