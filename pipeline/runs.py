@@ -7,6 +7,7 @@ verb writes. Reports from weeks ago stay explainable.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -71,6 +72,22 @@ def code_version() -> str:
     return f"{base}+g{sha}{'.dirty' if dirty else ''}"
 
 
+def input_files(loaded: LoadedSpec) -> dict[str, dict[str, Any]]:
+    """Key path -> {path, bytes, sha256} for each data file the spec names (synthetic sources: as written)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, source in loaded.data_sources().items():
+        path = Path(source)
+        if source.startswith("synthetic:") or not path.is_file():
+            out[key] = {"path": source}
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        out[key] = {"path": source, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return out
+
+
 def create_run_dir(loaded: LoadedSpec, verb: str, now: datetime | None = None) -> RunDir:
     """Make a fresh run directory and record the spec that the run uses."""
     now = now or datetime.now(UTC)
@@ -81,16 +98,19 @@ def create_run_dir(loaded: LoadedSpec, verb: str, now: datetime | None = None) -
     run.write_text("resolved_spec.yaml", redact(loaded.to_yaml()))  # no URL password ever reaches a record
     run.write_json(
         "run.json",
-        redact({
-            "verb": verb,
-            "spec": str(loaded.path),
-            "spec_name": loaded.spec.name,
-            "spec_sha256": loaded.sha256,
-            "overrides": loaded.overrides,
-            "config_choices": loaded.choices,
-            "code_version": code_version(),
-            "started_at": now.isoformat(),
-            "store": str(store_home(loaded.spec.runtime)[0]),  # which BentoML store the run reads and writes
-        }),
+        redact(
+            {
+                "verb": verb,
+                "spec": str(loaded.path),
+                "spec_name": loaded.spec.name,
+                "spec_sha256": loaded.sha256,
+                "overrides": loaded.overrides,
+                "config_choices": loaded.choices,
+                "code_version": code_version(),
+                "started_at": now.isoformat(),
+                "store": str(store_home(loaded.spec.runtime)[0]),  # which BentoML store the run reads and writes
+                "inputs": input_files(loaded),  # sha256 of every file the spec reads: a changed input is visible
+            }
+        ),
     )
     return run

@@ -1,4 +1,4 @@
-"""Secrets by reference (issue 15.8): no password in a spec, a record or an error; owner-only files."""
+"""What Keel writes holds no secret and says what it read (issues 15.8, 15.12): references, redaction, umask, input hashes."""
 
 from __future__ import annotations
 
@@ -70,3 +70,21 @@ def test_files_keel_writes_are_owner_only(tmp_path: Path, monkeypatch) -> None:
         assert apply_umask() == 0o027
     finally:
         os.umask(previous)
+
+
+def test_a_run_records_the_sha256_of_each_input_file(tmp_path: Path) -> None:
+    """Issue 15.12: two runs over a changed file differ in run.json, so the change is visible."""
+    import hashlib
+
+    import pandas as pd
+
+    data = tmp_path / "snapshot.csv"
+    pd.DataFrame({"a": [1, 2]}).to_csv(data, index=False)
+    loaded = load_spec(SPEC, [f"data.source={data}", f"runtime.runs_dir={tmp_path / 'runs'}"])
+    run = create_run_dir(loaded, "test")
+    inputs = json.loads((run.path / "run.json").read_text())["inputs"]
+    assert inputs["data"] == {
+        "path": str(data.resolve()),
+        "bytes": data.stat().st_size,
+        "sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+    }
