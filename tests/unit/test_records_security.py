@@ -1,4 +1,4 @@
-"""What Keel writes holds no secret and says what it read (issues 15.8, 15.12): references, redaction, umask, input hashes."""
+"""What Keel writes holds no secret and says what it read (issues 15.8, 15.12)."""
 
 from __future__ import annotations
 
