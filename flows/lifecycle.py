@@ -18,11 +18,12 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.evaluate import evaluate_model, fairness_causal, gate
-from flows.train import fingerprint, fit_model, prepare_data, select_challenger
+from flows.train import fingerprint, fit_model, prepare_data, refit_model, select_challenger
 from pipeline.contracts.profile import build_profile
 from pipeline.fairness.sections import render_markdown as render_sections
 from pipeline.gates.report import render_gates, render_run_details
 from pipeline.models.explain import FeatureReference
+from pipeline.models.refit import trained_on_text
 from pipeline.monitoring.reference import BUNDLE_FILE as MONITOR_REFERENCE_FILE
 from pipeline.monitoring.reference import training_reference
 from pipeline.registry import BundleStore, promote, save_bundle
@@ -50,10 +51,14 @@ def register(
     store: BundleStore,
     promote_on_pass: bool = True,
     sweep: dict[str, Any] | None = None,
+    trained: tuple[Any, dict[str, Any]] | None = None,
 ):
-    """Register the bundle (passed or not, so its report can be reproduced); promote it if allowed."""
+    """Register the bundle (passed or not, so its report can be reproduced); promote it if allowed.
+
+    `trained`: the rows the model learned from and their description (evaluation.refit); default the train part.
+    """
     spec = loaded.spec
-    train = data.splits["train"]
+    train, trained_on = trained if trained is not None else (data.splits["train"], None)
     profile = build_profile(data.contract.accepted, spec.contract, spec.contract.profile.bins)
     with tempfile.TemporaryDirectory(prefix="keel-bundle-") as tmp:
         write_bundle_dir(
@@ -84,7 +89,12 @@ def register(
             features=model.features,
             metrics=evaluation["metrics"],
             gate_passed=gate_report.passed,
-            extra={"family": model.family, "run_dir": str(run.path), **({"sweep": sweep["id"]} if sweep else {})},
+            extra={
+                "family": model.family,
+                "run_dir": str(run.path),
+                **({"sweep": sweep["id"]} if sweep else {}),
+                **({"trained_on": trained_on} if trained_on else {}),
+            },
             store=store,
         )
     if gate_report.passed and promote_on_pass:
@@ -127,7 +137,8 @@ def run_flow(
     evaluation["metrics"] |= sections.metrics()  # gate-able by name, stored for vs champion / baseline
     gate_report, champion_tag = gate(spec, evaluation["metrics"], store, sections.insufficient())
     promoted = gate_report.passed and sweep is None and promote_on_pass
-    tag = register(loaded, model, data, evaluation, gate_report, run, store, promoted, sweep)
+    model, trained, trained_on = refit_model(spec, model_spec, model, data)  # evaluation.refit (ADR 0020)
+    tag = register(loaded, model, data, evaluation, gate_report, run, store, promoted, sweep, (trained, trained_on))
     scoring = batch_score(loaded, tag, data, run, store) if promoted else {}
     report = {
         "spec_name": spec.name,
@@ -141,6 +152,7 @@ def run_flow(
         "model_family": model.family,
         "selection_metric": spec.selection.metric or "auc",
         "selection": selection,
+        "trained_on": trained_on,
         "sweep": sweep,
         "rows": {
             "in": data.contract.rows_in,
@@ -168,7 +180,8 @@ def _facts(report: dict[str, Any]) -> list[str]:
     """The bullets under the gate table: what was registered, against what, and the list it wrote."""
     facts = [
         f"bundle `{report['bundle']}` ({report['model_family']}); previous champion: "
-        f"{report['previous_champion'] or 'none'}"
+        f"{report['previous_champion'] or 'none'}",
+        f"trained on {trained_on_text(report['trained_on'])}",
     ]
     scoring = report["scoring"]
     if scoring:
@@ -217,6 +230,7 @@ def lifecycle_summary(report: dict[str, Any]) -> dict[str, Any]:
             f"run {report['status']}: bundle {report['bundle']} {verdict}",
             "  " + ", ".join(f"{k} {v:.4f}" for k, v in report["metrics"].items() if k in ("auc", "pr_auc", "brier")),
             _selection_line(report),
+            f"  trained on {trained_on_text(report['trained_on'])}",
             *failed,
             f"report: {report['run_dir']}/gate_report.md",
         ]
@@ -231,6 +245,7 @@ def lifecycle_summary(report: dict[str, Any]) -> dict[str, Any]:
         "model_family",
         "selection_metric",
         "selection",
+        "trained_on",
         "metrics",
         "gates",
         "scoring",

@@ -57,6 +57,14 @@ def fit_model(spec: Spec, model_spec: Any, data: Prepared) -> TabularModel:
     return model.fit(train[model.features], data.labels("train", spec.data), valid_set)
 
 
+@task(cache_policy=NO_CACHE)
+def refit_model(spec: Spec, model_spec: Any, model: TabularModel, data: Prepared) -> tuple[TabularModel, Any, dict]:
+    """evaluation.refit: the model to register, the rows it learned from, and those rows in words."""
+    from pipeline.models.refit import refit
+
+    return refit(spec, model_spec, model, data)
+
+
 def fingerprint(frame: pd.DataFrame) -> str:
     """A cheap, stable fingerprint of the training data (row hash of a fixed sample + shape)."""
     import hashlib

@@ -72,3 +72,11 @@ def test_check_validate_run_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert len(same) == len(listing) - (3 in set(listing["row"]))
     assert (same["probability_list"] - same["probability_score"]).abs().max() < 1e-15  # CSV round trip
     assert scores["decision"].sum() == len(listing) - (3 in set(listing["row"]))
+
+    # evaluation.refit: all — the registered model learns from every row, and every report says so
+    code, refit = keel("run", spec, "evaluation.refit=all")
+    assert code == 0, refit
+    assert refit["trained_on"]["parts"] == ["train", "valid", "test"] and refit["trained_on"]["rows"] == 1470
+    assert run["trained_on"]["parts"] == ["train"]
+    report = (Path(refit["run_dir"]) / "gate_report.md").read_text()
+    assert "trained on train + valid + test (1,470 rows" in report and "evaluation.refit: all" in report
