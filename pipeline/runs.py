@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from pipeline.crashed_runs import current_flow_run, mark_crashed
 from pipeline.registry.home import store_home
 from pipeline.spec.load import LoadedSpec
 from pipeline.spec.secrets import redact
@@ -89,10 +90,20 @@ def input_files(loaded: LoadedSpec) -> dict[str, dict[str, Any]]:
 
 
 def create_run_dir(loaded: LoadedSpec, verb: str, now: datetime | None = None) -> RunDir:
-    """Make a fresh run directory and record the spec that the run uses."""
+    """Make a fresh run directory and record the spec that the run uses (and the flow run it belongs to).
+
+    Earlier flow runs of this spec whose process died are marked Crashed first (pipeline/crashed_runs.py).
+    """
     now = now or datetime.now(UTC)
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     root = Path(loaded.spec.runtime.runs_dir) / loaded.spec.name
+    flow_run = current_flow_run()
+    if flow_run:
+        try:
+            crashed = mark_crashed(root)
+        except Exception as exc:  # housekeeping must never fail the run that found it
+            crashed = [f"could not check: {type(exc).__name__}: {exc}"]
+        flow_run["marked_crashed"] = crashed
     run = RunDir(root / f"{stamp}-{verb}-{loaded.sha256[:8]}")
     run.path.mkdir(parents=True, exist_ok=False)
     run.write_text("resolved_spec.yaml", redact(loaded.to_yaml()))  # no URL password ever reaches a record
@@ -110,6 +121,7 @@ def create_run_dir(loaded: LoadedSpec, verb: str, now: datetime | None = None) -
                 "started_at": now.isoformat(),
                 "store": str(store_home(loaded.spec.runtime)[0]),  # which BentoML store the run reads and writes
                 "inputs": input_files(loaded),  # sha256 of every file the spec reads: a changed input is visible
+                **flow_run,  # flow_run_id, host, pid: a later run can tell this one died
             }
         ),
     )
