@@ -32,6 +32,7 @@ from pipeline.monitoring.reference import relabelled, with_training_profile
 from pipeline.registry import BundleStore
 from pipeline.registry.home import spec_store
 from pipeline.reports.artifact import publish_markdown
+from pipeline.reports.format import fmt_number
 from pipeline.runs import RunDir, create_run_dir
 from pipeline.spec.load import LoadedSpec, load_spec
 from pipeline.spec.schema import Spec
@@ -230,7 +231,8 @@ def summary_text(report: dict[str, Any]) -> str:
             lines.append(f"    segments ({seg['column']}): {seg['pattern']} — {seg['likely']}")
     lines += [f"  unit change? {u['feature']} {u['factor']} ({u['meaning']})" for u in report["unit_changes"]]
     if report["metrics"]:
-        lines.append("  metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in report["metrics"].items() if v is not None))
+        shown = (f"{k} {fmt_number(v)}" for k, v in report["metrics"].items() if v is not None)
+        lines.append("  metrics: " + ", ".join(shown))  # counts as 20,000, not 2e+04
     decision = report["decision"]
     lines.append(f"  decision: {decision.get('summary', '')}")
     if report.get("retrain_started"):

@@ -63,7 +63,7 @@ def history_chart(history: pd.DataFrame, path: Path) -> Path | None:
     dates = pd.to_datetime(metrics["date"])
     first, last = dates.min().normalize(), dates.max().normalize()
     pad = pd.Timedelta(days=3) if first == last else max(pd.Timedelta(days=1), (last - first) * 0.05)
-    fig, ax = plt.subplots(figsize=(7.0, 3.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8.0, 3.6), layout="constrained")
     try:
         for name, rows in metrics.groupby("name", sort=True):
             ax.plot(pd.to_datetime(rows["date"]), rows["value"], marker="o", label=str(name))
@@ -77,7 +77,7 @@ def history_chart(history: pd.DataFrame, path: Path) -> Path | None:
         days = dates.dt.normalize().nunique()
         ax.set_title(f"performance metrics by day ({days} day{'s' if days != 1 else ''})", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # never over the lines
         save_png(fig, path, DPI)
     finally:
         plt.close(fig)
