@@ -200,7 +200,7 @@ def _seed_redis(built, entity: str) -> bool:
         from pipeline.serving.cache import RedisScoreCache
 
         cache = RedisScoreCache(REDIS_URL, built.name)
-        cache.put_many([{"entity_id": entity, "probability": 0.5, "reasons": ["r1", "r2", "r3"], "bundle": built.tag}])
+        cache.put(built.tag, [{"entity_id": entity, "probability": 0.5, "reasons": ["r1", "r2", "r3"]}], keep=None)
         return True
     except Exception:
         return False

@@ -23,9 +23,9 @@ from pipeline.models.explain import top_reasons
 from pipeline.registry import BundleStore
 from pipeline.registry.aliases import aliases
 from pipeline.registry.tabular import TabularBundle
-from pipeline.spec.secrets import resolve
 from pipeline.serving.cache import RedisScoreCache, open_score_cache
 from pipeline.spec.schema import Spec
+from pipeline.spec.secrets import resolve
 
 
 @dataclass
@@ -117,7 +117,7 @@ def write_score_cache(spec: Spec, scores: pd.DataFrame, tag: str, store: BundleS
     (`$BENTOML_HOME/keel/<name>/scores/<version>.parquet`); either way the namespaces of bundles that
     are neither `tag` nor the standby are deleted, so a rollback still finds its own scores.
     """
-    cache = open_score_cache(resolve(spec.runtime.redis_url), store.keel_dir, spec.name)
+    cache = open_score_cache(resolve(spec.runtime.redis_url), store.keel_dir, spec.name, timeout_s=30.0)
     named = aliases(spec.name, store=store)
     keep = [t for t in (named.get("champion"), named.get("standby")) if t and t != tag]
     key = spec.data.entity_id or "row"

@@ -52,8 +52,8 @@ class ScoreCache(Protocol):
         """The document `tag` wrote for `entity_id`, or None."""
         ...
 
-    def put(self, tag: str, rows: Iterable[Mapping[str, Any]], keep: Iterable[str] = ()) -> int:
-        """Write `tag`'s namespace whole, then delete every other namespace not in `keep`."""
+    def put(self, tag: str, rows: Iterable[Mapping[str, Any]], keep: Iterable[str] | None = ()) -> int:
+        """Write `tag`'s namespace whole, then delete every other namespace not in `keep` (None: none)."""
         ...
 
 
@@ -95,7 +95,10 @@ class RedisScoreCache:
         raw = self.client.hget(self.namespace(tag), entity_id)
         return None if raw is None else json.loads(raw)
 
-    def put(self, tag: str, rows: Iterable[Mapping[str, Any]], keep: Iterable[str] = (), chunk: int = 10_000) -> int:
+    def put(
+        self, tag: str, rows: Iterable[Mapping[str, Any]], keep: Iterable[str] | None = (), chunk: int = 10_000
+    ) -> int:
+        """Write `tag`'s hash whole (temp key, then RENAME); `keep=None` prunes nothing (benches, tests)."""
         final = self.namespace(tag)
         tmp = f"{final}:writing-{secrets.token_hex(4)}"
         count, batch = 0, {}
@@ -115,7 +118,8 @@ class RedisScoreCache:
             pipe.delete(final)  # an empty list: nothing is cached for this bundle
         pipe.sadd(self.index, version_of(tag))
         pipe.execute()
-        self.prune({version_of(t) for t in [tag, *keep]})
+        if keep is not None:
+            self.prune({version_of(t) for t in [tag, *keep]})
         return count
 
     def prune(self, keep_versions: set[str]) -> list[str]:
@@ -172,7 +176,7 @@ class FileScoreCache:
             self._loaded = {tag: entry}  # one bundle held: the champion's
             return entry
 
-    def put(self, tag: str, rows: Iterable[Mapping[str, Any]], keep: Iterable[str] = ()) -> int:
+    def put(self, tag: str, rows: Iterable[Mapping[str, Any]], keep: Iterable[str] | None = ()) -> int:
         docs = [{"entity_id": str(r["entity_id"]), **document(r, tag)} for r in rows]
         schema = pa.schema(
             [
@@ -184,6 +188,8 @@ class FileScoreCache:
         )
         table = pa.Table.from_pylist(docs, schema=schema)
         write_table_atomic(table, self.path(tag))
+        if keep is None:
+            return len(docs)
         kept = {f"{version_of(t)}.parquet" for t in [tag, *keep]}
         for old in self.directory.glob("*.parquet"):
             if old.name not in kept:
@@ -191,10 +197,13 @@ class FileScoreCache:
         return len(docs)
 
 
-def open_score_cache(redis_url: str | None, keel_dir: Path, spec_name: str) -> ScoreCache:
-    """Redis when a URL is configured (KEEL_REDIS_URL or runtime.redis_url), else the file in the store."""
+def open_score_cache(redis_url: str | None, keel_dir: Path, spec_name: str, timeout_s: float = 0.5) -> ScoreCache:
+    """Redis when a URL is configured (KEEL_REDIS_URL or runtime.redis_url), else the file in the store.
+
+    `timeout_s`: a lookup must fail fast (0.5 s); the batch writer, sending 10k fields a call, passes more.
+    """
     if redis_url:
-        return RedisScoreCache(redis_url, spec_name)
+        return RedisScoreCache(redis_url, spec_name, timeout_s=timeout_s)
     return FileScoreCache(keel_dir, spec_name)
 
 
