@@ -534,6 +534,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_init_spec(args: argparse.Namespace) -> int:
+    """`keel init-spec FILE --label COL`: a contract and a spec from a file (pipeline/spec/init_writer.py)."""
+    from pipeline.spec.infer import InferError
+    from pipeline.spec.init_writer import init_spec
+    from pipeline.spec.sample import SampleError
+
+    try:
+        written = init_spec(
+            args.file,
+            args.label,
+            positive=args.positive,
+            task=args.task,
+            out=args.out,
+            name=args.name,
+            sample_rows=args.sample_rows,
+            force=args.force,
+            user=args.user,
+            item=args.item,
+            timestamp=args.timestamp,
+            items_file=args.items,
+        )
+    except (SampleError, InferError) as exc:
+        raise UsageError(str(exc)) from None
+    _emit(args, written.text, written.payload)
+    return written.code
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     """`keel server start|stop|status`: this project's Prefect server, in the background, used by every verb."""
     from pipeline.prefect_server import ServerError, running, start, stop
@@ -603,6 +630,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     server.set_defaults(handler=cmd_server, overrides=[])
+    init = verbs.add_parser(
+        "init-spec",
+        help="write a contract and a spec from a Parquet/CSV file (a sample of a large one)",
+        description="Profile FILE (a sample of a large one) into conf/contract/NAME.yaml and a spec that pass keel "
+        "check as they are, with comments to edit. Files that exist are not overwritten: the diff is printed and "
+        "the command exits 1 unless --force.",
+    )
+    init.add_argument("file", type=Path, metavar="FILE", help="the .parquet/.csv table")
+    init.add_argument("--label", default=None, help="the target column (required for binary_classification)")
+    init.add_argument("--positive", default=None, metavar="V", help="the label value that counts as positive")
+    init.add_argument("--task", choices=["binary_classification", "recommendation"], default="binary_classification")
+    init.add_argument("--out", type=Path, default=None, help="the spec to write (default specs/NAME.yaml)")
+    init.add_argument("--name", default=None, help="the spec's name (default: from FILE)")
+    init.add_argument("--sample-rows", type=int, default=100_000, metavar="N", help="rows to read at most")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist and differ")
+    init.add_argument("--user", default=None, metavar="COL", help="recommendation: the user id column")
+    init.add_argument("--item", default=None, metavar="COL", help="recommendation: the item id column")
+    init.add_argument("--timestamp", default=None, metavar="COL", help="the time column (default: detected)")
+    init.add_argument("--items", type=Path, default=None, metavar="FILE", help="recommendation: the item table")
+    init.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    init.set_defaults(handler=cmd_init_spec, overrides=[])
     check = verb("check", cmd_check, "compose and check a spec; print nothing else")
     check.add_argument("-m", "--multirun", action="store_true", help="check every combination of a sweep")
     check.add_argument(
@@ -744,8 +792,8 @@ def main(argv: list[str] | None = None) -> int:
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     args.overrides = [*getattr(args, "overrides", []), *extras]
-    if args.verb == "server" and args.overrides:
-        parser.error(f"keel server takes no overrides: {' '.join(args.overrides)}")
+    if args.verb in ("server", "init-spec") and args.overrides:
+        parser.error(f"keel {args.verb} takes no overrides: {' '.join(args.overrides)}")
     try:
         return args.handler(args)
     except SpecError as exc:

@@ -20,6 +20,7 @@ from pipeline.spec.bounds import check_bounds
 from pipeline.spec.compose import ComposeFailed, Provenance, compose_spec
 from pipeline.spec.errors import Problem, SpecError
 from pipeline.spec.schema import Spec
+from pipeline.spec.selectors import resolve_feature_selectors
 from pipeline.spec.semantic import check_semantics
 from pipeline.spec.typecheck import typecheck
 
@@ -118,6 +119,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, conf_dirs: l
         composed = compose_spec(spec_path, overrides, search)
     except ComposeFailed as exc:
         raise SpecError(exc.problems, spec_file=shown) from None
+    problems = resolve_feature_selectors(composed.data, composed.provenance)  # `all`, {include, ...} -> a list
+    if problems:
+        raise SpecError(problems, spec_file=composed.provenance.spec_file)
     spec, problems = typecheck(composed.data, composed.provenance)
     if spec is None:
         raise SpecError(problems, spec_file=composed.provenance.spec_file)
