@@ -80,3 +80,10 @@ def test_check_validate_run_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert run["trained_on"]["parts"] == ["train"]
     report = (Path(refit["run_dir"]) / "gate_report.md").read_text()
     assert "trained on train + valid + test (1,470 rows" in report and "evaluation.refit: all" in report
+
+    # --bundle NAME:VERSION scores with an earlier bundle (the first run's), not the refit champion
+    code, earlier = keel("score", spec, "--data", "new.parquet", "--bundle", run["bundle"], "--out", "earlier.parquet")
+    assert code == 0 and earlier["bundle"] == run["bundle"] != refit["bundle"], earlier
+    again = pd.read_parquet(tmp_path / "earlier.parquet")
+    assert (again["bundle"] == run["bundle"]).all()
+    assert abs(again["probability"].to_numpy() - scores["probability"].to_numpy()).max() < 1e-15
