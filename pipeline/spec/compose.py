@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from pipeline.spec.errors import Problem, suggest
+from pipeline.spec.expansion import ExpansionExceeded, check_expansion
 from pipeline.spec.hydra_source import RefusedConfig, hydra_for, search_path_entry
 from pipeline.spec.limits import check_numbers
 from pipeline.spec.security import HYDRA_BLOCK, check_defaults, check_overrides, check_tree
@@ -117,6 +118,9 @@ def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -
         raise ComposeFailed([_composition_problem(exc, display, conf_dirs, primary)]) from None
     except RecursionError:
         raise ComposeFailed([Problem(display, None, "", "the spec or an override nests too deeply")]) from None
+    except (AssertionError, TypeError) as exc:  # Hydra asserts/fails on a few malformed defaults or overrides
+        reason = f"Hydra cannot compose this spec with these overrides ({exc or 'malformed defaults or override'})"
+        raise ComposeFailed([Problem(display, None, "", reason)]) from None
 
     choices = {
         group: option
@@ -134,9 +138,16 @@ def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -
     provenance.sources.append(primary)
     provenance.overrides = _override_keys(overrides)
 
-    problems = _hydra_blocks(provenance) + check_tree(OmegaConf.to_container(cfg, resolve=False), provenance)
+    unresolved = OmegaConf.to_container(cfg, resolve=False)
+    problems = _hydra_blocks(provenance) + check_tree(unresolved, provenance)
     if problems:
         raise ComposeFailed(problems)
+    try:
+        check_expansion(unresolved)
+    except ExpansionExceeded as exc:
+        raise ComposeFailed([provenance.problem(exc.key, str(exc))]) from None
+    except RecursionError:
+        raise ComposeFailed([Problem(display, None, "", "interpolations refer to each other too deeply")]) from None
     try:
         data = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:

@@ -139,6 +139,8 @@ def check_overrides(overrides: list[str], groups: Iterable[str] = ()) -> list[Pr
         key, sep, value = text.partition("=")
         bare = key.lstrip("+~")
         reason = override_problem(text) or resolver_problem(value)
+        if reason is None and not bare.split("@")[0].strip():
+            reason = "an override needs a key: key=value, +key=value, ~key or group=option"
         if reason is None and bare.split(".")[-1] in _FORBIDDEN_KEYS:
             reason = _FORBIDDEN_KEYS["_target_"]
         if reason is None and re.split(r"[./@]", bare)[0] == "hydra":

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.spec.errors import Problem, SpecError
+from pipeline.spec.limits import override_problem
 from pipeline.spec.load import LoadedSpec, load_spec
 from pipeline.spec.security import check_overrides
 
@@ -81,9 +82,11 @@ def sweep_overrides(overrides: list[str]) -> list[str]:
     parser = OverridesParser.create()
     found = []
     for text in overrides:
+        if override_problem(text):
+            continue  # too long or too deep for Hydra's recursive parser: check_overrides reports it
         try:
             [parsed] = parser.parse_overrides([text])
-        except HydraException:
+        except (HydraException, RecursionError):
             continue  # compose reports unparsable overrides with its own message
         if parsed.is_sweep_override():
             found.append(text)
@@ -104,6 +107,8 @@ def expand_sweep(overrides: list[str], spec_file: str = "") -> list[SweepJob]:
     for text in overrides:
         try:
             parsed += parser.parse_overrides([text])
+        except RecursionError:
+            problems.append(Problem(f"command line override '{text}'", None, _key(text), "nested too deeply to parse"))
         except HydraException as exc:
             reason = str(exc).splitlines()[0]
             problems.append(Problem(f"command line override '{text}'", None, _key(text), f"cannot parse: {reason}"))

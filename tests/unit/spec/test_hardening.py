@@ -148,6 +148,30 @@ def test_alias_bomb_in_a_config_group_file_is_refused_fast(write_spec, tmp_path:
     assert "conf/contract/bomb.yaml" in message and "expands to more than" in message
 
 
+def _interpolation_bomb(copy_lists: bool) -> str:
+    text, previous = "bomb:\n  a: 'xxxxxxxxxx'\n", "a"
+    for name in "bcdefghi":
+        refs = ["${bomb." + previous + "}"] * 10
+        text += f"  {name}: [{', '.join(repr(r) for r in refs)}]\n" if copy_lists else f"  {name}: '{''.join(refs)}'\n"
+        previous = name
+    return text
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("copy_lists", [False, True], ids=["strings", "subtrees"])
+def test_interpolation_bomb_is_refused_before_resolving(write_spec, copy_lists: bool) -> None:
+    """`${a}` ten times per level, eight levels: 10^9 characters (or nodes) from a 1 KB spec."""
+    text = _interpolation_bomb(copy_lists)
+    assert len(text) < 1200
+    message = _fails(write_spec(GOOD + text))
+    assert "interpolations multiply what they repeat" in message and "bomb." in message
+
+
+def test_ordinary_interpolations_still_resolve(write_spec) -> None:
+    text = GOOD + "description: '${name} on ${data.source} (${oc.select:data.entity_id,x})'\n"
+    assert load_spec(write_spec(text)).spec.description == "good-spec on synthetic:streamflow (subscriber_id)"
+
+
 def test_recursive_alias_is_refused(write_spec) -> None:
     assert "not closed yet" in _fails(write_spec(GOOD + "loop: &loop [1, *loop]\n"))
 
@@ -195,6 +219,17 @@ def test_huge_numbers_exit_2(write_spec, capsys, text: str, overrides: list[str]
     code, err, payload = _cli(capsys, str(write_spec(text)), *overrides)
     assert code == 2 and payload["status"] == "error"
     assert "data." in err or "command line" in err
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+@pytest.mark.parametrize(
+    "override",
+    ["x=" + "[" * 3000 + "]" * 3000 + ",1", "x=[" + "[" * 40 + "1" + "]" * 40 + "]", "+=", "=1", "model=[null]"],
+)
+def test_deep_or_keyless_override_exits_2(write_spec, capsys, override: str, multirun: bool) -> None:
+    """Found by test_fuzz_check: Hydra's recursive override parser (also in the sweep pre-check) and its asserts."""
+    code, _, payload = _cli(capsys, *(["-m"] if multirun else []), str(write_spec(GOOD)), override)
+    assert code == 2 and payload["status"] == "error"
 
 
 # ---------------------------------------------------------------- 9. hydra blocks
