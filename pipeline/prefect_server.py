@@ -121,6 +121,7 @@ def start(
     env |= {
         "PREFECT_HOME": str(folder / "home"),
         "PREFECT_API_DATABASE_CONNECTION_URL": database,
+        "PREFECT_UI_API_URL": url,  # the UI calls the API where it really is (else :4200 on another port)
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
