@@ -63,7 +63,27 @@ class KeelConfigSource(FileConfigSource):
                 raise RefusedConfig(Problem(shown, exc.line, "", f"refused: {exc.reason}")) from None
             except (OSError, UnicodeDecodeError) as exc:
                 raise RefusedConfig(Problem(shown, None, "", f"cannot read file: {exc}")) from None
-        return super().load_config(config_path)
+        result = super().load_config(config_path)
+        self._check_defaults(result, path)
+        return result
+
+    @staticmethod
+    def _check_defaults(result: ConfigResult, path: Path) -> None:
+        """A group file's own defaults list obeys the spec's rules: names, no resolvers, no Hydra groups.
+
+        Hydra resolves interpolations in defaults lists while composing, before Keel sees the tree,
+        so `- contract: ${oc.env:X}` would pick an option from the environment (and record it).
+        """
+        from omegaconf import DictConfig, OmegaConf
+
+        from pipeline.spec.security import check_defaults
+
+        if not isinstance(result.config, DictConfig) or "defaults" not in result.config:
+            return
+        defaults = OmegaConf.to_container(result.config, resolve=False).get("defaults")
+        problems = check_defaults(defaults, _display(path), {})
+        if problems:
+            raise RefusedConfig(problems[0])
 
     def is_group(self, config_path: str) -> bool:
         return self._inside(config_path) is not None and super().is_group(config_path)

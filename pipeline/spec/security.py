@@ -108,8 +108,18 @@ def choice_problem(group: str, option: Any) -> str | None:
         if not isinstance(value, str) or not _CHOICE.match(value) or ".." in value:
             return (
                 f"config group choice {value!r} is not a plain option name: a choice names a file inside "
-                f"'{group}/' of the config search path, never a path (no '/', '\\' or '..')"
+                f"'{group.lstrip('/')}/' of the config search path, never a path (no '/', '\\' or '..')"
             )
+    return None
+
+
+def _config_name_problem(name: str) -> str | None:
+    """A string defaults entry names a config, optionally in a group (`group/option`): no '..', no resolvers."""
+    parts = name.lstrip("/").split("/")
+    if parts[0] == "hydra":
+        return "choosing Hydra's own configs is not supported; keel manages them"
+    if "\\" in name or any(not _CHOICE.match(part) or ".." in part for part in parts):
+        return f"defaults entry {name!r} is not a config name: no '..', '\\', interpolations or empty parts"
     return None
 
 
@@ -119,13 +129,14 @@ def check_defaults(defaults: Any, shown: str, lines: dict[str, int]) -> list[Pro
     for index, entry in enumerate(defaults if isinstance(defaults, list) else []):
         line = lines.get(f"defaults.{index}")
         if isinstance(entry, str):
-            name = entry.removeprefix("optional ").removeprefix("override ").strip()
-            if name != "_self_" and choice_problem("config", name.lstrip("/")):
-                problems.append(Problem(shown, line, f"defaults.{index}", choice_problem("config", name.lstrip("/"))))
+            name = entry.removeprefix("optional ").removeprefix("override ").strip().split("@")[0]
+            reason = None if name == "_self_" else _config_name_problem(name)
+            if reason:
+                problems.append(Problem(shown, line, f"defaults.{index}", reason))
         elif isinstance(entry, dict):
             for group, option in entry.items():
                 name = str(group).removeprefix("optional ").removeprefix("override ").strip().split("@")[0]
-                reason = choice_problem(name, option) or (resolver_problem(option) if isinstance(option, str) else None)
+                reason = (resolver_problem(option) if isinstance(option, str) else None) or choice_problem(name, option)
                 if reason:
                     problems.append(Problem(shown, line, f"defaults.{name.lstrip('/')}", reason))
     return problems

@@ -290,7 +290,18 @@ def test_path_in_a_group_files_defaults_is_refused(write_spec, outside: Path, tm
     text = "defaults:\n  - /contract/../../outside/c@_global_.contract\nfamily: lightgbm\nfeatures: [plan_type]\n"
     (group / "evil.yaml").write_text(text)
     message = _fails(write_spec(GOOD.replace("model: lightgbm", "model: evil")))
-    assert "outside the search path" in message
+    assert "conf/model/evil.yaml" in message and "is not a config name" in message
+
+
+def test_resolver_in_a_group_files_defaults_is_refused(write_spec, monkeypatch, tmp_path: Path) -> None:
+    """Hydra resolves defaults-list interpolations while composing: the environment would pick the option."""
+    monkeypatch.setenv("KEEL_TEST_SECRET", "streamflow")
+    group = tmp_path / "conf" / "model"
+    group.mkdir(parents=True)
+    text = "defaults:\n  - /contract@_global_.contract: ${oc.env:KEEL_TEST_SECRET}\nfamily: lightgbm\nfeatures: [a]\n"
+    (group / "envdef.yaml").write_text(text)
+    message = _fails(write_spec(GOOD.replace("model: lightgbm", "model: envdef")))
+    assert "conf/model/envdef.yaml" in message and "resolver 'oc.env'" in message
 
 
 def test_plain_group_choices_still_work(write_spec) -> None:
