@@ -132,7 +132,7 @@ def profile_column(series: pd.Series, name: str, sample: Sample) -> ColumnGuess:
             values = [_plain(v) for v in series.cat.categories]
             guess.notes.append(f"{len(values)} categories declared by the file")
         else:
-            values = sorted({_plain(v) for v in present}, key=str)
+            values = sorted({_plain(v) for v in present.unique()}, key=str)
             guess.notes.append(f"{len(values)} values seen: add any other the data may hold")
         guess.allowed = values
     elif guess.dtype == "str":
@@ -158,9 +158,10 @@ def _dtype(series: pd.Series, present: pd.Series) -> str:
         return "float"
     if pd.api.types.is_datetime64_any_dtype(dt):
         return "datetime"
-    if not present.map(lambda v: isinstance(v, str)).all():
-        if present.map(lambda v: isinstance(v, bool)).all():
-            return "bool"
+    kind = pd.api.types.infer_dtype(present, skipna=True)
+    if kind == "boolean":
+        return "bool"
+    if kind not in ("string", "empty"):
         return "str"
     distinct = present.nunique()
     small = distinct <= MAX_CATEGORIES and (distinct <= 0.5 * len(present) or len(present) < 20)

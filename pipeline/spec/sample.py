@@ -25,6 +25,7 @@ from pipeline.data.sources import CSV_SUFFIXES, PARQUET_SUFFIXES
 
 DEFAULT_SAMPLE_ROWS = 100_000
 _BOOL_WORDS = ("true", "false", "t", "f")
+SPREAD_GROUPS = 10  # a sample of a file with few large row groups takes the head of this many
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
@@ -82,20 +83,31 @@ def _parquet(path: Path, sample_rows: int) -> Sample:
         if wanted >= groups or sum(sizes[g] for g in picked) >= sample_rows:
             break
         wanted += 1
-    if len(picked) == 1:  # one huge row group: stream its first rows only
-        batches = []
-        for batch in pf.iter_batches(batch_size=min(sample_rows, 65_536), row_groups=picked):
-            batches.append(batch)
-            if sum(b.num_rows for b in batches) >= sample_rows:
-                break
-        table = pa.Table.from_batches(batches, schema=pf.schema_arrow).slice(0, sample_rows)
-        how = f"the first {table.num_rows:,} of {total:,} rows (row group {picked[0]} of {groups})"
+    if len(picked) < SPREAD_GROUPS and groups > len(picked):  # few large groups: the head of several
+        picked = sorted({round(float(i)) for i in np.linspace(0, groups - 1, min(groups, SPREAD_GROUPS))})
+        per = math.ceil(sample_rows / len(picked))
+        heads = [_head(pf, g, per) for g in picked]
+        table = pa.Table.from_batches([b for h in heads for b in h], schema=pf.schema_arrow).slice(0, sample_rows)
+        how = (
+            f"{table.num_rows:,} of {total:,} rows (the first {per:,} rows of {len(picked)} of {groups} "
+            "row groups, spread over the file)"
+        )
     else:
         table = pf.read_row_groups(picked)
         if table.num_rows > sample_rows:  # evenly spaced rows of the groups read
             table = table.take(np.linspace(0, table.num_rows - 1, sample_rows).astype(np.int64))
         how = f"{table.num_rows:,} of {total:,} rows ({len(picked)} of {groups} row groups, spread over the file)"
     return Sample(_to_pandas(table), table.num_rows, total, how, stats)
+
+
+def _head(pf: pq.ParquetFile, group: int, rows: int) -> list[pa.RecordBatch]:
+    """The first `rows` rows of one row group, streamed: the rest of the group is not decoded."""
+    out: list[pa.RecordBatch] = []
+    for batch in pf.iter_batches(batch_size=min(rows, 65_536), row_groups=[group]):
+        out.append(batch.slice(0, rows - sum(b.num_rows for b in out)))
+        if sum(b.num_rows for b in out) >= rows:
+            break
+    return out
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
