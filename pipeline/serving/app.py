@@ -238,6 +238,8 @@ def build_app(state: ServingState) -> FastAPI:
         if state.cache is None:
             return _error(404, "no score cache is configured")
         tag = champion.tag
+        if state.cache_health.skip():  # down: one probe per PROBE_S, the rest refused at once
+            return _error(503, "score cache unavailable")
         try:
             found = state.cache.get(entity_id, tag)
         except Exception as exc:  # Redis down or slow: a fast 503; logged once per outage, counted

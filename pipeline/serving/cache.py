@@ -212,10 +212,16 @@ class CacheHealth:
 
     A Redis outage under load used to write one full traceback per request; now the first failure
     logs the traceback, the recovery logs one line, and `/status` and `/metrics` carry the counts.
+    While down, one lookup per PROBE_S tries Redis and the others are refused at once (`skip()`):
+    a Redis that hangs rather than refuses would otherwise hold the event loop for the socket
+    timeout on every lookup.
     """
+
+    PROBE_S = 1.0
 
     def __init__(self) -> None:
         self.up = True
+        self._probe_at = 0.0
         self.errors = 0
         self.changes = 0
         self.since = time.time()
@@ -227,10 +233,20 @@ class CacheHealth:
         with self._lock:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            self._probe_at = time.monotonic() + self.PROBE_S
             if not self.up:
                 return
             self.up, self.since, self.changes = False, time.time(), self.changes + 1
         log.error("keel score cache DOWN (logged once until it recovers): %s", self.last_error, exc_info=exc)
+
+    def skip(self) -> bool:
+        """True: refuse this lookup without trying (down, and the next probe is not due yet); counted."""
+        if self.up or time.monotonic() >= self._probe_at:
+            return False
+        CACHE_ERRORS.inc()
+        with self._lock:
+            self.errors += 1
+        return True
 
     def ok(self) -> None:
         if self.up:

@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from pipeline.serving.request_log import read_request_log
 from tests.integration.serving_fixtures import BuiltBundle, build_bundle, free_port, running_service
 
 MAX_BODY = 64 * 1024
+HANG_3S = ["DEBUG", "SLEEP", "3"]  # the test's own redis-server allows DEBUG (enable-debug-command local)
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +116,7 @@ def _redis_server(port: int, workdir: Path) -> Iterator[None]:
     if exe is None:
         pytest.skip("needs redis-server installed (apt-get install redis-server)")
     cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)]
+    cmd += ["--enable-debug-command", "local"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
@@ -148,9 +151,25 @@ def test_a_redis_outage_logs_once_per_state_change_and_counts(service, redis_por
     assert text.count("Traceback") == tracebacks, f"{text.count('Traceback')} tracebacks after 25 failed lookups"
     assert text.count("score cache DOWN") == 1, text[-3000:]
     with _redis_server(redis_port, tmp_path):
-        r = httpx.get(f"{url}/cached_score/sub-1", timeout=5)
+        deadline = time.monotonic() + 5  # while down, Redis is probed at most every 0.5 s
+        while (r := httpx.get(f"{url}/cached_score/sub-1", timeout=5)).status_code == 503:
+            assert time.monotonic() < deadline, "the cache never came back up"
+            time.sleep(0.05)
         assert r.status_code == 404, r.text  # reachable again; this champion wrote no list there
         cache = httpx.get(f"{url}/status").json()["score_cache"]
         assert cache["up"] is True and cache["state_changes"] == 2, cache
+        up_text = server_log.read_text(errors="replace")
+        assert up_text.count("score cache UP again") == 1 and up_text.count("Traceback") == tracebacks, up_text[-3000:]
+        hang = threading.Thread(target=subprocess.run, args=(["redis-cli", "-p", str(redis_port), *HANG_3S],))
+        hang.start()  # a Redis that hangs instead of refusing: every lookup would wait the 0.5 s socket timeout
+        time.sleep(0.2)
+        waits = []
+        while hang.is_alive():  # lookups through the 3 s hang, one every ~0.1 s unless one has to wait
+            t0 = time.monotonic()
+            assert httpx.get(f"{url}/cached_score/sub-1", timeout=5).status_code in (503, 404)
+            waits.append(time.monotonic() - t0)
+            time.sleep(0.1)
+        slow = [w for w in waits if w >= 0.4]  # the probes: one per second while down (CacheHealth.PROBE_S)
+        assert len(waits) >= 8 and len(slow) <= len(waits) // 3, f"lookups during a hung Redis: {waits}"
     text = server_log.read_text(errors="replace")
-    assert text.count("score cache UP again") == 1 and text.count("Traceback") == tracebacks, text[-3000:]
+    assert text.count("score cache DOWN") == 2, text[-3000:]  # the hang is a second outage: logged once
