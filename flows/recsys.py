@@ -30,6 +30,7 @@ from pipeline.recsys import system
 from pipeline.recsys.examples import RecExamples
 from pipeline.recsys.online_features import publish_online_features
 from pipeline.recsys.package import write_system_bundle
+from pipeline.recsys.report import render_summary
 from pipeline.registry import BundleStore, promote, save_bundle
 from pipeline.registry.home import spec_store
 from pipeline.reports.artifact import publish_markdown
@@ -263,76 +264,6 @@ def _held(passed: bool, sweep: dict[str, Any] | None, promote_on_pass: bool = Tr
     if not sweep:
         return "NOT promoted (a gate said no)" if promote_on_pass else "gates passed, held for the staged rollout"
     return f"gates passed, held: sweep job {sweep['job']} of {sweep['jobs']} (only --promote-best promotes)"
-
-
-def render_summary(report: dict[str, Any]) -> str:
-    """The Markdown body after the gate table: rows, stage metrics vs baselines, ranker, diversity, batch."""
-    rows = report["rows"]
-    lines = [
-        "",
-        "---",
-        "",
-        "## Details",
-        "",
-        "### Run",
-        "",
-        f"- rows: {rows['in']:,} in, {rows['quarantined']:,} quarantined by the contract, "
-        f"{rows['examples_quarantined']:,} quarantined when placing them "
-        f"({', '.join(f'{k}: {v:,}' for k, v in rows['quarantine_reasons'].items()) or 'none'})",
-        f"- split at {report['split']['valid_start']} / {report['split']['test_start']}: "
-        f"{rows['examples_train']:,} train, {rows['examples_valid']:,} valid, {rows['examples_test']:,} test rows",
-        f"- {rows['examples_users']:,} users, {rows['examples_items']:,} items; "
-        f"{rows['examples_test_users']:,} warm test users ({rows['examples_cold_test_users']:,} cold, not scored)",
-        "",
-        "## Test metrics (full catalogue, seen items excluded)",
-        "",
-    ]
-    k = report["retrieval"]["candidates_per_user"]
-    names = ["hit@10", "ndcg@10", "mrr@10", "recall@10", "coverage@10", f"recall@{k}"]
-    lines += ["| list | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for stage, values in report["stages"].items():
-        cells = [_cell(values.get(n)) for n in names]
-        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
-    lines += ["", f"recall@{k} of `final`/`ranked_before_rerank` is the merged candidate list's (`candidates`)."]
-    lines += ["", "## Versus same-run baselines", ""]
-    for name, margins in report["baselines"].items():
-        for metric, m in margins.items():
-            verdict = "beats" if m["beats"] else "does NOT beat"
-            lines.append(f"- {metric}: pipeline {m['pipeline']:.4f} {verdict} {name} {m['baseline']:.4f}")
-    ranker = report["ranker"]
-    lines += ["", "## Ranker", "", f"- used: {ranker.get('used')} ({ranker.get('reason')})"]
-    if "valid_ndcg@10_ranker" in ranker:
-        lines.append(
-            f"- held-out validation NDCG@10: ranker {ranker['valid_ndcg@10_ranker']:.4f} vs retrieval order "
-            f"{ranker['valid_ndcg@10_retrieval_order']:.4f} (features: {', '.join(ranker['features'])})"
-        )
-    failed = report["retrieval"]["failed_sources"]
-    lines += [
-        "",
-        "## Retrieval",
-        "",
-        f"- sources (round-robin): {', '.join(report['retrieval']['sources'])}; {k} candidates per user",
-        f"- failed sources: {failed or 'none'}",
-    ]
-    if report["diversity"]:
-        d = report["diversity"]
-        lines += [
-            "",
-            f"## Diversity ({d['attribute']}) in the top 10",
-            "",
-            f"- before re-ranking: {d['ranked_share']}",
-            f"- after re-ranking: {d['final_share']}",
-            f"- lists re-ranked: {d['rerank']['lists']:,}, skipped: {d['rerank']['skipped']}, "
-            f"slots filled by the exposure guarantee: {d['rerank']['filled_by_guarantee']:,}",
-        ]
-    if report["scoring"]:
-        s = report["scoring"]
-        lines += ["", f"- batch: top-{s['top_k']} for {s['users']:,} users ({s['rows']:,} rows): `{s['parquet']}`"]
-    return "\n".join(lines) + "\n"
-
-
-def _cell(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _store(loaded: LoadedSpec) -> BundleStore:

@@ -148,9 +148,9 @@ def _causal(c: Any) -> list[str]:
     if x and x.get("effect") is not None:
         lines += [
             "",
-            "| randomized holdout | treatment | holdout | effect | interval | p-value | minimum detectable effect |",
+            "| randomized A/B | treatment rows | holdout rows | effect | interval | p-value | min. detectable effect |",
             "|---|---:|---:|---:|---|---:|---|",
-            f"| offers vs none | {x['n_treatment']:,} | {x['n_holdout']:,} | {x['effect']:+.4f} "
+            f"| treatment vs holdout | {x['n_treatment']:,} | {x['n_holdout']:,} | {x['effect']:+.4f} "
             f"|{_interval(x['low'], x['high'])} | {x['p_value']:.3g} "
             f"| {x['mde']:.4f} (power {x['power']:.0%}, alpha {x['alpha']:g}) |",
         ]

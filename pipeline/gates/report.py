@@ -56,7 +56,8 @@ def render_gates(
 def verdict_line(report: GateReport, promotion: str | None = None, promoted: bool | None = None) -> str:
     """One line: PROMOTED / NOT promoted (or PASSED / FAILED without a promotion decision) and why."""
     blocking_failed = [r for r in report.results if r.blocking and not r.passed]
-    other_failed = [r for r in report.results if not r.blocking and not r.passed]
+    other_failed = [r for r in report.results if not r.blocking and not r.passed and not _not_computed(r)]
+    other_missing = [r for r in report.results if not r.blocking and _not_computed(r)]
     blocking = sum(r.blocking for r in report.results)
     other = len(report.results) - blocking
     if blocking_failed:
@@ -65,7 +66,9 @@ def verdict_line(report: GateReport, promotion: str | None = None, promoted: boo
         why += f" (+{more} more)" if more > 0 else ""
         head = "**NOT promoted**" if promoted is not None else "**FAILED**"
         return f"{head}: {len(blocking_failed)} of {blocking} blocking gates failed: {why}"
-    note = f"; {len(other_failed)} non-blocking gate(s) did not pass, see below" if other_failed else ""
+    parts = [f"{len(other_failed)} non-blocking failed"] if other_failed else []
+    parts += [f"{len(other_missing)} non-blocking not computed"] if other_missing else []
+    note = f"; {' and '.join(parts)}, see below" if parts else ""
     passed = f"all {blocking} blocking gates passed" + (f" ({len(report.results)} gates in all)" if other else "")
     if promoted is None:
         return f"**PASSED**: {passed}{note}"

@@ -78,6 +78,10 @@ def test_streamrec_runs_end_to_end(tmp_path: Path) -> None:
     assert Path(fc["chart"]).read_bytes()[:4] == b"\x89PNG"
     markdown = (run_dir / "gate_report.md").read_text()
     assert "## Fairness and causal evaluation" in markdown and "Minimum-exposure guarantee" in markdown
+    top = markdown.splitlines()[:30]  # verdict and every gate within a reviewer's first screen
+    assert top[2].startswith("**PROMOTED** to champion")
+    assert all(any(line.startswith(f"| {g}") for line in top) for g in gates), [g for g in gates]
+    assert max(map(len, markdown.splitlines())) <= 200
 
     store = BundleStore(tmp_path / "bentoml")
     assert aliases("streamrec", store=store)["champion"] == result["bundle"]
