@@ -288,9 +288,9 @@ def _pick_id(p: Proposal, cols: dict[str, ColumnGuess]) -> None:
         if p.entity_id is None and column.notna().all() and column.is_unique and len(column) > 1:
             p.entity_id, guess.unique, guess.dtype = guess.name, True, "int" if guess.dtype == "int" else "str"
             guess.minimum = guess.maximum = guess.allowed = None
-            guess.notes = []
             read = "every row" if p.sample.total_rows == p.sample.rows_read else f"the {p.sample.rows_read:,} rows read"
             p.id_why = f"named like an id and unique in {read}"
+            guess.notes = [f"the entity id: {p.id_why}"]
             guess.not_feature = "the entity id"
         elif guess.not_feature is None:
             guess.not_feature = "named like an id (repeats: a group, not a measurement)"
