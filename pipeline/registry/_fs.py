@@ -65,7 +65,9 @@ def atomic_write(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        crash_point(f"{path.name}:before_replace")  # the fault matrix kills here (tests/unit/test_fault_matrix.py)
         os.replace(tmp, path)
+        crash_point(f"{path.name}:after_replace")
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -81,8 +83,10 @@ def append_jsonl(path: Path, lines: list[dict[str, Any]]) -> None:
         size = os.fstat(fd).st_size
         torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"  # a crash mid-append: don't glue onto it
         text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+        crash_point(f"{path.name}:before_append")
         os.write(fd, (("\n" if torn else "") + text).encode())
         os.fsync(fd)
+        crash_point(f"{path.name}:after_append")
     finally:
         os.close(fd)
 
