@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from hydra._internal.core_plugins.file_config_source import FileConfigSource
 from hydra.plugins.config_source import ConfigLoadError, ConfigResult
@@ -87,6 +88,9 @@ class KeelConfigSource(FileConfigSource):
 
     def is_group(self, config_path: str) -> bool:
         return self._inside(config_path) is not None and super().is_group(config_path)
+
+    def list(self, config_path: str, results_filter: Any) -> list[str]:
+        return super().list(config_path, results_filter) if self._inside(config_path) is not None else []
 
     def is_config(self, config_path: str) -> bool:
         return self._inside(self._normalize_file_name(config_path)) is not None and super().is_config(config_path)
