@@ -74,7 +74,10 @@ def verdict_line(report: GateReport, promotion: str | None = None, promoted: boo
         return f"**PASSED**: {passed}{note}"
     if promoted:
         return f"**PROMOTED** to champion: {passed}{note}"
-    return f"**NOT promoted**: {passed}, but {promotion or 'held'}{note}"
+    held = promotion or "held"
+    if held.startswith("gates passed, "):  # the promotion wording repeats the gates' verdict: say it once
+        held = held.removeprefix("gates passed, ")
+    return f"**HELD**, not promoted: {passed}; {held}{note}"
 
 
 def _not_computed(r: GateResult) -> bool:

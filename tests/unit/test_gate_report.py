@@ -69,7 +69,7 @@ def test_promoted_verdict_counts_blocking_gates() -> None:
     line = render_gates(report, "t", "promoted to champion", True).splitlines()[2]
     assert line == "**PROMOTED** to champion: all 1 blocking gates passed (2 gates in all)"
     held = render_gates(report, "t", "gates passed, held for the staged rollout", False).splitlines()[2]
-    assert held.startswith("**NOT promoted**") and "held for the staged rollout" in held
+    assert held == "**HELD**, not promoted: all 1 blocking gates passed (2 gates in all); held for the staged rollout"
     failed = render_gates(_report(auc=0.7), "t", "NOT promoted", False).splitlines()[2]
     assert "auc 0.7 is below min 0.75" in failed and "(+1 more)" in failed and len(failed) <= 200
 
