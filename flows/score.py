@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from pipeline.data.sources import load_path
 from pipeline.data.timestamps import apply_timestamp_unit
 from pipeline.registry import BundleStore
+from pipeline.registry.home import spec_store
 from pipeline.runs import create_run_dir
 from pipeline.scoring.command import (
     Scored,
@@ -53,8 +54,7 @@ def score_flow(
     """Parameters are plain JSON so a Prefect deployment can schedule the same flow."""
     loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
     spec = loaded.spec
-    home = spec.runtime.bentoml_home
-    store = BundleStore(Path(home) if home else None)
+    store = spec_store(spec)  # the one store every verb uses (ADR 0017)
     tag = resolve_bundle(spec, store, bundle)
     run = create_run_dir(loaded, "score")
     frame = load_file(spec, Path(data_path))

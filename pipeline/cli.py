@@ -1,7 +1,7 @@
 """The `keel` command: `keel <verb> SPEC [overrides...] [--json]`.
 
 Exit codes (docs/cli.md): 0 ok; 1 a gate or contract said no; 2 bad spec, bad
-input or usage. With --json the last line of stdout is one JSON object for
+input or usage; 3 the machine could not store the result (disk full, read-only). With --json the last line of stdout is one JSON object for
 scripts and CI. Heavy imports (Prefect, GE) happen inside the verbs that need
 them, so `keel show` and `keel diff` answer in about a second.
 """
@@ -9,6 +9,7 @@ them, so `keel show` and `keel diff` answer in about a second.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
     from pipeline.spec.load import LoadedSpec
     from pipeline.spec.sweep import SweepJob
 
-EXIT_OK, EXIT_NO, EXIT_BAD = 0, 1, 2
+EXIT_OK, EXIT_NO, EXIT_BAD, EXIT_STORAGE = 0, 1, 2, 3
+# a full disk, a quota or a read-only/forbidden store: the machine's problem, not the spec's or the model's
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 QUIET_ENV = {
     "GX_ANALYTICS_ENABLED": "false",  # great-expectations would send usage data
@@ -217,7 +220,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     """`keel score SPEC --data FILE`: score a file's accepted rows with a bundle (pipeline/scoring/command.py)."""
     loaded = _load(args)
-    from pipeline.registry import BundleStore
     from pipeline.scoring.command import ScoreError, check_out_path, resolve_bundle
 
     if loaded.spec.task != "binary_classification":
@@ -226,10 +228,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read {args.data}: the file does not exist")  # before Prefect starts
     if args.reasons < 0:
         raise UsageError(f"--reasons must be 0 or more, got {args.reasons}")
-    home = loaded.spec.runtime.bentoml_home
-    try:
+    from pipeline.registry.home import spec_store
+
+    try:  # the one store every verb uses (runtime.bentoml_home, BENTOML_HOME, else .keel/bentoml)
         check_out_path(args.out)
-        tag = resolve_bundle(loaded.spec, BundleStore(Path(home) if home else None), args.bundle)
+        tag = resolve_bundle(loaded.spec, spec_store(loaded.spec), args.bundle)
     except ScoreError as exc:
         raise UsageError(str(exc)) from None
     from flows.score import run_score
@@ -802,6 +805,16 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, f"keel: {exc}", {"status": "failed", "reasons": [str(exc)]}, EXIT_NO)
     except (UsageError, DataSourceError, PrefectUnreachable, SecretError) as exc:
         return _fail(args, f"keel: {exc}", {"status": "error", "problems": [{"reason": str(exc)}]})
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        message = (
+            f"keel: could not write{where}: {exc.strerror or exc}; nothing half-written is visible and the "
+            "previous champion still serves (free space or fix permissions, then run again)"
+        )
+        payload = {"status": "error", "problems": [{"reason": message, "errno": errno.errorcode.get(exc.errno)}]}
+        return _fail(args, message, payload, EXIT_STORAGE)
     except KeyboardInterrupt:
         return 130
 
