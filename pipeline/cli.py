@@ -1,9 +1,10 @@
 """The `keel` command: `keel <verb> SPEC [overrides...] [--json]`.
 
 Exit codes (docs/cli.md): 0 ok; 1 a gate or contract said no; 2 bad spec, bad
-input or usage; 3 the machine could not store the result (disk full, read-only). With --json the last line of stdout is one JSON object for
-scripts and CI. Heavy imports (Prefect, GE) happen inside the verbs that need
-them, so `keel show` and `keel diff` answer in about a second.
+input or usage; 3 the machine could not store the result (disk full, read-only).
+With --json the last line of stdout is one JSON object for scripts and CI. Heavy
+imports (Prefect, GE) happen inside the verbs that need them, so `keel show` and
+`keel diff` answer in about a second.
 """
 
 from __future__ import annotations
@@ -738,6 +739,12 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--cycles", type=int, default=3, help="drill: switches to the standby and back")
     rollout.add_argument("--rate", type=float, default=100.0, help="drill: requests per second")
     rollout.add_argument("--gap", type=float, default=1.0, help="drill: seconds between switches")
+    rollout.add_argument(
+        "--max-switch-ms",
+        type=float,
+        default=None,
+        help="drill: fail when a switch takes longer (default: report only)",
+    )
     rollout.add_argument("--file", type=Path, default=None, help="outcomes: CSV with request_id, outcome, value")
     simulate = verb("simulate", cmd_simulate, "walk a rollout through the real service on a virtual clock")
     simulate.add_argument("--days", type=int, default=14, help="virtual days to simulate")
