@@ -199,9 +199,11 @@ def recsys_flow(
     recommender = fit_ranker(spec, inputs, retrieval)
     metrics, stages, diversity = evaluate_task(spec, recommender, ex)
     metrics = {k: v for k, v in system.finite(metrics).items() if v is not None}
+    too_few = system.too_few_users(spec, ex, metrics)  # below evaluation.min_users: gates say "insufficient"
     sections = fairness_task(spec, recommender, ex, tables, loaded.base_dir, run)
     metrics |= sections.metrics()  # gate-able by name, stored for vs champion / baseline
-    gate_report, champion_tag = gate(spec, metrics, store, sections.insufficient())
+    gated = {k: v for k, v in metrics.items() if k not in too_few}
+    gate_report, champion_tag = gate(spec, gated, store, sections.insufficient() | too_few)
     evaluation = {"metrics": metrics, "stages": stages}
     hold = sweep is not None or not promote_on_pass
     tag = register(loaded, model, index, recommender, tables, ex, evaluation, gate_report, run, store, sweep, hold)
@@ -227,7 +229,8 @@ def recsys_flow(
             **{f"examples_{k}": v for k, v in ex.counts().items()},
             "quarantine_reasons": ex.quarantine["reason"].value_counts().to_dict() if len(ex.quarantine) else {},
         },
-        "split": {"valid_start": str(ex.valid_start), "test_start": str(ex.test_start)},
+        "split": {"method": ex.split, "valid_start": str(ex.valid_start), "test_start": str(ex.test_start)},
+        "evaluated": system.evaluated_users(spec, ex),
         "metrics": metrics,
         "stages": {name: system.finite(values) for name, values in stages.items()},
         "baselines": system.baseline_margins(stages),

@@ -2,7 +2,9 @@
 
 A global time split (one cut-off for everyone, not per user) is the only split that
 cannot leak: every training interaction happens strictly before every test interaction,
-so no model sees the future of any user. Ids become dense indices over the FULL item
+so no model sees the future of any user; it is the default. Per-user time, leave-one-out
+and random protocols (pipeline.recsys.splits) are there for logs evaluated the way papers
+and benchmarks do. Ids become dense indices over the FULL item
 table, so metrics rank the whole catalogue and never a sample. Rows that cannot be
 placed (an item missing from the item table, a missing id or time) are quarantined
 with a reason: counts in = accepted + quarantined, always.
@@ -16,6 +18,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from pipeline.recsys.splits import TEST, TRAIN, VALID, RecSplit, assign_parts
 
 SeenFrom = Literal["positive", "any"]
 
@@ -95,6 +99,7 @@ class RecExamples:
     quarantine: pd.DataFrame
     n_input: int
     seen_from: SeenFrom
+    split: str
     train_positives: sp.csr_matrix = field(repr=False)
     seen: sp.csr_matrix = field(repr=False)
     valid_relevant: sp.csr_matrix = field(repr=False)
@@ -137,6 +142,7 @@ def build_examples(
     test_fraction: float = 0.2,
     user_ids: np.ndarray | pd.Series | None = None,
     seen_from: SeenFrom = "positive",
+    split: RecSplit | None = None,
 ) -> RecExamples:
     """Split `interactions` by global time cut-offs and index them against the item table.
 
@@ -145,8 +151,11 @@ def build_examples(
     later part, so every train time < every valid time < every test time. `item_ids` is the
     item table's id column, in the order that defines dense item indices. `user_ids`, when
     given, fixes the user indices and quarantines unknown users; otherwise users are the
-    sorted distinct users of the accepted log.
+    sorted distinct users of the accepted log. `split` (pipeline.recsys.splits) picks another
+    protocol (per-user time, leave-one-out, random); its fractions replace the arguments.
     """
+    split = split or RecSplit("global_time", valid_fraction, test_fraction)
+    valid_fraction, test_fraction = split.valid_fraction, split.test_fraction
     _check_fractions(valid_fraction, test_fraction)
     if seen_from not in ("positive", "any"):
         raise ValueError(f"seen_from must be 'positive' or 'any', got {seen_from!r}.")
@@ -184,13 +193,14 @@ def build_examples(
     if len(accepted) == 0:
         raise ValueError(f"no interaction could be placed: all {len(interactions)} rows were quarantined.")
 
-    valid_start, test_start = _cutoffs(times[accepted], valid_fraction, test_fraction)
     t = times[accepted]
-    slices = {
-        "train": accepted[t < valid_start],
-        "valid": accepted[(t >= valid_start) & (t < test_start)],
-        "test": accepted[t >= test_start],
-    }
+    if split.method == "global_time":
+        valid_start, test_start = _cutoffs(t, valid_fraction, test_fraction)
+        code = np.where(t >= test_start, TEST, np.where(t >= valid_start, VALID, TRAIN))
+    else:
+        code = assign_parts(users[accepted], t, positive[accepted], split)
+        valid_start, test_start = (_first_time(t[code == part], t.dtype) for part in (VALID, TEST))
+    slices = {"train": accepted[code == TRAIN], "valid": accepted[code == VALID], "test": accepted[code == TEST]}
     if len(slices["train"]) == 0:
         raise ValueError("no interaction falls before the validation cut-off: the log has too few distinct times.")
     parts = {
@@ -215,6 +225,7 @@ def build_examples(
         quarantine=quarantine,
         n_input=len(interactions),
         seen_from=seen_from,
+        split=split.method,
         train_positives=train_positives,
         seen=seen,
         valid_relevant=valid_relevant,
@@ -312,6 +323,13 @@ def _positive(frame: pd.DataFrame, columns: FeedbackColumns) -> tuple[np.ndarray
         ok &= np.isfinite(ratings)
         return np.where(ok, ratings >= columns.rating_threshold, False), ok
     return (label == columns.positive).to_numpy(dtype=bool, na_value=False), ok
+
+
+def _first_time(times: np.ndarray, dtype: np.dtype) -> float | int:
+    """The earliest time of a part cut per user (its cut-offs differ by user); 'never' when empty."""
+    if len(times):
+        return times.min()
+    return np.iinfo(np.int64).max if dtype.kind == "i" else np.inf
 
 
 def _cutoffs(times: np.ndarray, valid_fraction: float, test_fraction: float) -> tuple[float | int, float | int]:

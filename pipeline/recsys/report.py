@@ -22,10 +22,13 @@ def render_summary(report: dict[str, Any]) -> str:
         f"- rows: {rows['in']:,} in, {rows['quarantined']:,} quarantined by the contract, "
         f"{rows['examples_quarantined']:,} quarantined when placing them "
         f"({', '.join(f'{k}: {v:,}' for k, v in rows['quarantine_reasons'].items()) or 'none'})",
-        f"- split at {report['split']['valid_start']} / {report['split']['test_start']}: "
+        f"- split `{report['split'].get('method', 'global_time')}` (valid from {report['split']['valid_start']}, "
+        f"test from {report['split']['test_start']}): "
         f"{rows['examples_train']:,} train, {rows['examples_valid']:,} valid, {rows['examples_test']:,} test rows",
         f"- {rows['examples_users']:,} users, {rows['examples_items']:,} items; "
         f"{rows['examples_test_users']:,} warm test users ({rows['examples_cold_test_users']:,} cold, not scored)",
+        *_evaluated(report.get("evaluated")),
+        *_refit(report.get("refit")),
         "",
         "### Test metrics (full catalogue, seen items excluded)",
         "",
@@ -87,3 +90,20 @@ def _wrap(text: str, width: int = 150) -> list[str]:
 
 def _cell(value: Any) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _evaluated(info: dict[str, Any] | None) -> list[str]:
+    if not info or info["sufficient"]:
+        return []
+    return [
+        f"- **insufficient**: metrics are over {info['users']:,} users, fewer than evaluation.min_users "
+        f"{info['min_users']:,}: their gates report insufficient data"
+    ]
+
+
+def _refit(info: dict[str, Any] | None) -> list[str]:
+    if not info:
+        return []
+    if info["parts"] == "none":
+        return ["- served model: the one the gates measured (evaluation.refit: none)"]
+    return [f"- served model: {info['what']}"]

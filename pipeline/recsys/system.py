@@ -35,6 +35,7 @@ from pipeline.recsys.metrics import evaluate_scores, ranking_metrics
 from pipeline.recsys.ranker import Ranker, build_ranker, ndcg_at_k
 from pipeline.recsys.ranking_features import ItemColumns, RankingFeatureBuilder, UserColumns, pair_labels
 from pipeline.recsys.rerank import rerank
+from pipeline.recsys.splits import RecSplit
 from pipeline.recsys.two_tower import TwoTowerModel
 from pipeline.spec.schema import DataSpec, SourceSpec, Spec, TableSpec
 
@@ -112,6 +113,20 @@ def feedback_columns(data: DataSpec) -> FeedbackColumns:
     return FeedbackColumns(data.user, data.item, data.timestamp, data.label, data.positive, data.rating_threshold)
 
 
+def rec_split(spec: Spec) -> RecSplit:
+    """data.split as an interaction-log protocol (absent or `time`: global_time)."""
+    split = spec.data.split
+    method = "global_time" if split.method in (None, "time") else split.method
+    return RecSplit(
+        method,  # type: ignore[arg-type]  # semantic checks allow only the log methods here
+        split.valid_fraction,
+        split.test_fraction,
+        last_n=split.last_n,
+        min_interactions=split.min_interactions,
+        seed=spec.data.seed,
+    )
+
+
 def make_examples(spec: Spec, accepted: pd.DataFrame, tables: RecTables) -> RecExamples:
     """The leakage-free split; rows whose item is not in the item table are quarantined, not dropped."""
     data = spec.data
@@ -121,8 +136,7 @@ def make_examples(spec: Spec, accepted: pd.DataFrame, tables: RecTables) -> RecE
             accepted,
             tables.items[data.items.id].to_numpy(),
             feedback_columns(data),
-            data.split.valid_fraction,
-            data.split.test_fraction,
+            split=rec_split(spec),
         )
     except ValueError as exc:
         raise TrainingDataError(str(exc)) from None
@@ -622,6 +636,28 @@ def evaluate(
             "rerank": dict(recommender.rerank_stats),
         }
     return metrics, stages, diversity
+
+
+def evaluated_users(spec: Spec, ex: RecExamples) -> dict[str, Any]:
+    """Who the metrics are over: warm test users with a relevant item; cold ones are counted apart."""
+    n, minimum = len(ex.test_users), spec.evaluation.min_users
+    return {
+        "split": ex.split,
+        "users": n,
+        "cold_users": len(ex.cold_test_users),
+        "min_users": minimum,
+        "sufficient": n >= minimum,
+    }
+
+
+def too_few_users(spec: Spec, ex: RecExamples, metrics: dict[str, Any]) -> dict[str, str]:
+    """Metric -> why, for every metric when fewer users than evaluation.min_users were evaluated:
+    their gates report "insufficient data", never a silent pass or fail."""
+    info = evaluated_users(spec, ex)
+    if info["sufficient"]:
+        return {}
+    why = f"only {info['users']} evaluated users (evaluation.min_users: {info['min_users']})"
+    return {name: why for name in metrics}
 
 
 def _shares(top: np.ndarray, attribute: np.ndarray) -> dict[str, float]:

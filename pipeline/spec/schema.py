@@ -61,7 +61,9 @@ class SourceSpec(Strict):
     csv_delimiter: str = ","
 
 
-SplitMethod = Literal["random", "stratified", "time", "group"]
+SplitMethod = Literal["random", "stratified", "time", "group", "global_time", "per_user_time", "leave_one_out"]
+TABULAR_SPLITS = ("random", "stratified", "time", "group")
+RECOMMENDATION_SPLITS = ("global_time", "time", "per_user_time", "leave_one_out", "random")
 
 
 class SplitSpec(Strict):
@@ -69,14 +71,21 @@ class SplitSpec(Strict):
 
     method: SplitMethod | None = Field(
         None,
-        description="random, stratified (by label), time (needs data.timestamp) or group (no group in two parts); "
-        "absent: time when data.timestamp is set, else stratified",
+        description="tables: random, stratified (by label), time (needs data.timestamp) or group (no group in two "
+        "parts); absent: time when data.timestamp is set, else stratified. Interaction logs: global_time (= time, "
+        "the default), per_user_time, leave_one_out or random (pipeline/recsys/splits.py)",
     )
     group_column: Column | None = Field(
         None, description="method group: the column whose values never straddle parts; absent: data.entity_id"
     )
     valid_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    last_n: int | None = Field(
+        None, ge=1, description="per_user_time: each user's last N interactions are test (the N before: valid)"
+    )
+    min_interactions: int = Field(
+        3, ge=2, description="per_user_time / leave_one_out: users with fewer interactions (positives) stay in train"
+    )
 
 
 def split_method(split: SplitSpec, timestamp: str | None) -> SplitMethod:
@@ -324,6 +333,9 @@ class EvaluationSpec(Strict):
         "none",
         description="retrain the chosen model on these parts after the gates, before registering; none: register "
         "the model the gates measured (docs/adr/0020-refit.md)",
+    )
+    min_users: int = Field(
+        100, ge=1, description="recommendation: fewer evaluated users than this makes every metric gate insufficient"
     )
 
 

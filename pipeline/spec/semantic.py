@@ -12,7 +12,7 @@ from pipeline.spec.catalog import MODEL_FAMILIES, RANKING_FEATURES, metric_info,
 from pipeline.spec.compose import Provenance
 from pipeline.spec.errors import Problem, unknown
 from pipeline.spec.expressions import check_expressions
-from pipeline.spec.schema import Spec
+from pipeline.spec.schema import RECOMMENDATION_SPLITS, TABULAR_SPLITS, Spec
 
 Finding = tuple[str, str]
 """(key path, reason): semantic checks speak in key paths; provenance adds file:line."""
@@ -51,6 +51,16 @@ def check_data_roles(spec: Spec) -> Iterator[Finding]:
 def check_split(spec: Spec) -> Iterator[Finding]:
     """The split method must be possible with the declared columns (before any run starts)."""
     split, data = spec.data.split, spec.data
+    methods = RECOMMENDATION_SPLITS if spec.task == "recommendation" else TABULAR_SPLITS
+    if split.method is not None and split.method not in methods:
+        reason = f"split method '{split.method}' does not fit task {spec.task} (use {', '.join(methods)})"
+        yield "data.split.method", reason
+    if spec.task == "recommendation":
+        if split.last_n is not None and split.method != "per_user_time":
+            yield "data.split.last_n", "last_n is used by split method 'per_user_time' only"
+        return
+    if split.last_n is not None:
+        yield "data.split.last_n", "last_n is for interaction logs (split method 'per_user_time')"
     yield from _must_exist("data.split.group_column", split.group_column, _columns(spec), "contract column")
     if split.method == "time" and data.timestamp is None:
         yield "data.split.method", "split method 'time' needs data.timestamp; else use stratified, random or group"
