@@ -124,7 +124,9 @@ def profile_column(series: pd.Series, name: str, sample: Sample) -> ColumnGuess:
     if nulls:
         guess.nullable = True
         rows = sample.total_rows if whole else len(series)
-        guess.notes.append(f"{nulls / max(rows, 1):.1%} missing{'' if whole else ' in the rows read'}")
+        share = nulls / max(rows, 1)
+        shown = f"{share:.1%}" if share >= 0.001 else "under 0.1%"
+        guess.notes.append(f"{nulls:,} missing ({shown}){'' if whole else ' in the rows read'}")
     if guess.dtype in ("int", "float"):
         _numeric(guess, present, stats, sample)
     elif guess.dtype == "category":

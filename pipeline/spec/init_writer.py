@@ -84,12 +84,10 @@ def render_spec(p: Proposal, name: str, contract_option: str, source: str, shown
         f"  - contract: {contract_option}   # conf/contract/{contract_option}.yaml: one rule per column",
         f"  - model: {'two_tower' if p.task == 'recommendation' else 'lightgbm'}",
     ]
-    if p.task == "recommendation":
-        lines += ["  - gates: recsys"]
     lines += ["  - _self_", "", f"name: {scalar(name)}", f"task: {p.task}", "", "data:"]
     lines += [f"  source: {scalar(source)}   # relative to this file", "  seed: 0   # split, CV folds and model"]
     lines += _roles(p)
-    lines += ["", *(_recommendation(p) if p.task == "recommendation" else _classification(p))]
+    lines += [*(_recommendation(p) if p.task == "recommendation" else ["", *_classification(p)])]
     return "\n".join(lines) + "\n"
 
 
@@ -149,6 +147,9 @@ def _recommendation(p: Proposal) -> list[str]:
         f"  item_features: {scalar([p.item])}",
         "",
         "evaluation: {top_k: 10}",
+        "",
+        "gates:",
+        "  ndcg@10: {min: 0.01}   # a floor to raise once you know what good looks like (conf/gates/recsys.yaml)",
     ]
 
 

@@ -96,7 +96,8 @@ def _parquet(path: Path, sample_rows: int) -> Sample:
         table = pf.read_row_groups(picked)
         if table.num_rows > sample_rows:  # evenly spaced rows of the groups read
             table = table.take(np.linspace(0, table.num_rows - 1, sample_rows).astype(np.int64))
-        how = f"{table.num_rows:,} of {total:,} rows ({len(picked)} of {groups} row groups, spread over the file)"
+        spread = "evenly spaced rows" if len(picked) == groups else f"{len(picked)} of {groups} row groups"
+        how = f"{table.num_rows:,} of {total:,} rows ({spread}, spread over the file)"
     return Sample(_to_pandas(table), table.num_rows, total, how, stats)
 
 
