@@ -90,7 +90,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from pipeline.data.split import split_line
 
     split = split_line(loaded.spec)
-    text, extra = f"{args.spec}: ok (sha256 {loaded.sha256[:12]})\n  {split['text']}", {}
+    sources = loaded.data_sources()  # where the data really is: `../../elsewhere/d.csv` shown as the file it is
+    text = f"{args.spec}: ok (sha256 {loaded.sha256[:12]})\n  {split['text']}"
+    text += "".join(f"\n  {key}: {where}" for key, where in sources.items())
+    extra: dict[str, Any] = {"data_sources": sources}
     if args.data is not None:  # a first look at the data (pipeline/data/checks.py); problems exit 2
         from pipeline.data.checks import check_data, data_text
 
@@ -594,11 +597,21 @@ def cmd_server(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class KeelParser(argparse.ArgumentParser):
+    """argparse that remembers its usage error, so `--json` still ends with a JSON line (exit 2)."""
+
+    last_error: str | None = None
+
+    def error(self, message: str):  # type: ignore[override]
+        KeelParser.last_error = message
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = KeelParser(
         prog="keel",
         description="Run ML systems described by YAML specs. Exit codes: 0 ok, 1 a gate/contract said no, "
-        "2 bad spec, input or usage.",
+        "2 bad spec, input or usage, 3 the result could not be stored (disk full, read-only).",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -796,14 +809,13 @@ def main(argv: list[str] | None = None) -> int:
     apply_umask()  # owner-only files unless KEEL_UMASK says otherwise (pipeline/permissions.py)
     argv = _split_models_args(_split_diff_args(list(sys.argv[1:] if argv is None else argv)))
     parser = build_parser()
-    args, extras = parser.parse_known_args(argv)
-    # overrides may come after options (`--data x.csv a=b`); anything else unknown is a usage error
-    stray = [e for e in extras if e.startswith("-") or ("=" not in e and not e.startswith("~"))]
-    if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    args.overrides = [*getattr(args, "overrides", []), *extras]
-    if args.verb in ("server", "init-spec") and args.overrides:
-        parser.error(f"keel {args.verb} takes no overrides: {' '.join(args.overrides)}")
+    try:
+        args = _parse(parser, argv)
+    except SystemExit as exc:  # argparse's usage errors (exit 2) and --help (exit 0)
+        if exc.code and "--json" in argv:
+            reason = KeelParser.last_error or "usage error"
+            print(json.dumps({"status": "error", "problems": [{"reason": f"usage: {reason}"}]}))
+        return int(exc.code or 0)
     try:
         return args.handler(args)
     except SpecError as exc:
@@ -824,6 +836,18 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, message, payload, EXIT_STORAGE)
     except KeyboardInterrupt:
         return 130
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    args, extras = parser.parse_known_args(argv)
+    # overrides may come after options (`--data x.csv a=b`); anything else unknown is a usage error
+    stray = [e for e in extras if e.startswith("-") or ("=" not in e and not e.startswith("~"))]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = [*getattr(args, "overrides", []), *extras]
+    if args.verb in ("server", "init-spec") and args.overrides:
+        parser.error(f"keel {args.verb} takes no overrides: {' '.join(args.overrides)}")
+    return args
 
 
 def _fail(args: argparse.Namespace, message: str, payload: dict[str, Any], code: int = EXIT_BAD) -> int:
