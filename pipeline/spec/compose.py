@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.spec.at_keys import apply_at_overrides, split_at_overrides
 from pipeline.spec.errors import Problem, suggest
 from pipeline.spec.expansion import ExpansionExceeded, check_expansion
 from pipeline.spec.hydra_source import RefusedConfig, hydra_for, search_path_entry
@@ -102,7 +103,8 @@ def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -
         raise ComposeFailed(problems)
 
     search = ",".join(search_path_entry(d) for d in conf_dirs)
-    hydra_overrides = [f"hydra.searchpath=[{search}]", *(_add_or_override(o, conf_dirs) for o in overrides)]
+    plain, at_keys = split_at_overrides(overrides)  # `gates.ndcg@10.min=0.1`: Hydra would read `@` as a package
+    hydra_overrides = [f"hydra.searchpath=[{search}]", *(_add_or_override(o, conf_dirs) for o in plain)]
     try:
         with hydra_for(spec_path.parent):
             cfg = compose(config_name=spec_path.stem, overrides=hydra_overrides, return_hydra_config=True)
@@ -129,6 +131,9 @@ def compose_spec(spec_path: Path, overrides: list[str], conf_dirs: list[Path]) -
     }
     with _unlocked(cfg):
         del cfg["hydra"]
+        refused = apply_at_overrides(cfg, at_keys)
+    if refused:
+        raise ComposeFailed([Problem("command line", None, key, reason) for key, reason in refused])
 
     provenance = Provenance(spec_file=display)
     for group, option in choices.items():
