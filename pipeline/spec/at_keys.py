@@ -50,7 +50,6 @@ def apply_at_overrides(cfg: Any, overrides: list[str]) -> list[tuple[str, str]]:
         except Exception as exc:  # Hydra's grammar error, worded by Hydra
             problems.append((path, f"cannot parse the value {value!r}: {str(exc).splitlines()[0]}"))
             continue
-        if key.startswith("+") is False and parent is not None and parts[-1] not in parent and parent is not cfg:
-            pass  # like `++`: a key with only a schema default may be set; the schema check catches typos
+        # like `++`: a key with only a schema default may be set; the schema check that follows catches typos
         OmegaConf.update(cfg, path, parsed, merge=True, force_add=True)
     return problems
