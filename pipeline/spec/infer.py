@@ -108,6 +108,10 @@ def infer(
     if label is not None:
         _pick_positive(proposal, by_name[label], frame[label], positive)
     _pick_split(proposal, by_name)
+    if task == "binary_classification" and not proposal.features:
+        left = [f"{c.name}: {c.not_feature}" for c in columns if c.not_feature != "the label"]
+        left += [f"not nameable (letters, digits and _ only): {', '.join(skipped)}"] if skipped else []
+        raise InferError(f"no column can be a feature ({'; '.join(left)}): rename or add columns")
     return proposal
 
 
@@ -338,6 +342,8 @@ def _pick_positive(p: Proposal, guess: ColumnGuess, series: pd.Series, asked: st
         named = [v for v in counts.index if v.strip().lower() in _POSITIVE_WORDS]
         if named:
             chosen, why = named[0], f"the value named {named[0]!r}"
+            if counts[chosen] > counts.sum() / 2:
+                why += " (the majority class: is it the outcome to find? else --positive)"
         else:
             chosen = counts.index[-1]  # value_counts sorts by count, descending: the last is the minority
             why = "the minority class"

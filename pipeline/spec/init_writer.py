@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from pipeline.data.sources import PARQUET_SUFFIXES
+from pipeline.spec.errors import SpecError
 from pipeline.spec.infer import ColumnGuess, InferError, Proposal, infer
 from pipeline.spec.sample import DEFAULT_SAMPLE_ROWS, read_sample
 
@@ -211,7 +212,13 @@ def _check_in_scratch(files: dict[Path, str], contract_option: str, spec_file: s
         (root / "specs").mkdir()
         (root / "conf" / "contract" / f"{contract_option}.yaml").write_text(texts[0])
         (root / "specs" / spec_file).write_text(texts[1])
-        load_spec(root / "specs" / spec_file)
+        try:
+            load_spec(root / "specs" / spec_file)
+        except SpecError as exc:
+            reasons = "; ".join(f"{pr.key}: {pr.reason}" for pr in exc.problems)
+            raise InferError(
+                f"the spec init-spec would write does not pass keel check ({reasons}); nothing written"
+            ) from None
 
 
 def _diff(path: Path, text: str) -> str:

@@ -216,3 +216,20 @@ def test_movielens_ratings_are_read_as_an_interaction_log(tmp_path: Path) -> Non
     assert roles == ("userId", "movieId", "timestamp", "s", "rownames")
     assert spec.data.rating_threshold == 4.0 and spec.model.family == "two_tower"
     assert len(pd.read_parquet(out.parent / spec.data.items.source)) == 9066
+
+
+def test_columns_a_spec_cannot_name_are_dropped_and_said_and_none_left_is_an_error(tmp_path: Path) -> None:
+    raw = load_breast_cancer(as_frame=True).frame  # names with spaces: 'mean radius'
+    half = raw.rename(columns={c: c.replace(" ", "_") for c in list(raw.columns)[::2]})
+    out = tmp_path / "specs" / "half.yaml"
+    assert init_spec(write(half, tmp_path / "half.parquet"), "target", out=out).code == 0
+    contract = load_spec(out).spec.contract
+    assert contract.allow_extra_columns and "mean_radius" in contract.columns and "mean texture" not in contract.columns
+    with pytest.raises(InferError, match=r"no column can be a feature.*not nameable.*mean radius"):
+        init_spec(write(raw, tmp_path / "raw.parquet"), "target", out=tmp_path / "specs" / "raw.yaml")
+    assert not (tmp_path / "specs" / "raw.yaml").exists()
+
+
+def test_a_named_positive_that_is_the_majority_is_flagged(tmp_path: Path) -> None:
+    p = infer(read_sample(write(cancer(), tmp_path / "c.parquet")), "target")  # 1 = benign, 62.7%
+    assert p.positive == 1 and "the majority class" in p.positive_why
