@@ -72,6 +72,7 @@ class Proposal:
     positive_share: float | None = None
     items_source: str | None = None  # recommendation: the item table, relative to the spec
     items_why: str = ""
+    label_missing: float = 0.0  # share of rows read without a label (they are quarantined)
 
     @property
     def features(self) -> list[str]:
@@ -307,6 +308,14 @@ def _pick_id(p: Proposal, cols: dict[str, ColumnGuess]) -> None:
 def _pick_positive(p: Proposal, guess: ColumnGuess, series: pd.Series, asked: str | None) -> None:
     guess.not_feature = "the label"
     values = series.dropna()
+    if guess.nullable:  # a row without an outcome trains nothing and would silently count as negative
+        missing = len(series) - len(values)
+        p.label_missing = missing / max(len(series), 1)
+        guess.nullable = False
+        guess.notes = [f"{missing:,} rows read have no label ({p.label_missing:.1%}): quarantined, not negatives"]
+    integral = guess.dtype == "float" and bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+    if integral and (p.task != "recommendation" or values.nunique() <= 2):  # 0.0/1.0: a 0/1 label stored as float
+        guess.dtype, values = "int", values.astype(np.int64)
     counts = values.astype(str).value_counts()
     if p.task == "recommendation" and guess.dtype in ("int", "float") and len(counts) > 2:
         threshold = float(values.quantile(0.75))
@@ -318,8 +327,6 @@ def _pick_positive(p: Proposal, guess: ColumnGuess, series: pd.Series, asked: st
         return
     if len(counts) < 2 and asked is None:
         raise InferError(f"the label {p.label!r} has {len(counts)} value(s) in the rows read: nothing to learn")
-    if guess.dtype == "float" and np.all(np.mod(values.to_numpy(dtype=float), 1) == 0):
-        guess.dtype = "int"
     if guess.dtype in ("int", "category", "str") and len(counts) <= MAX_CATEGORIES:
         if guess.dtype == "int":
             guess.allowed = sorted({int(v) for v in values})

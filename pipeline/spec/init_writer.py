@@ -10,6 +10,7 @@ unless `--force`, because the user has likely edited what the first run wrote.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tempfile
@@ -66,8 +67,13 @@ def render_contract(p: Proposal, name: str, shown_source: str) -> str:
         "# data MAY hold: keel validate/run quarantine a row outside them (with the reason), never silently.",
         f"name: {scalar(name)}",
         "on_violation: quarantine",
-        "max_quarantine_fraction: 0.01   # more bad rows than this fails validate and run",
     ]
+    if p.label_missing:  # rows without a label are quarantined: leave room for them
+        allowed = math.ceil((p.label_missing + 0.01) * 100) / 100
+        why = f"{p.label_missing:.1%} of the rows have no label and are quarantined, plus 1% for bad rows"
+        lines.append(f"max_quarantine_fraction: {allowed:g}   # {why}")
+    else:
+        lines.append("max_quarantine_fraction: 0.01   # more bad rows than this fails validate and run")
     if p.skipped:
         names = ", ".join(p.skipped)
         lines.append(f"allow_extra_columns: true   # dropped on load, a spec cannot name them: {names}")

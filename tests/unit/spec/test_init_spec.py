@@ -233,3 +233,14 @@ def test_columns_a_spec_cannot_name_are_dropped_and_said_and_none_left_is_an_err
 def test_a_named_positive_that_is_the_majority_is_flagged(tmp_path: Path) -> None:
     p = infer(read_sample(write(cancer(), tmp_path / "c.parquet")), "target")  # 1 = benign, 62.7%
     assert p.positive == 1 and "the majority class" in p.positive_why
+
+
+def test_rows_without_a_label_are_quarantined_not_counted_as_negatives(tmp_path: Path) -> None:
+    frame = cancer()
+    frame["target"] = frame["target"].astype("float")
+    frame.loc[:19, "target"] = np.nan  # 20 of 569 rows (3.5%) without an outcome
+    out = tmp_path / "specs" / "c.yaml"
+    assert init_spec(write(frame, tmp_path / "c.parquet"), "target", out=out).code == 0
+    contract = load_spec(out).spec.contract
+    assert not contract.columns["target"].nullable and contract.columns["target"].allowed == [0, 1]
+    assert contract.max_quarantine_fraction == 0.05  # 3.5% without a label + 1% for bad rows, rounded up
