@@ -8,11 +8,13 @@ the stage has lasted long enough. Deciding and applying are separate: `evaluate_
 reads, `apply_decision` writes through pipeline/rollout/state.py (and its refusals).
 
 Decision order (Argo Rollouts: an analysis failure aborts; "inconclusive" pauses, never promotes):
-1. a measured check failed -> rollback (a significant drop of the business metric is a failure
-   wherever it can be measured, listed in `checks` or not);
+1. a measured check failed -> rollback (evidence of a business-metric drop beyond `max_relative_drop`,
+   stats.py's margin test at this look's boundary, is a failure wherever the stage routes traffic,
+   listed in `checks` or not);
 2. stage too young or too few requests -> hold;
 3. a listed check could not be measured yet (too few samples, no outcomes, a fairness group below
-   its minimum) -> hold, also past the stage's duration (the report says so; an operator may decide);
+   its minimum), or the listed metric is inconclusive (no evidence of non-inferiority yet) -> hold,
+   also past the stage's duration (the report says what sample would decide; an operator may decide);
 4. the next stage needs an approval -> wait for it (a recorded rejection rolls back);
 5. otherwise advance (past the last stage: promote the challenger).
 """
@@ -31,14 +33,12 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.rollout.fairness_checks import FairnessContext, evaluate_check, is_fairness_check
+from pipeline.rollout.metric_check import MIN_EVIDENCE, metric_check
 from pipeline.rollout.record import RolloutState
+from pipeline.rollout.stats import two_proportion_test as two_proportion_test  # moved to stats.py; re-exported
 from pipeline.spec.schema import RolloutSpec
 from pipeline.spec.types import parse_duration
 
-MIN_EVIDENCE = 30  # challenger requests (and per-side outcomes) below which a check is "not measured yet"
-# The two-proportion z-test's normal approximation needs about 5 expected events and non-events per
-# side (at the pooled rate); below that a 0-click day on a 3% metric reads as "significant" by chance.
-MIN_EXPECTED_EVENTS = 5.0
 KNOWN_CHECKS = ("error_rate", "p99_latency_ms", "rank_correlation")
 DECISIONS = ("advance", "hold", "await_approval", "rollback", "none")
 
@@ -131,28 +131,6 @@ def side_stats(rows: pd.DataFrame) -> SideStats:
         p50_ms=float(np.percentile(latency, 50)),
         p99_ms=float(np.percentile(latency, 99)),
     )
-
-
-def two_proportion_test(s1: float, n1: int, s2: float, n2: int) -> tuple[float, float]:
-    """(z, one-sided p) for H1: rate 2 (challenger) < rate 1 (champion); pooled standard error."""
-    p1, p2 = s1 / n1, s2 / n2
-    pooled = (s1 + s2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return 0.0, 1.0 if p2 >= p1 else 0.0
-    z = (p2 - p1) / se
-    return z, float(stats.norm.cdf(z))
-
-
-def metric_by_side(answered: pd.DataFrame, outcomes: pd.DataFrame, metric: str) -> dict[str, tuple[int, float]]:
-    """(requests answered, requests with a positive outcome) per side; a request without an outcome row counts as 0."""
-    wanted = outcomes[outcomes["outcome"] == metric] if not outcomes.empty else outcomes
-    hit = set(wanted.loc[wanted["value"] > 0, "request_id"]) if not wanted.empty else set()
-    out: dict[str, tuple[int, float]] = {}
-    for side in ("champion", "challenger"):
-        ids = answered.loc[answered["side"] == side, "request_id"].drop_duplicates()
-        out[side] = (len(ids), float(ids.isin(hit).sum()))
-    return out
 
 
 def _list_rank_correlation(a: list[str], b: list[str]) -> float | None:
@@ -265,7 +243,8 @@ def evaluate_stage(
             add("rank_correlation", None, rho, limit, f"{correlation['pairs']} champion/shadow pairs")
         else:
             add("rank_correlation", rho >= limit, rho, limit, f"Spearman {rho:.3f} vs minimum {limit:.2f}")
-    metric = _metric_check(served, outcomes, evaluation, 0.0 < state.traffic < 1.0, sides, add)
+    t = age_s / duration_s if duration_s > 0 else 1.0  # information time: stage age / duration (ADR 0023)
+    metric = metric_check(served, outcomes, evaluation, 0.0 < state.traffic < 1.0, t, sides, add)
     answered = served[(served["side"] == "challenger") & (served["status"] == "ok")] if not served.empty else served
     for name in listed:
         if is_fairness_check(name) and fairness is not None:
@@ -313,8 +292,12 @@ def evaluate_stage(
     elif samples < report.min_samples:
         report.reason = f"stage {state.stage} has {samples} of {report.min_samples} requests"
     elif pending:
+        undecided = [c for c in pending if c.name == evaluation.metric and metric.get("verdict") == "inconclusive"]
+        unmeasured = [c for c in pending if c not in undecided]
+        parts = ["not measured yet: " + "; ".join(f"{c.name} ({c.detail})" for c in unmeasured)] if unmeasured else []
+        parts += [f"inconclusive: {c.name} ({c.detail})" for c in undecided]
         report.reason = (
-            "not measured yet: " + "; ".join(f"{c.name} ({c.detail})" for c in pending)
+            "; ".join(parts)
             + f" — stage {state.stage} has run its {_human(duration_s)}: holding at this share until measured"
             " (or decide by hand: keel rollout advance / rollback)"
         )  # fmt: skip
@@ -332,48 +315,6 @@ def evaluate_stage(
             target = following["name"] if following else "promotion (100%, challenger becomes champion)"
             report.reason = f"checks passed after {_human(age_s)} and {samples} requests: on to {target}"
     return report
-
-
-def _metric_check(served, outcomes, evaluation, comparable: bool, sides, add) -> dict[str, Any]:
-    """The declared business metric per side, a one-sided two-proportion z-test and the relative change."""
-    name = evaluation.metric
-    result: dict[str, Any] = {"name": name, "comparable": comparable}
-    if served.empty:
-        return result
-    answered = served[served["status"] == "ok"]
-    counts = metric_by_side(answered, outcomes, name)
-    for side, (n, s) in counts.items():
-        sides[side].metric_n, sides[side].metric_successes = n, s
-        sides[side].metric = s / n if n else None
-    if not comparable:
-        return result
-    (n1, s1), (n2, s2) = counts["champion"], counts["challenger"]
-    if min(n1, n2) < MIN_EVIDENCE or s1 + s2 == 0:
-        add(name, None, None, evaluation.max_relative_drop, f"{n2} challenger / {n1} champion requests with outcomes")
-        return result
-    pooled = (s1 + s2) / (n1 + n2)
-    expected = min(n1, n2) * min(pooled, 1 - pooled)
-    if expected < MIN_EXPECTED_EVENTS:
-        detail = (
-            f"{s2}/{n2} challenger vs {s1}/{n1} champion: {expected:.1f} expected events on the smaller side "
-            f"(a two-proportion test needs {MIN_EXPECTED_EVENTS:g})"
-        )
-        add(name, None, None, evaluation.max_relative_drop, detail)
-        return result
-    z, p = two_proportion_test(s1, n1, s2, n2)
-    rate1, rate2 = s1 / n1, s2 / n2
-    change = rate2 / rate1 - 1 if rate1 > 0 else math.inf
-    significant_drop = change < -evaluation.max_relative_drop and p < evaluation.significance
-    result.update(champion=rate1, challenger=rate2, relative_change=change, z=z, p_value=p)
-    add(
-        name,
-        not significant_drop,
-        change,
-        -evaluation.max_relative_drop,
-        f"{name} {rate2:.4f} vs {rate1:.4f} ({change:+.1%}), one-sided p={p:.4g} "
-        f"(rollback below -{evaluation.max_relative_drop:.0%} at p < {evaluation.significance:g})",
-    )
-    return result
 
 
 def find_approval(state: RolloutState) -> dict[str, Any] | None:
@@ -430,7 +371,11 @@ def render_markdown(report: StageReport) -> str:
         lines += [
             "",
             f"{m['name']}: challenger {m['challenger']:.4f} vs champion {m['champion']:.4f}, "
-            f"relative change {m['relative_change']:+.2%}, z={m['z']:.2f}, one-sided p={m['p_value']:.4g}",
+            f"relative change {m['relative_change']:+.2%}; margin test of challenger/champion vs "
+            f"{m['ratio_bound']:.2f} (ADR 0023): z={m['z']:.2f}, **{m['verdict'].replace('_', '-')}** "
+            f"(rollback at z <= -{m['z_rollback']:.2f}, advance at z >= {m['z_advance']:.2f}; information time "
+            f"{m['information_time']:.2f}, {m['sequential']}); one-sided p: drop beyond the margin {m['p_value']:.4g}, "
+            f"non-inferior {m['p_noninferior']:.4g}",
         ]
     rc = report.rank_correlation
     if rc.get("pairs"):

@@ -481,6 +481,11 @@ class EvaluationRollback(Strict):
     max_relative_drop: float = Field(0.02, ge=0, le=1)
     significance: float = Field(0.05, gt=0, lt=1)
     min_rank_correlation: float | None = Field(0.70, ge=-1, le=1)
+    sequential: Literal["obrien_fleming", "none"] = Field(
+        "obrien_fleming",
+        description="boundaries over the repeated looks of the stage evaluation (ADR 0023): obrien_fleming "
+        "keeps each decision's error at `significance` however often it looks; none tests every look at it",
+    )
 
 
 class RollbackSpec(Strict):

@@ -195,6 +195,12 @@ def check_rollout(spec: Spec) -> Iterator[Finding]:
             )
         for check_index, check in enumerate(stage.checks):
             yield from _metric(f"{key}.checks.{check_index}", check, spec)
+            if check == spec.rollout.rollback.evaluation.metric and not 0 < stage.traffic < 1:
+                yield (
+                    f"{key}.checks.{check_index}",
+                    f"'{check}' compares champion and challenger, which only a stage with 0 < traffic < 1 serves "
+                    f"side by side: listed on '{stage.name}' ({stage.traffic:.0%}) it would hold the stage forever",
+                )
         previous = stage
     yield from _metric("rollout.rollback.evaluation.metric", spec.rollout.rollback.evaluation.metric, spec)
 

@@ -142,9 +142,14 @@ def test_canary_metric_drop_rolls_back_with_its_p_value_and_a_better_one_advance
     n1, s1 = report.sides["champion"].metric_n, report.sides["champion"].metric_successes
     n2, s2 = report.sides["challenger"].metric_n, report.sides["challenger"].metric_successes
     assert n1 + n2 == 4000
-    pooled = (s1 + s2) / (n1 + n2)
-    z = (s2 / n2 - s1 / n1) / np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    assert m["z"] == pytest.approx(z) and m["p_value"] == pytest.approx(stats.norm.cdf(z))
+    # Farrington-Manning by hand: the variance at the MLE under p2 = 0.98 p1 (found by a grid, not the quadratic)
+    r = 0.98
+    grid = np.linspace(1e-4, 0.5, 200_001)
+    loglik = s1 * np.log(grid) + (n1 - s1) * np.log(1 - grid) + s2 * np.log(r * grid) + (n2 - s2) * np.log(1 - r * grid)
+    q1 = grid[np.argmax(loglik)]
+    z = (s2 / n2 - r * s1 / n1) / np.sqrt(r * q1 * (1 - r * q1) / n2 + r**2 * q1 * (1 - q1) / n1)
+    assert m["z"] == pytest.approx(z, abs=1e-3) and m["p_value"] == pytest.approx(stats.norm.cdf(z), rel=1e-3)
+    assert m["verdict"] == "inferior" and m["information_time"] == pytest.approx(1.0)
 
 
 def test_a_zero_click_day_on_a_rare_metric_is_not_yet_evidence(world) -> None:
@@ -171,19 +176,20 @@ def test_canary_needs_min_samples_and_outcomes_then_advances_into_an_approval(wo
     clock.now = T0 + timedelta(days=2)
     state = advance(NAME, store=store, clock=clock)
     rng = np.random.default_rng(4)
-    rows, clicks = _routed_traffic(state, 300, 0.3, {"champion": 0.10, "challenger": 0.12}, rng)
+    # a clearly better challenger: 700 requests show non-inferiority at the 2% margin (not mere "no drop")
+    rows, clicks = _routed_traffic(state, 300, 0.3, {"champion": 0.10, "challenger": 0.20}, rng)
     _log(store, rows)
     clock.now += timedelta(days=1)
     report = evaluate_current(NAME, SPEC, store, clock)
     assert report.decision == "hold" and "300 of 500 requests" in report.reason
-    more, clicks2 = _routed_traffic(state, 400, 0.3, {"champion": 0.10, "challenger": 0.12}, rng, prefix="m")
+    more, clicks2 = _routed_traffic(state, 400, 0.3, {"champion": 0.10, "challenger": 0.20}, rng, prefix="m")
     _log(store, more)
     report = evaluate_current(NAME, SPEC, store, clock)
     assert report.decision == "hold" and "not measured yet: ctr" in report.reason  # no outcomes yet
     append_outcomes(outcomes_dir(store.keel_dir, NAME), clicks + clicks2)
     report = evaluate_current(NAME, SPEC, store, clock)
     assert report.decision == "await_approval", report.reason  # checks pass; entering fairness needs a person
-    assert report.metric["p_value"] > 0.05  # a noisy difference is no significant drop
+    assert report.metric["verdict"] == "non_inferior" and report.metric["p_noninferior"] < 0.025
     state = apply_decision(report, store, clock)
     assert state.stage == "canary" and state.status == "awaiting_approval"
 
@@ -194,7 +200,7 @@ def test_approval_wait_record_and_reject(world) -> None:
     advance(NAME, store=store, clock=clock)  # canary; fairness (next) needs an approval
     state = read_rollout(store.keel_dir, NAME)
     rng = np.random.default_rng(5)
-    rows, clicks = _routed_traffic(state, 800, 0.3, {"champion": 0.1, "challenger": 0.1}, rng)
+    rows, clicks = _routed_traffic(state, 800, 0.3, {"champion": 0.1, "challenger": 0.25}, rng)  # non-inferior
     _log(store, rows)
     append_outcomes(outcomes_dir(store.keel_dir, NAME), clicks)
     clock.now += timedelta(days=1)
@@ -220,7 +226,8 @@ def test_a_rejection_rolls_back_and_a_stale_decision_is_refused(world) -> None:
     store, clock, _ = world
     clock.now = T0 + timedelta(days=2)
     state = advance(NAME, store=store, clock=clock)
-    rows, clicks = _routed_traffic(state, 800, 0.3, {"champion": 0.1, "challenger": 0.1}, np.random.default_rng(6))
+    rng = np.random.default_rng(6)
+    rows, clicks = _routed_traffic(state, 800, 0.3, {"champion": 0.1, "challenger": 0.25}, rng)  # non-inferior
     _log(store, rows)
     append_outcomes(outcomes_dir(store.keel_dir, NAME), clicks)
     clock.now += timedelta(days=1)

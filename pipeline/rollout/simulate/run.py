@@ -265,7 +265,8 @@ def _run(
         if report is not None:
             apply_decision(report, store, clock)
             summary.update(decision=report.decision, reason=report.reason, p_value=report.metric.get("p_value"),
-                           relative_change=report.metric.get("relative_change"))  # fmt: skip
+                           relative_change=report.metric.get("relative_change"),
+                           verdict=report.metric.get("verdict"), z=report.metric.get("z"))  # fmt: skip
             fair = [c for c in report.checks if is_fairness_check(c.name)]
             summary["fairness"] = {c.name: {"passed": c.passed, "value": c.value, "threshold": c.threshold,
                                             "detail": c.detail} for c in fair}  # fmt: skip
