@@ -12,7 +12,8 @@ from prefect.cache_policies import NO_CACHE
 from pipeline.data.errors import DataSourceError
 from pipeline.data.prepare import Prepared
 from pipeline.fairness.sections import Sections, classification_sections
-from pipeline.gates.evaluate import GateReport, evaluate_gates
+from pipeline.gates.champion import rescore_champion
+from pipeline.gates.evaluate import ChampionReference, GateReport, evaluate_gates
 from pipeline.metrics import calibration_table, classification_metrics, lift_by_decile
 from pipeline.models import TabularModel
 from pipeline.registry import BundleStore, RegistryError
@@ -85,13 +86,46 @@ def promoted_history(spec: Spec, store: BundleStore, limit: int = 100) -> list[d
 
 @task(cache_policy=NO_CACHE)
 def gate(
-    spec: Spec, metrics: dict[str, Any], store: BundleStore, insufficient: dict[str, str] | None = None
+    spec: Spec,
+    metrics: dict[str, Any],
+    store: BundleStore,
+    insufficient: dict[str, str] | None = None,
+    data: Prepared | None = None,
 ) -> tuple[GateReport, str | None]:
-    """`insufficient`: fairness/causal metrics without enough data, reported as such (docs/adr/0015)."""
+    """`insufficient`: fairness/causal metrics without enough data, reported as such (docs/adr/0015).
+
+    `data` (a tabular run's prepared splits): `vs: champion` gates compare with the champion bundle
+    re-scored on these test rows, not with its recorded metrics (docs/adr/0025-champion-rescored.md).
+    """
     champion, baseline, champion_tag = reference_metrics(spec, store)
     promoted = promoted_history(spec, store)
-    report = evaluate_gates(spec.gates, metrics, spec.task, champion, baseline, promoted, insufficient=insufficient)
+    rescored = champion_on_test(spec, store, champion_tag, data)
+    report = evaluate_gates(
+        spec.gates,
+        metrics,
+        spec.task,
+        champion,
+        baseline,
+        promoted,
+        insufficient=insufficient,
+        champion_reference=rescored,
+    )
     return report, champion_tag
+
+
+def champion_on_test(
+    spec: Spec, store: BundleStore, champion_tag: str | None, data: Prepared | None
+) -> ChampionReference | None:
+    """The champion re-scored on the challenger's test rows, when a `vs: champion` gate needs it."""
+    if data is None or champion_tag is None or not any(g.vs == "champion" for g in spec.gates.values()):
+        return None
+    test = data.splits["test"]
+    labels = data.labels("test", spec.data)
+    try:
+        ref = store.get(champion_tag)
+    except RegistryError as exc:
+        return ChampionReference(champion_tag, None, len(test), int(labels.sum()), "test", False, str(exc))
+    return rescore_champion(spec, ref, test, labels, "test")
 
 
 @task(cache_policy=NO_CACHE)

@@ -130,12 +130,12 @@ def run_flow(
     run = create_run_dir(loaded, "run")
     store = bundle_store(loaded)
     data = prepare_data(spec, loaded.base_dir)
-    model_spec, selection = select_challenger(spec, data)
+    model_spec, selection = select_challenger(spec, data, always=sweep is not None)  # a sweep ranks on CV
     model = fit_model(spec, model_spec, data)
     evaluation = evaluate_model(spec, model, data)
     sections = fairness_causal(spec, model, data, loaded.base_dir, run.path)
     evaluation["metrics"] |= sections.metrics()  # gate-able by name, stored for vs champion / baseline
-    gate_report, champion_tag = gate(spec, evaluation["metrics"], store, sections.insufficient())
+    gate_report, champion_tag = gate(spec, evaluation["metrics"], store, sections.insufficient(), data)
     promoted = gate_report.passed and sweep is None and promote_on_pass
     model, trained, trained_on = refit_model(spec, model_spec, model, data)  # evaluation.refit (ADR 0020)
     tag = register(loaded, model, data, evaluation, gate_report, run, store, promoted, sweep, (trained, trained_on))
@@ -183,6 +183,13 @@ def _facts(report: dict[str, Any]) -> list[str]:
         f"{report['previous_champion'] or 'none'}",
         f"trained on {trained_on_text(report['trained_on'])}",
     ]
+    rescored = next((g for g in report["gates"]["gates"] if g.get("reference_rows") is not None), None)
+    if rescored is not None:  # vs champion: the same rows for both (docs/adr/0025-champion-rescored.md)
+        how = "re-scored on" if rescored["comparable"] else "could not be scored on (not comparable)"
+        facts.append(
+            f"vs champion: {report['previous_champion']} {how} this run's {rescored['reference_rows']:,} "
+            f"{rescored['reference_split']} rows, the challenger's own"
+        )
     scoring = report["scoring"]
     if scoring:
         facts.append(

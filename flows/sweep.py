@@ -3,8 +3,11 @@
 Jobs run one after another under a `keel-sweep` parent flow (one temporary Prefect
 server for the whole sweep, one flow run per job in the UI). Every job registers its
 bundle and is gated against the registry as it stood before the sweep; none promotes.
-With `promote_best`, the best gate-passed job (by the selection metric on the test
-split) is promoted at the end and writes the high-risk list (churn) or its batch top-K
+With `promote_best`, the best gate-passed job is promoted at the end: ranked by the
+metric cross-validated on its training split (every tabular job is cross-validated, a lone
+model too), never by the small test split, whose noise would pick the luckiest slice; a
+recommendation job, which has no cross-validation, is ranked by its validation-period metric
+as before. It and writes the high-risk list (churn) or its batch top-K
 (recommendation). Why: docs/adr/0009-sweeps.md.
 """
 
@@ -72,7 +75,7 @@ def sweep_flow(
         row["best"] = True
         if promote_best:
             job = next(j for j in jobs if j["index"] == row["job"])
-            reason = f"best test {metric} of sweep {sweep_id} (job {row['job']} of {len(jobs)})"
+            reason = f"best {row['ranked_by']} {metric} of sweep {sweep_id} (job {row['job']} of {len(jobs)})"
             if first.task == "recommendation":
                 row["scoring"] = promote_recsys_job(
                     spec_path, job["overrides"], conf_dirs, row["bundle"], row["run_dir"], reason, batches[row["job"]]
@@ -175,7 +178,8 @@ def promote_job(
 
 
 def rank(rows: list[dict[str, Any]], metric: str, task: str = "binary_classification") -> dict[str, dict[str, Any]]:
-    """Per spec name, the gate-passed job with the best test `metric`; ties go to the earlier job."""
+    """Per spec name, the gate-passed job with the best `metric` (`value`: cross-validated for a tabular job);
+    ties go to the earlier job."""
     info = metric_info(metric, task)
     higher = info.higher_is_better if info else True
     best: dict[str, dict[str, Any]] = {}
@@ -201,6 +205,8 @@ def _row(
         "reason": reason,
         "spec_name": None,
         "value": None,
+        "ranked_by": None,
+        "test_value": None,
         "gate_passed": None,
         "failed_gates": [],
         "model_family": None,
@@ -215,7 +221,8 @@ def _row(
     return {
         **row,
         "spec_name": report["spec_name"],
-        "value": report["metrics"].get(metric),
+        **_ranked_value(report, metric),
+        "test_value": report["metrics"].get(metric),
         "gate_passed": report["gates"]["passed"],
         # a non-blocking "insufficient data" gate (docs/adr/0015) neither passed nor failed: not listed
         "failed_gates": [
@@ -228,6 +235,15 @@ def _row(
         "run_dir": report["run_dir"],
         "metrics": report["metrics"],
     }
+
+
+def _ranked_value(report: dict[str, Any], metric: str) -> dict[str, Any]:
+    """What --promote-best ranks on: the chosen model's cross-validated `metric` (mean over folds of the
+    training split); a job without cross-validation (recommendation) is ranked on its test metric."""
+    chosen = next((r for r in report.get("selection") or [] if r.get("selected")), None)
+    if chosen is not None and metric in (chosen.get("metrics") or {}):
+        return {"value": chosen["metrics"][metric], "ranked_by": "cross-validated"}
+    return {"value": report["metrics"].get(metric), "ranked_by": "test"}
 
 
 def _status(rows: list[dict[str, Any]]) -> str:
@@ -253,16 +269,20 @@ def verdict(row: dict[str, Any]) -> str:
 
 def table(summary: dict[str, Any]) -> list[list[str]]:
     """Header plus one row per job, shared by the terminal table and the Markdown report."""
-    rows = [["job", "overrides", "status", f"test {summary['metric']}", "gates", "bundle", ""]]
+    rows = [["job", "overrides", "status", f"ranked {summary['metric']}", f"test {summary['metric']}", "gates"]]
+    rows[0] += ["bundle", ""]
     for row in summary["jobs"]:
-        value = row.get("value")
+        value, test = row.get("value"), row.get("test_value")
+        cv = " (cv)" if row.get("ranked_by") == "cross-validated" else ""
+        ranked = "n/a" if value is None else f"{value:.4f}{cv}"
         note = "promoted" if row["promoted"] else "best" if row["best"] else ""
         rows.append(
             [
                 str(row["job"]),
                 " ".join(row["overrides"]) or "-",
                 row["status"],
-                "n/a" if value is None else f"{value:.4f}",
+                ranked,
+                "n/a" if test is None else f"{test:.4f}",
                 verdict(row),
                 row["bundle"] or "-",
                 note,
@@ -282,7 +302,8 @@ def render_text(summary: dict[str, Any]) -> str:
 
 def render_markdown(summary: dict[str, Any]) -> str:
     rows = table(summary)
-    lines = [f"# Sweep {summary['sweep']}", "", f"`{summary['spec']}`, ranked by test {summary['metric']}.", ""]
+    how = f"ranked by {summary['metric']} cross-validated on each job's training split (cv)"
+    lines = [f"# Sweep {summary['sweep']}", "", f"`{summary['spec']}`, {how}.", ""]
     lines += ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows[1:]]
     return "\n".join([*lines, "", *_closing(summary), ""])

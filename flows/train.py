@@ -26,13 +26,17 @@ def prepare_data(spec: Spec, base_dir: Path, data_path: Path | None = None) -> P
 
 
 @task(cache_policy=NO_CACHE)
-def select_challenger(spec: Spec, data: Prepared) -> tuple[Any, list[dict[str, Any]]]:
-    """The declared model, or the cross-validated best of model + candidates."""
-    if not spec.candidates:
+def select_challenger(spec: Spec, data: Prepared, always: bool = False) -> tuple[Any, list[dict[str, Any]]]:
+    """The declared model, or the cross-validated best of model + candidates.
+
+    `always`: cross-validate even a lone model (a sweep job: --promote-best ranks jobs on this
+    score, never on the small test split). Folds train as the final fit does (pipeline/models/select.py).
+    """
+    if not spec.candidates and not always:
         return spec.model, []
     candidates = [spec.model, *spec.candidates]
     metric = spec.selection.metric or "auc"
-    train = data.splits["train"]
+    train, valid = data.splits["train"], data.splits["valid"]
     features = list(dict.fromkeys(f for c in candidates for f in c.features))
     selection = select_model(
         candidates,
@@ -43,6 +47,7 @@ def select_challenger(spec: Spec, data: Prepared) -> tuple[Any, list[dict[str, A
         spec.data.seed,
         spec.evaluation.threshold,
         spec.evaluation.top_k,
+        inner_valid_fraction=len(valid) / (len(train) + len(valid)) if len(valid) else None,
     )
     sources = ["model", *(f"candidates.{i}" for i in range(len(spec.candidates)))]
     table = [{"source": source, "metric": metric, **row} for source, row in zip(sources, selection.table, strict=True)]

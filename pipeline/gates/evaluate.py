@@ -6,6 +6,12 @@ fail: no evidence is not a pass (Flagger treats "no values found" the same way).
 evaluation fails closed on its rule too: a NaN or infinite bound (`value < nan` is
 False), or a gate with no bound at all, never passes, whatever `keel check` let through.
 With no champion or baseline yet, a relative gate passes and says so.
+
+`vs: champion` compares like with like when given a `ChampionReference`: the champion bundle
+re-scored on the challenger's own test rows (pipeline/gates/champion.py). A champion that cannot
+score them is *not comparable*; the gate's `if_not_comparable` (default block) decides, and a
+metric the re-scoring does not compute is not comparable either (never the champion's own
+recorded number, measured on other rows). docs/adr/0025-champion-rescored.md.
 """
 
 from __future__ import annotations
@@ -31,6 +37,30 @@ class GateResult:
     reason: str
     reference: float | None = None
     insufficient: bool = False  # a fairness/causal metric with too little data: neither a pass nor a silent fail
+    comparable: bool | None = None  # vs champion: False when the champion could not be scored on these rows
+    reference_rows: int | None = None  # vs champion: the rows the reference was measured on (the challenger's)
+    reference_split: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ChampionReference:
+    """The champion re-scored on the challenger's rows, or why it could not be (comparable False)."""
+
+    tag: str
+    metrics: dict[str, Any] | None
+    rows: int
+    positives: int
+    split: str = "test"
+    comparable: bool = True
+    reason: str = ""
+    unseen: dict[str, int] = field(default_factory=dict)  # categories the champion never saw, scored as missing
+
+    def describe(self) -> str:
+        rows = f"{self.rows:,} {self.split} rows ({self.positives:,} positive)"
+        return f"champion {self.tag} re-scored on this run's {rows}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,12 +118,15 @@ def evaluate_gates(
     baseline: Mapping[str, Any] | None = None,
     history: Sequence[Mapping[str, Any]] | None = None,
     insufficient: Mapping[str, str] | None = None,
+    champion_reference: ChampionReference | None = None,
 ) -> GateReport:
     """Apply every gate; each result says which rule, the value, the bound and the reference.
 
     `history` is the promoted models' metrics, newest first: with it, a `vs: baseline` gate
     compares with its own `baseline.window`/`statistic` of that history; without it, with the
-    ready-made `baseline` mapping (older callers).
+    ready-made `baseline` mapping (older callers). `champion_reference`: the champion re-scored
+    on the challenger's rows; with it, `vs: champion` uses only that (the `champion` mapping,
+    its recorded metrics, is then ignored).
     """
     report = GateReport()
     for name, gate in gates.items():
@@ -114,7 +147,10 @@ def evaluate_gates(
             reference = champion if gate.vs == "champion" else baseline
             if gate.vs == "baseline" and history is not None:
                 reference = baseline_reference(history, metric, gate.baseline, higher)
-            result = _relative(name, metric, value, gate, reference, higher)
+            if gate.vs == "champion" and champion_reference is not None:
+                result = _vs_rescored(name, metric, value, gate, champion_reference, higher)
+            else:
+                result = _relative(name, metric, value, gate, reference, higher)
         report.results.append(result)
     return report
 
@@ -191,6 +227,30 @@ def _relative(
     verdict = "worse than allowed" if too_far else "within bounds"
     reason = f"{metric} {_fmt(value)} vs {gate.vs} {_fmt(ref)}: drop {drop:+.4g} ({relative:+.1%}), {verdict}"
     return GateResult(name, metric, value, not too_far, gate.blocking, rule, reason, ref)
+
+
+def _vs_rescored(
+    name: str, metric: str, value: float | None, gate: GateSpec, champion: ChampionReference, higher_is_better: bool
+) -> GateResult:
+    """vs the champion re-scored on the same rows; not comparable -> `if_not_comparable` decides."""
+    where = {"reference_rows": champion.rows, "reference_split": champion.split}
+    reason = champion.reason
+    if champion.comparable and (champion.metrics is None or _number(champion.metrics.get(metric)) is None):
+        reason = f"{metric} is not re-computed for the champion on these rows"
+    if champion.comparable and not reason:
+        result = _relative(name, metric, value, gate, champion.metrics, higher_is_better)
+        text = result.reason.replace(f"vs {gate.vs} ", f"vs champion {champion.tag} ", 1)
+        text += f"; both on this run's {champion.rows:,} {champion.split} rows"
+        return GateResult(**{**result.to_dict(), "reason": text, "comparable": True, **where})
+    policy = getattr(gate, "if_not_comparable", "block")
+    rule = _relative(name, metric, value, gate, None, higher_is_better).rule + f"; if_not_comparable: {policy}"
+    passed = policy == "pass" and value is not None
+    verdict = "passes (if_not_comparable: pass)" if passed else "blocks (if_not_comparable: block)"
+    if value is None:
+        verdict = f"{metric} was not computed for the challenger either"
+    text = f"not comparable: champion {champion.tag} cannot be scored on this run's {champion.split} rows: {reason}"
+    text += f"; {verdict}"
+    return GateResult(name, metric, value, passed, gate.blocking, rule, text, None, comparable=False, **where)
 
 
 def _insufficient(name: str, metric: str, gate: GateSpec, why: str) -> GateResult:

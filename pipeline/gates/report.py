@@ -91,8 +91,11 @@ def _name(r: GateResult) -> str:
 def _row(r: GateResult) -> str:
     result = "pass" if r.passed else ("**FAIL**" if r.blocking else "fail")
     result += "" if r.blocking else ", non-blocking"
-    if r.reference is not None:
+    if r.comparable is False:  # vs champion: the champion could not be scored on these rows
+        reference = "not comparable"
+    elif r.reference is not None:
         reference = fmt_number(r.reference)
+        reference += f" (same {fmt_count(r.reference_rows)} {r.reference_split} rows)" if r.reference_rows else ""
     else:  # a relative gate with nothing to compare with yet passes and says so
         reference = "none yet" if "nothing to compare" in r.reason else NONE
     return f"| {_name(r)} | {fmt_number(r.value)} | {r.rule} | {reference} | {result} |"

@@ -1,7 +1,10 @@
 """Choose among candidate model specs by stratified K-fold cross-validation on the training split.
 
 Selection uses only training data, so the test split stays an unbiased estimate of the
-winner. Boosted trees are not assumed to win: on small or near-linear data a regularised
+winner. Each fold trains a candidate the way the final fit will: with the same params and, where
+the final fit stops early on the valid part (LightGBM with `early_stopping_rounds`), early stopping
+on an inner validation slice of the fold's training rows, never on the held-out fold.
+Boosted trees are not assumed to win: on small or near-linear data a regularised
 logistic model often generalises better, and the table shows by how much.
 """
 
@@ -13,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
 from pipeline.metrics.classification import CLASSIFICATION_METRICS, classification_metrics
 from pipeline.models.registry import build_model
@@ -47,11 +50,15 @@ def select_model(
     seed: int,
     threshold: float = 0.5,
     k: int = 100,
+    inner_valid_fraction: float | None = None,
 ) -> Selection:
     """Cross-validate each candidate on the same folds; ties go to the earlier candidate.
 
-    Each candidate sees only its own features of `train`. Early stopping is not used inside
-    the folds (the held-out fold must not steer training), so LightGBM runs all its rounds.
+    Each candidate sees only its own features of `train`. `inner_valid_fraction`: the share of
+    each fold's training rows held back (stratified) to stop on, as the final fit stops on the
+    valid part; None (no valid part) trains every fold on all its rows for all rounds, as the
+    final fit does. The held-out fold never steers training. Every row of the table also carries
+    the mean of every classification metric (`metrics`), so a sweep can rank on any of them.
     """
     if not candidates:
         raise ValueError("select_model needs at least one candidate.")
@@ -64,25 +71,66 @@ def select_model(
     table = []
     for position, spec in enumerate(candidates):
         frame = train.loc[:, list(spec.features)]
-        scores = []
+        scores, fold_metrics, trees = [], [], []
         for fit_rows, held_rows in splits:
-            model = build_model(spec, seed=seed).fit(frame.iloc[fit_rows], labels[fit_rows])
+            model = _fit_fold(spec, frame, labels, fit_rows, seed, inner_valid_fraction)
             p = model.predict_proba(frame.iloc[held_rows])
-            scores.append(classification_metrics(labels[held_rows], p, threshold, k)[metric])
+            fold_metrics.append(classification_metrics(labels[held_rows], p, threshold, k))
+            scores.append(fold_metrics[-1][metric])
+            if getattr(model, "best_iteration", None) is not None:
+                trees.append(int(model.best_iteration))
         finite = [s for s in scores if not math.isnan(s)]
-        table.append(
-            {
-                "candidate": position,
-                "family": spec.family,
-                "mean": float(np.mean(finite)) if finite else math.nan,
-                "std": float(np.std(finite)) if finite else math.nan,
-                "folds": [float(s) for s in scores],
-            }
-        )
+        row = {
+            "candidate": position,
+            "family": spec.family,
+            "mean": float(np.mean(finite)) if finite else math.nan,
+            "std": float(np.std(finite)) if finite else math.nan,
+            "folds": [float(s) for s in scores],
+            "metrics": _means(fold_metrics),
+        }
+        if trees:
+            row["trees"] = trees  # per fold: what early stopping kept (or all rounds)
+        table.append(row)
     winner = _best(table, info.higher_is_better)
     for row in table:
         row["selected"] = row["candidate"] == winner
     return Selection(winner, candidates[winner], metric, info.higher_is_better, table)
+
+
+def _stops_early(spec: CandidateSpec) -> bool:
+    return spec.family == "lightgbm" and bool(getattr(spec.params, "early_stopping_rounds", None))
+
+
+def _fit_fold(
+    spec: CandidateSpec,
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    fit_rows: np.ndarray,
+    seed: int,
+    inner_valid_fraction: float | None,
+):
+    """One fold's model, trained as the final fit is: early stopping on an inner slice when the final fit has one."""
+    model = build_model(spec, seed=seed)
+    if not inner_valid_fraction or not _stops_early(spec):
+        return model.fit(frame.iloc[fit_rows], labels[fit_rows])
+    inner = StratifiedShuffleSplit(n_splits=1, test_size=inner_valid_fraction, random_state=seed % 2**32)
+    try:
+        learn, stop = next(inner.split(np.zeros(len(fit_rows)), labels[fit_rows]))
+    except ValueError:  # too few rows of a class to hold some back: all rounds, no stopping
+        return model.fit(frame.iloc[fit_rows], labels[fit_rows])
+    learn_rows, stop_rows = fit_rows[learn], fit_rows[stop]
+    return model.fit(frame.iloc[learn_rows], labels[learn_rows], (frame.iloc[stop_rows], labels[stop_rows]))
+
+
+def _means(fold_metrics: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean over folds of every numeric metric (NaN folds left out; all NaN: NaN)."""
+    out: dict[str, float] = {}
+    for name in fold_metrics[0] if fold_metrics else []:
+        values = [float(m[name]) for m in fold_metrics if isinstance(m.get(name), int | float)]
+        finite = [v for v in values if not math.isnan(v)]
+        if values:
+            out[name] = float(np.mean(finite)) if finite else math.nan
+    return out
 
 
 def _best(table: list[dict[str, Any]], higher_is_better: bool) -> int:

@@ -19,6 +19,7 @@ import yaml
 from pipeline.spec.bounds import check_bounds
 from pipeline.spec.compose import ComposeFailed, Provenance, compose_spec
 from pipeline.spec.errors import Problem, SpecError
+from pipeline.spec.model_groups import apply_model_groups
 from pipeline.spec.schema import Spec
 from pipeline.spec.selectors import resolve_feature_selectors
 from pipeline.spec.semantic import check_semantics
@@ -119,6 +120,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, conf_dirs: l
         composed = compose_spec(spec_path, overrides, search)
     except ComposeFailed as exc:
         raise SpecError(exc.problems, spec_file=shown) from None
+    primary = composed.provenance.sources[-1] if composed.provenance.sources else None
+    # candidates inherit conf/model/<family>.yaml params; model=<other family> takes that group's (model_groups.py)
+    apply_model_groups(composed.data, composed.choices, primary, composed.provenance.overrides, search)
     problems = resolve_feature_selectors(composed.data, composed.provenance)  # `all`, {include, ...} -> a list
     if problems:
         raise SpecError(problems, spec_file=composed.provenance.spec_file)

@@ -369,6 +369,11 @@ class GateSpec(Strict):
         "report",
         description="a fairness/causal metric with too little data: report it, not blocking (report) or fail",
     )
+    if_not_comparable: Literal["block", "pass"] = Field(
+        "block",
+        description="vs: champion — when the champion cannot be re-scored on this run's test rows (other task or "
+        "label, missing input columns, values its contract refuses): block (fail closed) or pass",
+    )
 
 
 GroupSet = list[Column]

@@ -85,16 +85,24 @@ def test_sweep_runs_every_combination_and_promotes_only_on_request(tmp_path: Pat
     assert "gates.auc.min=0.99" in text and "FAILED: auc" in text and "nothing promoted" in text
     assert Path(sweep["sweep_dir"], "sweep_report.md").is_file()
 
-    # --promote-best: every job gated against the same (absent) champion, the best test AUC promoted
-    code, sweep, text = keel("run", "--multirun", SPEC, *SMALL, "model.params.num_leaves=7,63", "--promote-best")
+    # --promote-best over the model family (each family's params from its group file): every job gated
+    # against the same (absent) champion, the best cross-validated AUC promoted, never the best test AUC
+    code, sweep, text = keel("run", "--multirun", SPEC, *SMALL, "model=lightgbm,logistic", "--promote-best")
     assert code == 0, sweep
+    assert [j["model_family"] for j in sweep["jobs"]] == ["lightgbm", "logistic"]
     [best] = [j for j in sweep["jobs"] if j.get("best")]
     assert best["value"] == max(j["value"] for j in sweep["jobs"])
+    for job in sweep["jobs"]:
+        [selection] = json.loads(Path(job["run_dir"], "run_report.json").read_text())["selection"]
+        assert job["ranked_by"] == "cross-validated" and job["value"] == selection["metrics"]["auc"]
+        assert job["test_value"] == job["metrics"]["auc"] != job["value"]
+    lightgbm = json.loads(Path(sweep["jobs"][0]["run_dir"], "run.json").read_text())
+    assert "model=lightgbm" in lightgbm["overrides"]
     assert [j["bundle"] for j in sweep["jobs"] if j["promoted"]] == sweep["promoted"] == [best["bundle"]]
     assert aliases("streamflow-churn", store=store)["champion"] == best["bundle"]
     assert all(j["metrics"] and j["gate_passed"] for j in sweep["jobs"])
     report = json.loads(Path(best["run_dir"], "run_report.json").read_text())
     assert report["promoted"] and Path(report["scoring"]["high_risk_csv"]).is_file()
     assert "## Promotion" in Path(best["run_dir"], "gate_report.md").read_text()
-    assert "best test auc of sweep" in history("streamflow-churn", store=store)[-1]["reason"]
+    assert "best cross-validated auc of sweep" in history("streamflow-churn", store=store)[-1]["reason"]
     assert f"promoted the best gate-passed job, {best['bundle']}" in text

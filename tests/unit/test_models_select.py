@@ -74,3 +74,26 @@ def test_single_candidate_and_nan_handling():
     y = np.arange(100) % 2
     selection = select_model([LOGISTIC], x, y, metric="auc", folds=2, seed=0)
     assert selection.index == 0 and not math.isnan(selection.best_score)
+
+
+def test_folds_stop_early_on_an_inner_slice_as_the_final_fit_does():
+    x = _table(1200, 5)
+    y = _draw(1.0 * x.x0 - 0.8 * x.x1, 5)
+    stopping = LightGBMModel(
+        family="lightgbm",
+        features=FEATURES,
+        params=LightGBMParams(num_leaves=31, learning_rate=0.2, n_estimators=400, early_stopping_rounds=10),
+    )
+    inner = select_model([stopping], x, y, metric="auc", folds=3, seed=0, inner_valid_fraction=0.15)
+    [row] = inner.table
+    assert len(row["trees"]) == 3 and max(row["trees"]) < 400  # each fold stopped on its own inner slice
+    assert set(row["metrics"]) >= {"auc", "brier", "log_loss"} and row["metrics"]["auc"] == row["mean"]
+    # no valid part in the spec: the final fit runs every round, and so does every fold
+    full = select_model([stopping], x, y, metric="auc", folds=3, seed=0, inner_valid_fraction=None)
+    assert full.table[0]["trees"] == [400, 400, 400]
+    # stopping early beats 400 rounds of an over-eager learner on this small, noisy table
+    assert inner.best_score > full.best_score
+    # logistic has nothing to stop: the same with or without the inner slice
+    a = select_model([LOGISTIC], x, y, metric="auc", folds=3, seed=0, inner_valid_fraction=0.15)
+    b = select_model([LOGISTIC], x, y, metric="auc", folds=3, seed=0)
+    assert a.table[0]["folds"] == b.table[0]["folds"] and "trees" not in a.table[0]
