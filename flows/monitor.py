@@ -23,6 +23,7 @@ from pipeline.data.derived import add_derived
 from pipeline.data.errors import DataSourceError
 from pipeline.data.prepare import label_vector
 from pipeline.data.sources import load_path, load_source
+from pipeline.data.timestamps import apply_timestamp_unit
 from pipeline.monitoring import MonitorReference, MonitorReport, Outcomes, build_reference, monitor
 from pipeline.monitoring.charts import drift_chart, history_chart
 from pipeline.monitoring.decision import decide
@@ -52,11 +53,14 @@ def champion_tag(spec: Spec) -> str | None:
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def load_current(spec: Spec, base_dir: Path, data_path: Path | None) -> pd.DataFrame:
+    """The rows to monitor, epoch timestamps already times (data.timestamp_unit), as `keel run` reads them."""
     if data_path is not None:
-        return load_path(data_path, spec.data.csv_delimiter)
-    if spec.monitoring.current is None:
+        frame = load_path(data_path, spec.data.csv_delimiter)
+    elif spec.monitoring.current is None:
         raise DataSourceError("nothing to monitor: pass --data FILE or set monitoring.current in the spec.")
-    return load_source(spec.monitoring.current, base_dir)
+    else:
+        frame = load_source(spec.monitoring.current, base_dir)
+    return apply_timestamp_unit(frame, spec.data, spec.contract)
 
 
 def split_window(spec: Spec, frame: pd.DataFrame, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -97,7 +101,8 @@ def load_reference(
         profile = ReferenceProfile.from_json(path.read_text())
         reference = MonitorReference(profile, source=f"reference profile {source.source}")
     else:
-        accepted = validate_frame(load_source(source, base_dir), spec.contract).accepted
+        loaded = apply_timestamp_unit(load_source(source, base_dir), spec.data, spec.contract)
+        accepted = validate_frame(loaded, spec.contract).accepted
         frame = add_derived(accepted, spec.features.derived)
         label = f"reference data {source.source} ({len(frame):,} rows)"
         reference = build_reference(frame, spec.contract, spec.features.derived, bins, segment, label)
