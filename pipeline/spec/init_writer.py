@@ -183,7 +183,7 @@ def write_proposal(
         p.items_source = items_path.name
     files[contract_path] = render_contract(p, name, data_file.name)
     files[out.resolve()] = render_spec(p, name, contract_option, source, data_file.name)
-    _check_in_scratch(files, contract_option, out.name)
+    proposed = _check_in_scratch(files, contract_option, out.name)
     changed = {path: text for path, text in files.items() if not path.exists() or path.read_text() != text}
     existing = [path for path in changed if path.exists()]
     shown = [_shown(path) for path in files]
@@ -194,6 +194,8 @@ def write_proposal(
     if not changed:
         return Written(f"{head}\nup to date: {', '.join(shown)} already say this", {**payload, "status": "same"}, 0)
     diff = "".join(_diff(path, text) for path, text in changed.items() if path.exists())
+    words = _in_words(out, proposed) if existing else ""
+    diff = f"{words}\n{diff}" if words else diff
     if existing and not force:
         note = "nothing written: these files exist and differ (your edits?); review the diff, then rerun with --force"
         return Written(f"{head}\n{diff}{note}", {**payload, "status": "differs", "diff": diff}, 1)
@@ -207,7 +209,7 @@ def write_proposal(
     return Written(diff + "\n".join(lines), {**payload, "status": "written"}, 0)
 
 
-def _check_in_scratch(files: dict[Path, str], contract_option: str, spec_file: str) -> None:
+def _check_in_scratch(files: dict[Path, str], contract_option: str, spec_file: str) -> dict[str, Any]:
     """load_spec on a copy of the layout (specs/X.yaml, conf/contract/X.yaml): a failure is a bug here."""
     from pipeline.spec.load import load_spec
 
@@ -219,12 +221,25 @@ def _check_in_scratch(files: dict[Path, str], contract_option: str, spec_file: s
         (root / "conf" / "contract" / f"{contract_option}.yaml").write_text(texts[0])
         (root / "specs" / spec_file).write_text(texts[1])
         try:
-            load_spec(root / "specs" / spec_file)
+            return load_spec(root / "specs" / spec_file).resolved
         except SpecError as exc:
             reasons = "; ".join(f"{pr.key}: {pr.reason}" for pr in exc.problems)
             raise InferError(
                 f"the spec init-spec would write does not pass keel check ({reasons}); nothing written"
             ) from None
+
+
+def _in_words(out: Path, proposed: dict[str, Any]) -> str:
+    """What the newer data changes, as `keel diff` says it (empty when the spec on disk does not load)."""
+    from pipeline.spec.diff import diff_specs, render
+    from pipeline.spec.load import load_spec
+
+    try:
+        current = load_spec(out).resolved
+    except SpecError:
+        return ""
+    changes = [c for c in diff_specs(current, proposed) if not c.path.startswith("data.source")]
+    return f"in words (keel diff, on disk -> from the data):\n{render(changes)}\n" if changes else ""
 
 
 def _diff(path: Path, text: str) -> str:

@@ -165,6 +165,7 @@ def test_written_files_pass_check_and_a_rerun_on_a_newer_file_only_shows_the_dif
     again = init_spec(data, "target", out=out)
     assert again.code == 1 and again.payload["status"] == "differs"
     assert "-  worst_area:" in again.text and "+  worst_area:" in again.text
+    assert "worst_area: max 7000 -> 20000 (range widened)" in again.text  # in words, as keel diff says it
     assert contract.read_text() == before  # nothing written
     forced = init_spec(data, "target", out=out, force=True)
     assert forced.code == 0 and contract.read_text() != before
