@@ -15,6 +15,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from pipeline.processes import pid_alive
+
 RECENT_RUNS = 50  # run directories looked at; older ones were surely settled by a run in between
 
 
@@ -33,16 +35,6 @@ def current_flow_run() -> dict[str, Any]:
     return {"flow_run_id": str(run_id), "host": socket.gethostname(), "pid": os.getpid()} if run_id else {}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def orphaned_candidates(spec_runs_dir: Path, own_pid: int) -> dict[str, str]:
     """flow_run_id -> run dir, for recent runs of this spec whose recorded process is gone from this host."""
     host = socket.gethostname()
@@ -55,7 +47,7 @@ def orphaned_candidates(spec_runs_dir: Path, own_pid: int) -> dict[str, str]:
         except (OSError, ValueError):
             continue
         pid, run_id = record.get("pid"), record.get("flow_run_id")
-        if run_id and record.get("host") == host and isinstance(pid, int) and pid != own_pid and not _alive(pid):
+        if run_id and record.get("host") == host and isinstance(pid, int) and pid != own_pid and not pid_alive(pid):
             out[run_id] = str(run_dir)
     return out
 

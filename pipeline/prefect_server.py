@@ -22,6 +22,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pipeline.processes import pid_alive
+
 STATE_DIR = Path(".keel") / "prefect"
 STATE_FILE = "server.json"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -61,20 +63,10 @@ def healthy(url: str, timeout_s: float = 1.0) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running(base: Path | None = None) -> ServerInfo | None:
     """The project's server when its process lives and its API answers; None otherwise."""
     info = read_info(base)
-    if info is None or not _alive(info.pid) or not healthy(info.url):
+    if info is None or not pid_alive(info.pid) or not healthy(info.url):
         return None
     return info
 
@@ -150,14 +142,14 @@ def stop(base: Path | None = None, grace_s: float = 20) -> ServerInfo | None:
     info = read_info(base)
     if info is None:
         return None
-    if _alive(info.pid):
+    if pid_alive(info.pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(info.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        while _alive(info.pid) and time.monotonic() < deadline:
+        while pid_alive(info.pid) and time.monotonic() < deadline:
             _reap(info.pid)
             time.sleep(0.2)
-        if _alive(info.pid):
+        if pid_alive(info.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(info.pid, signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):
