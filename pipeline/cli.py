@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.data.errors import DataSourceError, TrainingDataError
+from pipeline.extras import MissingExtra, from_import_error, require, require_for_spec
 from pipeline.permissions import apply_umask
 from pipeline.prefect_target import PrefectUnreachable, prefect_api
 from pipeline.spec.errors import Problem, SpecError
@@ -255,6 +256,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.promote_best:
         raise UsageError("--promote-best only applies to a sweep: keel run -m SPEC key=a,b ... --promote-best")
     loaded = _load(args)
+    require_for_spec(loaded.spec, "run")  # torch/faiss for recommendations, dask for runtime.executor dask
     if args.rollout:
         return _run_into_rollout(args, loaded)
     refused = _refuse_during_live_rollout(args, loaded)
@@ -495,6 +497,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise UsageError(f"--workers must be between 1 and 64, got {args.workers}")
     loaded = _load(args)
+    require("serve", "keel serve: uvicorn's uvloop and httptools")
+    require_for_spec(loaded.spec, "serve")
     from pipeline.registry.home import store_home
     from pipeline.serving.run import serve
 
@@ -568,6 +572,15 @@ def cmd_init_spec(args: argparse.Namespace) -> int:
     return written.code
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """`keel init DIR`: a project that uses an installed Keel (pipeline/packaging/init.py)."""
+    from pipeline.packaging.init import init_project, package_version
+
+    done = init_project(args.dir, package_version())
+    _emit(args, done.text(), done.payload())
+    return EXIT_OK
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     """`keel server start|stop|status`: this project's Prefect server, in the background, used by every verb."""
     from pipeline.prefect_server import ServerError, running, start, stop
@@ -613,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run ML systems described by YAML specs. Exit codes: 0 ok, 1 a gate/contract said no, "
         "2 bad spec, input or usage, 3 the result could not be stored (disk full, read-only).",
     )
+    parser.add_argument("--version", action=_ShowVersion, nargs=0, help="print keel's version and exit")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
@@ -621,11 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("overrides", nargs="*", help="Hydra overrides: key=value, +new.key=value, ~key")
         sub.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
         sub.add_argument(
+            "--config-dir",
             "--conf",
+            dest="conf",
             action="append",
             default=[],
             metavar="DIR",
-            help="extra config-group directory searched before the defaults (repeatable)",
+            help="a config-group directory of yours (repeatable): searched in the order given, then "
+            "KEEL_CONF_PATH, then the conf/ beside the spec's folder, then Keel's own groups (always last)",
         )
         sub.set_defaults(handler=handler)
         return sub
@@ -668,6 +685,16 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--items", type=Path, default=None, metavar="FILE", help="recommendation: the item table")
     init.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     init.set_defaults(handler=cmd_init_spec, overrides=[])
+    project = verbs.add_parser(
+        "init",
+        help="start a project of your own: specs/, conf/ groups, a review workflow and a pre-commit hook",
+        description="Write DIR/specs/churn.yaml, DIR/conf/gates/project.yaml, DIR/.github/workflows/keel-review.yml "
+        "(keel diff --changed-since ... --format markdown on pull requests) and DIR/.pre-commit-config.yaml "
+        "(keel check). Files that exist are kept.",
+    )
+    project.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=Path("."), help="default: here")
+    project.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    project.set_defaults(handler=cmd_init, overrides=[])
     check = verb("check", cmd_check, "compose and check a spec; print nothing else")
     check.add_argument("-m", "--multirun", action="store_true", help="check every combination of a sweep")
     check.add_argument(
@@ -779,6 +806,16 @@ ROLLOUT_EXTRA_ACTIONS = ("approve", "evaluate", "drill", "outcomes")
 ROLLOUT_ACTIONS = ("status", "start", "advance", "rollback", *ROLLOUT_EXTRA_ACTIONS)
 
 
+class _ShowVersion(argparse.Action):
+    """`keel --version`: the installed package's version (plus the commit in a checkout); git runs only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from pipeline.runs import code_version
+
+        print(f"keel {code_version()}")
+        parser.exit()
+
+
 def _iso_date(text: str) -> str:
     from datetime import date
 
@@ -822,8 +859,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc.render(), {"status": "error", "problems": [p.to_dict() for p in exc.problems]})
     except TrainingDataError as exc:
         return _fail(args, f"keel: {exc}", {"status": "failed", "reasons": [str(exc)]}, EXIT_NO)
-    except (UsageError, DataSourceError, PrefectUnreachable, SecretError) as exc:
+    except (UsageError, DataSourceError, PrefectUnreachable, SecretError, MissingExtra) as exc:
         return _fail(args, f"keel: {exc}", {"status": "error", "problems": [{"reason": str(exc)}]})
+    except ImportError as exc:  # an optional dependency (pipeline/extras.py): name the extra, exit 2
+        missing = from_import_error(exc)
+        if missing is None:
+            raise
+        return _fail(args, f"keel: {missing}", {"status": "error", "problems": [{"reason": str(missing)}]})
     except OSError as exc:
         if exc.errno not in STORAGE_ERRNOS:
             raise
@@ -845,7 +887,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     args.overrides = [*getattr(args, "overrides", []), *extras]
-    if args.verb in ("server", "init-spec") and args.overrides:
+    if args.verb in ("server", "init-spec", "init") and args.overrides:
         parser.error(f"keel {args.verb} takes no overrides: {' '.join(args.overrides)}")
     return args
 

@@ -20,12 +20,13 @@ from pipeline.spec.bounds import check_bounds
 from pipeline.spec.compose import ComposeFailed, Provenance, compose_spec
 from pipeline.spec.errors import Problem, SpecError
 from pipeline.spec.model_groups import apply_model_groups
+from pipeline.spec.package_conf import keel_conf_dir
 from pipeline.spec.schema import Spec
 from pipeline.spec.selectors import resolve_feature_selectors
 from pipeline.spec.semantic import check_semantics
 from pipeline.spec.typecheck import typecheck
 
-PACKAGE_CONF = Path(__file__).resolve().parents[2] / "conf"
+PACKAGE_CONF = keel_conf_dir()  # the installed package's pipeline/conf/, else the checkout's conf/
 
 
 @dataclass
@@ -93,7 +94,9 @@ def dump_yaml(data: dict[str, Any]) -> str:
 def conf_dirs_for(spec_path: Path, extra: list[Path] | None = None) -> list[Path]:
     """Search path for config groups: explicit dirs, KEEL_CONF_PATH, ../conf of the spec, Keel's own.
 
-    Earlier directories win, so a project's conf/ can shadow Keel's shipped groups.
+    Earlier directories win, so a project's conf/ can shadow Keel's shipped groups: `--config-dir`
+    (alias `--conf`, in the order given), then KEEL_CONF_PATH (os.pathsep-separated), then the
+    `conf/` beside the spec's folder (specs/x.yaml -> conf/), then Keel's own groups, always last.
     """
     dirs = list(extra or [])
     dirs += [Path(p) for p in os.environ.get("KEEL_CONF_PATH", "").split(os.pathsep) if p]

@@ -1,0 +1,1 @@
+"""Keel outside its checkout: project scaffolding (`keel init`), Bentos (`keel build`), pre-commit checks."""
