@@ -176,8 +176,8 @@ def _dtype(series: pd.Series, present: pd.Series) -> str:
 
 
 def _nameable(values: Any) -> bool:
-    """A value with `${` would be read as an interpolation by Hydra: such a column stays `str`."""
-    return not any("${" in str(v) for v in values)
+    """A value Hydra would read as an interpolation (`${`) or as missing (`???`): such a column stays `str`."""
+    return not any("${" in str(v) or str(v) == "???" for v in values)  # ???: OmegaConf's missing value
 
 
 def _plain(value: Any) -> Any:

@@ -112,7 +112,8 @@ def _head(pf: pq.ParquetFile, group: int, rows: int) -> list[pa.RecordBatch]:
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    return table.to_pandas()
+    """Integer columns stay integer with missing values (pandas would make them float)."""
+    return table.to_pandas(types_mapper=lambda t: pd.Int64Dtype() if pa.types.is_integer(t) else None)
 
 
 def _footer_stats(pf: pq.ParquetFile) -> dict[str, FileStats]:

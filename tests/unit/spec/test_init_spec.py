@@ -245,3 +245,15 @@ def test_rows_without_a_label_are_quarantined_not_counted_as_negatives(tmp_path:
     contract = load_spec(out).spec.contract
     assert not contract.columns["target"].nullable and contract.columns["target"].allowed == [0, 1]
     assert contract.max_quarantine_fraction == 0.05  # 3.5% without a label + 1% for bad rows, rounded up
+
+
+def test_ints_with_gaps_stay_ints_and_values_hydra_would_misread_keep_a_column_text(tmp_path: Path) -> None:
+    frame = cancer()
+    frame["visits"] = pd.array(np.arange(len(frame)) % 9, dtype="Int64")
+    frame.loc[:4, "visits"] = pd.NA
+    frame["code"] = np.where(np.arange(len(frame)) % 2, "${oc.env:HOME}", "???")
+    out = tmp_path / "specs" / "c.yaml"
+    assert init_spec(write(frame, tmp_path / "c.parquet"), "target", out=out).code == 0
+    columns = load_spec(out).spec.contract.columns
+    assert (columns["visits"].dtype, columns["visits"].nullable, columns["visits"].max) == ("int", True, 20)
+    assert columns["code"].dtype == "str" and columns["code"].allowed is None
