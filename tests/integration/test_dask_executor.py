@@ -1,0 +1,259 @@
+"""runtime.executor dask (issue 17) against a real LocalCluster of 2 worker processes: no mocks.
+
+The Dask path must give what the local path gives on the same partitioned data: the same quarantined rows
+and reasons, counts that add up per partition and in total, the same reference-profile bins and PSI, the
+same scores and ranks; and a worker killed mid-run must not change the output or leave a partial one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.cli import main
+from pipeline.contracts.profile import build_profile
+from pipeline.contracts.psi import psi_against
+from pipeline.contracts.result import ROW_COL
+from pipeline.contracts.validate import validate_frame
+from pipeline.data.partitioned import list_partitions
+from pipeline.data.sources import load_source
+from pipeline.data.synthetic.streamflow import generate
+from pipeline.distributed.profile import build_profile_distributed, psi_against_distributed
+from pipeline.distributed.score import loaded_bundles, score_partitions
+from pipeline.distributed.validate import validate_partitions
+from pipeline.registry import BundleStore
+from pipeline.registry.tabular import load_tabular_bundle
+from pipeline.scoring.command import score_frame
+from pipeline.spec.load import load_spec
+from pipeline.spec.schema import ScenarioSpec
+
+pytest.importorskip("distributed")
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = str(REPO / "specs" / "streamflow_churn.yaml")
+DASK = ["runtime=dask_local", "runtime.dask.local.memory_limit=1GiB"]
+
+pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
+
+
+def keel(*args: str) -> tuple[int, dict]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*args, "--json"])
+    return code, json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def write_parts(frame: pd.DataFrame, root: Path, parts: int) -> Path:
+    root.mkdir(parents=True)
+    for i, rows in enumerate(np.array_split(np.arange(len(frame)), parts)):
+        frame.iloc[rows].reset_index(drop=True).to_parquet(root / f"part-{i:03d}.parquet", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """4000 rows with bad rows and duplicate ids across partitions, in 3 Parquet files; and a drifted copy."""
+    root = tmp_path_factory.mktemp("dask")
+    frame = generate(4000, 5, ScenarioSpec(corrupt_fraction=0.02))
+    drifted = generate(3000, 9, ScenarioSpec(unit_bug={"avg_session_minutes": 60.0}, drift={"monthly_charges": 0.5}))
+    return {
+        "root": root,
+        "table": write_parts(frame, root / "table", 3),
+        "drifted": write_parts(drifted, root / "drifted", 2),
+    }
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+def test_validate_cli_on_dask_matches_the_local_path(data: dict, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, result = keel("validate", SPEC, f"data.source={data['table']}", *DASK)
+    assert code == 0, result
+    run = Path(result["run_dir"])
+    loaded = load_spec(SPEC, [f"data.source={data['table']}"])
+    local = validate_frame(load_source(loaded.spec.data, loaded.base_dir), loaded.spec.contract)
+    assert local.check_counts.get("subscriber_id:duplicate", 0) > 0  # the data has repeats across partitions
+    assert result["rows_in"] == 4000 == result["rows_accepted"] + result["rows_quarantined"]
+    assert (result["rows_accepted"], result["rows_quarantined"]) == (local.rows_accepted, local.rows_quarantined)
+    report = json.loads((run / "validation_report.json").read_text())
+    assert report["contract"]["check_counts"] == local.check_counts
+    per_part = report["dask"]["partitions"]
+    assert len(per_part) == 3 and all(p["rows_in"] == p["accepted"] + p["quarantined"] for p in per_part)
+    assert sum(p["rows_in"] for p in per_part) == 4000
+    quarantine = pd.read_parquet(run / "quarantine").sort_values(ROW_COL).reset_index(drop=True)
+    assert sorted(p.name for p in (run / "quarantine").iterdir()) == [f"part-{i:05d}.parquet" for i in range(3)]
+    pd.testing.assert_frame_equal(quarantine, local.quarantined.reset_index(drop=True))
+    profile = json.loads((run / "reference_profile.json").read_text())
+    expected = json.loads(build_profile(local.accepted, loaded.spec.contract).to_json())
+    for name, column in expected["numeric"].items():
+        got = profile["numeric"][name]
+        for key in ("edges", "shares", "count", "null_rate", "median", "min", "max"):
+            assert got[key] == column[key], (name, key)  # exactly: the same bins as the local path
+        assert got["mean"] == pytest.approx(column["mean"], rel=1e-12)
+        assert got["std"] == pytest.approx(column["std"], rel=1e-12)
+    assert profile["categorical"] == expected["categorical"]
+    record = json.loads((run / "run.json").read_text())
+    assert record["dask"]["kind"] == "local" and record["dask"]["workers"] == 2
+    assert record["dask"]["dashboard"].startswith("http://")
+
+
+def test_profile_and_psi_from_partitions_equal_the_local_ones(data: dict, client) -> None:
+    loaded = load_spec(SPEC, [f"data.source={data['table']}"])
+    spec, contract = loaded.spec, loaded.spec.contract
+    local = validate_frame(load_source(spec.data, loaded.base_dir), contract)
+    _, accepted = validate_partitions(client, spec, list_partitions(str(data["table"])), None)
+    reference = build_profile_distributed(client, accepted, contract)
+    assert [c["edges"] for c in _numeric(reference)] == [
+        c["edges"] for c in _numeric(build_profile(local.accepted, contract))
+    ]
+    drifted_spec = load_spec(SPEC, [f"data.source={data['drifted']}"])
+    current = validate_frame(load_source(drifted_spec.spec.data, loaded.base_dir), contract).accepted
+    _, current_parts = validate_partitions(client, spec, list_partitions(str(data["drifted"])), None)
+    expected = psi_against(reference, current, contract.profile.psi_warning, contract.profile.psi_alert)
+    got = psi_against_distributed(
+        client, reference, current_parts, contract.profile.psi_warning, contract.profile.psi_alert
+    )
+    assert {k: v.to_dict() for k, v in got.items()} == {k: v.to_dict() for k, v in expected.items()}
+    assert any(r.status == "ALERT" for r in got.values())
+
+
+def _numeric(profile) -> list[dict]:
+    return [vars(profile.numeric[c]) for c in sorted(profile.numeric)]
+
+
+@pytest.fixture(scope="module")
+def champion(data: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One `keel run` on the partitioned table (local executor): the bundle to score with."""
+    root = tmp_path_factory.mktemp("dask-run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("BENTOML_HOME", str(root / "bentoml"))
+        code, run = keel("run", SPEC, f"data.source={data['table']}")
+    assert code in (0, 1) and run.get("bundle"), run  # registered; its gates on 4000 rows do not matter here
+    return {"root": root, "tag": run["bundle"], "store": BundleStore(root / "bentoml")}
+
+
+def _local_scores(data: dict, champion: dict, reasons: int) -> pd.DataFrame:
+    loaded = load_spec(SPEC, [f"data.source={data['table']}"])
+    bundle = load_tabular_bundle(champion["store"].get(champion["tag"]))
+    frame = load_source(loaded.spec.data, loaded.base_dir)
+    return score_frame(loaded.spec, bundle, frame, reasons, "").frame.drop(columns="spec_sha256")
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns="spec_sha256", errors="ignore").sort_values("row").reset_index(drop=True)
+
+
+def test_score_cli_on_dask_matches_the_local_path(data: dict, champion: dict, monkeypatch) -> None:
+    monkeypatch.chdir(champion["root"])
+    monkeypatch.setenv("BENTOML_HOME", str(champion["root"] / "bentoml"))
+    out = champion["root"] / "scores.parquet"
+    code, result = keel(
+        "score",
+        SPEC,
+        *DASK,
+        "--data",
+        str(data["table"]),
+        "--reasons",
+        "2",
+        "--out",
+        str(out),
+        "--bundle",
+        champion["tag"],
+    )
+    assert code == 0, result
+    expected = _local_scores(data, champion, 2)
+    assert result["rows_in"] == 4000 == result["rows_scored"] + result["rows_quarantined"]
+    assert result["rows_scored"] == len(expected) and result["rows_flagged"] == int(expected["decision"].sum())
+    got = pd.read_parquet(out)
+    assert list(got.columns) == [*expected.columns, "spec_sha256"]
+    pd.testing.assert_frame_equal(_sorted(got), _sorted(expected))  # same rows, values, ranks, reasons
+    assert json.loads((out / "_manifest.json").read_text())["rows"] == len(expected)
+    assert not [p for p in out.parent.iterdir() if ".staging-" in p.name]
+
+
+def _score(client, data: dict, champion: dict, target: Path) -> dict:
+    loaded = load_spec(SPEC, [f"data.source={data['table']}"])
+    spec = loaded.spec.model_copy(update={"contract": loaded.spec.contract})
+    _, accepted = validate_partitions(client, spec, list_partitions(str(data["table"])), None)
+    ref = champion["store"].get(champion["tag"])
+    key = (str(champion["store"].home), champion["tag"], dict(ref.manifest.files))
+    return score_partitions(client, accepted, key, "subscriber_id", 0.2, 0, "", target)
+
+
+def test_each_worker_loads_the_bundle_once(data: dict, champion: dict, client, tmp_path: Path) -> None:
+    _score(client, data, champion, tmp_path / "a.parquet")
+    _score(client, data, champion, tmp_path / "b.parquet")
+    loads = client.run(loaded_bundles)
+    assert all(tags.count(champion["tag"]) <= 1 for tags in loads.values())
+    pd.testing.assert_frame_equal(
+        _sorted(pd.read_parquet(tmp_path / "a.parquet")), _sorted(pd.read_parquet(tmp_path / "b.parquet"))
+    )
+
+
+def test_a_worker_killed_mid_run_changes_nothing(data: dict, champion: dict, client, tmp_path: Path) -> None:
+    """SIGKILL one worker process between validation and scoring (its partitions' accepted rows are lost with
+    it) and another during scoring: Dask recomputes from the files and the committed output is identical."""
+    expected = _sorted(_local_scores(data, champion, 0))
+    loaded = load_spec(SPEC, [f"data.source={data['table']}"])
+    _, accepted = validate_partitions(client, loaded.spec, list_partitions(str(data["table"])), None)
+    client.gather(accepted)
+    victim, pid = next(iter(client.run(os.getpid).items()))
+    os.kill(pid, signal.SIGKILL)
+    ref = champion["store"].get(champion["tag"])
+    key = (str(champion["store"].home), champion["tag"], dict(ref.manifest.files))
+    target = tmp_path / "scores.parquet"
+    import threading
+
+    def kill_again() -> None:
+        with contextlib.suppress(Exception):
+            pids = client.run(os.getpid)
+            os.kill(sorted(pids.values())[-1], signal.SIGKILL)
+
+    timer = threading.Timer(0.5, kill_again)
+    timer.start()
+    try:
+        done = score_partitions(client, accepted, key, "subscriber_id", 0.2, 0, "", target)
+    finally:
+        timer.cancel()
+    client.wait_for_workers(2, timeout=60)
+    assert done["rows"] == len(expected)
+    pd.testing.assert_frame_equal(_sorted(pd.read_parquet(target)), expected)
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
+    assert victim
+
+
+def test_missing_packages_say_how_to_install(monkeypatch, tmp_path: Path, data: dict) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def no_prefect_dask(name, *args, **kwargs):
+        if name == "prefect_dask":
+            raise ImportError("No module named 'prefect_dask'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(builtins, "__import__", no_prefect_dask)
+    code, result = keel("validate", SPEC, f"data.source={data['table']}", *DASK)
+    assert code == 2
+    assert "install keel[dask]" in result["problems"][0]["reason"]
