@@ -517,6 +517,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK if code in (0, 130) else EXIT_NO
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    """`keel build SPEC [--bundle champion|NAME:VERSION] [--host H]`: a Bento to ship (pipeline/packaging/bento.py)."""
+    loaded = _load(args)
+    require("serve", "keel build: the Bento serves with uvloop and httptools")
+    require_for_spec(loaded.spec, "build")
+    from pipeline.packaging.bento import BuildError, build_bento
+
+    try:
+        built = build_bento(loaded, args.bundle, args.host, args.name)
+    except BuildError as exc:
+        return _fail(args, f"keel build: {exc}", {"status": "failed", "reason": str(exc)}, exc.code)
+    _emit(args, built.text(), built.payload())
+    return EXIT_OK
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     """`keel monitor SPEC [--data FILE] [--as-of DATE]`: exit 1 when the spec's triggers prescribe a retrain."""
     loaded = _load(args)
@@ -756,6 +771,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default 1; one per core scales)")
+    build = verb("build", cmd_build, "build a Bento of one bundle (BentoML): ship it, import it, serve or containerize")
+    build.add_argument("--bundle", default="champion", help="champion (default), challenger or NAME:VERSION")
+    build.add_argument("--host", default="0.0.0.0", help="the address the Bento binds (default 0.0.0.0: a container)")
+    build.add_argument("--name", default=None, help="the Bento's name (default: the spec's name)")
     monitor = verb("monitor", cmd_monitor, "PSI per feature vs the reference, segments, metrics; triggers decide")
     monitor.add_argument("--data", type=Path, default=None, help="Parquet/CSV to monitor (default: monitoring.current)")
     monitor.add_argument("--as-of", type=_iso_date, default=None, help="monitored day YYYY-MM-DD (default: today)")

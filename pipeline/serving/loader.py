@@ -45,7 +45,8 @@ def load_serving_spec(spec_path: str | Path, home: str | Path | None = None) -> 
         spec = load_spec(spec_path, overrides, conf_dirs).spec
     except Exception as exc:  # SpecError and friends: report, do not crash the worker
         raise NotServable(f"cannot load spec {spec_path}: {exc}") from exc
-    home = home or os.environ.get("BENTOML_HOME")
+    # KEEL_STORE: a Keel store that is not BentoML's home (a built Bento's own, pipeline/packaging/bento_service.py)
+    home = home or os.environ.get("KEEL_STORE") or os.environ.get("BENTOML_HOME")
     return spec, (BundleStore(Path(home)) if home else spec_store(spec))
 
 
