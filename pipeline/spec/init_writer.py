@@ -188,6 +188,16 @@ def write_proposal(
     existing = [path for path in changed if path.exists()]
     shown = [_shown(path) for path in files]
     payload: dict[str, Any] = {"files": shown, "rows_read": p.sample.rows_read, "total_rows": p.sample.total_rows}
+    payload["proposal"] = {
+        "label": p.label,
+        "positive": p.positive if p.rating_threshold is None else None,
+        "rating_threshold": p.rating_threshold,
+        "entity_id": p.entity_id,
+        "timestamp": p.timestamp,
+        "split": p.split,
+        "features": p.features,
+        "left_out": p.skipped,
+    }
     head = f"read {p.sample.how} of {data_file}"
     if p.sample.total_rows is None or p.sample.rows_read < p.sample.total_rows:
         head += " (a sample: --sample-rows N reads more)"

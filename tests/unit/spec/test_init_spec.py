@@ -177,6 +177,7 @@ def test_cli_verb_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     write(cancer(), tmp_path / "cancer.parquet")
     code, payload = keel("init-spec", "cancer.parquet", "--label", "target", "--sample-rows", "100")
     assert code == 0 and payload["rows_read"] == 100 and payload["total_rows"] == 569
+    assert payload["proposal"]["positive"] == 1 and len(payload["proposal"]["features"]) == 30
     assert (tmp_path / "specs" / "cancer.yaml").is_file() and (tmp_path / "conf" / "contract" / "cancer.yaml").is_file()
     assert keel("check", "specs/cancer.yaml")[0] == 0
     assert keel("init-spec", "cancer.parquet", "--label", "nope")[0] == 2
