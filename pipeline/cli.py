@@ -23,6 +23,7 @@ from pipeline.extras import MissingExtra, from_import_error, require, require_fo
 from pipeline.permissions import apply_umask
 from pipeline.prefect_target import PrefectUnreachable, prefect_api
 from pipeline.spec.errors import Problem, SpecError
+from pipeline.spec.review import default_specs_folder
 from pipeline.spec.secrets import SecretError
 
 if TYPE_CHECKING:
@@ -121,10 +122,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from pipeline.spec.diff import diff_specs, render
     from pipeline.spec.load import load_spec
+    from pipeline.spec.review import render_markdown, verdict
     from pipeline.spec.revisions import spec_at_revision
 
     conf = [Path(d) for d in args.conf]
     both, only_new = list(args.overrides), list(args.change)
+    if args.changed_since:  # every spec under the folder a change alters (pipeline/spec/review.py)
+        return _diff_changed_since(args, conf)
     if args.against:
         if args.new is not None:
             raise UsageError("give either OLD NEW or SPEC --against REV, not both")
@@ -159,12 +163,30 @@ def cmd_diff(args: argparse.Namespace) -> int:
         except HistoryError as exc:
             raise UsageError(str(exc)) from None
         text += "\n" + timelines
+    if args.format == "markdown":
+        text = render_markdown(changes, labels[0], labels[1]).rstrip()
+        if "backtest" in extra:
+            text += "\n\n#### Backtest\n\n```\n" + timelines + "\n```"
+    extra["verdict"] = verdict(changes)
     _emit(
         args,
         text,
         {"status": "ok", "old": labels[0], "new": labels[1], "changes": [c.to_dict() for c in changes], **extra},
     )
-    return EXIT_OK
+    return EXIT_NO if args.exit_code and changes else EXIT_OK
+
+
+def _diff_changed_since(args: argparse.Namespace, conf: list[Path]) -> int:
+    """`keel diff [DIR] --changed-since REV`: each spec under DIR (default specs/) whose resolved config changed."""
+    if args.against or args.new is not None or args.backtest is not None or args.change:
+        raise UsageError(
+            "--changed-since reviews a folder of specs; it does not take OLD NEW, --against, --change or --backtest"
+        )
+    from pipeline.spec.review import changed_since
+
+    review = changed_since(Path(args.spec), args.changed_since, list(args.overrides), conf)
+    _emit(args, (review.markdown() if args.format == "markdown" else review.text()).rstrip(), review.payload())
+    return EXIT_NO if args.exit_code and review.changed else EXIT_OK
 
 
 def _with_overrides(label: str, overrides: list[str]) -> str:
@@ -729,6 +751,14 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument(
         "--backtest", type=Path, default=None, metavar="FILE", help="also replay a history under both specs"
     )
+    diff.add_argument(
+        "--changed-since",
+        metavar="REV",
+        default=None,
+        help="every spec under SPEC (a folder, default specs/) whose resolved configuration changed since REV",
+    )
+    diff.add_argument("--format", choices=["text", "markdown"], default="text", help="markdown: for a PR comment")
+    diff.add_argument("--exit-code", action="store_true", help="exit 1 when the resolved specs differ (like git diff)")
     backtest = verb("backtest", cmd_backtest, "replay a recorded daily history through the spec's triggers and gates")
     backtest.add_argument("--history", type=Path, required=True, help="Parquet: one row per day (docs/cli.md)")
     backtest.add_argument("--all", action="store_true", help="also list evaluations below threshold")
@@ -863,7 +893,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
     apply_umask()  # owner-only files unless KEEL_UMASK says otherwise (pipeline/permissions.py)
-    argv = _split_models_args(_split_diff_args(list(sys.argv[1:] if argv is None else argv)))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _split_models_args(_split_diff_args(default_specs_folder(argv)))
     parser = build_parser()
     try:
         args = _parse(parser, argv)
