@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline.atomic_files import write_table_atomic
+from pipeline.atomic_files import read_table_verified, write_table_atomic
 from pipeline.metrics.classification import classification_metrics
 
 SCHEMA = pa.schema(
@@ -100,7 +99,7 @@ def read_history(directory: Path) -> pd.DataFrame:
     if directory.is_dir():
         for part in sorted(directory.iterdir()):
             if PARTITION.match(part.name) and (part / "part.parquet").is_file():
-                frames.append(pq.read_table(part / "part.parquet", schema=SCHEMA).to_pandas())
+                frames.append(read_table_verified(part / "part.parquet", schema=SCHEMA).to_pandas())
     if not frames:
         return SCHEMA.empty_table().to_pandas()
     return pd.concat(frames, ignore_index=True).sort_values(["date", "kind", "name"], kind="stable")

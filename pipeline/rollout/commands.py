@@ -59,7 +59,16 @@ def _drill(args: argparse.Namespace, loaded: Any, store: BundleStore) -> Outcome
     for user in range(200):
         req = traffic.request(user)
         work.append((req.entity, http_request(req.path, req.body)))
-    report = run_drill(args.url, spec.name, work, store=store, cycles=args.cycles, rate=args.rate, gap_s=args.gap)
+    report = run_drill(
+        args.url,
+        spec.name,
+        work,
+        store=store,
+        cycles=args.cycles,
+        rate=args.rate,
+        gap_s=args.gap,
+        max_switch_ms=getattr(args, "max_switch_ms", None),
+    )
     return (
         (0 if report.ok else 1),
         render(report),

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline.atomic_files import write_table_atomic
+from pipeline.atomic_files import read_table_verified, write_table_atomic
 from pipeline.registry.tags import check_name
 
 OUTCOMES_DIR = "outcomes"
@@ -74,7 +73,7 @@ def read_outcomes(directory: Path) -> pd.DataFrame:
     parts = sorted(Path(directory).glob("part-*.parquet"))
     if not parts:
         return SCHEMA.empty_table().to_pandas()
-    return pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts]).to_pandas()
+    return pa.concat_tables([read_table_verified(p, schema=SCHEMA) for p in parts]).to_pandas()
 
 
 def read_outcomes_csv(path: Path) -> list[tuple[str, str, float]]:

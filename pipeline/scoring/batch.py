@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic_files import write_frame_atomic
 from pipeline.data.derived import add_derived
 from pipeline.models.explain import top_reasons
 from pipeline.registry import BundleStore
@@ -36,7 +37,7 @@ class HighRiskList:
     def write(self, directory: Path, stem: str = "high_risk") -> dict[str, str]:
         directory.mkdir(parents=True, exist_ok=True)
         parquet, csv = directory / f"{stem}.parquet", directory / f"{stem}.csv"
-        self.frame.to_parquet(parquet, index=False)
+        write_frame_atomic(self.frame, parquet)
         out = self.frame.assign(reasons=self.frame["reasons"].map("; ".join))
         out.to_csv(csv, index=False)
         return {"high_risk_parquet": str(parquet), "high_risk_csv": str(csv)}

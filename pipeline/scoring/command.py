@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic_files import write_frame_atomic
 from pipeline.contracts.result import ContractResult
 from pipeline.contracts.validate import validate_frame
 from pipeline.data.derived import add_derived
@@ -137,7 +138,7 @@ def write_scores(frame: pd.DataFrame, path: Path) -> Path:
         out = frame.assign(reasons=frame["reasons"].map("; ".join)) if "reasons" in frame.columns else frame
         out.to_csv(path, index=False)
     else:
-        frame.to_parquet(path, index=False)
+        write_frame_atomic(frame, path)
     return path
 
 
@@ -145,7 +146,7 @@ def write_quarantine(result: ContractResult, path: Path) -> Path:
     """Every refused row with its original values, its row number and one reason per failed check."""
     frame = result.quarantined
     frame = frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object})
-    frame.to_parquet(path, index=False)
+    write_frame_atomic(frame, path)
     return path
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic_files import write_frame_atomic
 from pipeline.contracts.validate import validate_frame
 from pipeline.data.derived import add_derived
 from pipeline.data.errors import DataSourceError
@@ -39,7 +40,7 @@ class MaskedChurners:
     def write(self, directory: Path, stem: str = "masked_churners") -> dict[str, Any]:
         directory.mkdir(parents=True, exist_ok=True)
         parquet, csv = directory / f"{stem}.parquet", directory / f"{stem}.csv"
-        self.frame.to_parquet(parquet, index=False)
+        write_frame_atomic(self.frame, parquet)
         self.frame.to_csv(csv, index=False)
         return {
             "masked_churners": len(self.frame),

@@ -27,9 +27,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import Histogram
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pipeline.serving.admin import is_admin, redact
 from pipeline.serving.dispatch import Answer, Unavailable, log_refusal, request_id, score_routed
 from pipeline.serving.errors import RequestError
+from pipeline.serving.openapi import openapi_document
 from pipeline.serving.recommend import add_recommend_route
 from pipeline.serving.state import ServingState
 
@@ -46,7 +49,9 @@ ENTITY_MAX = 128
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")  # a JSON escape of a UTF-16 surrogate
 
 
-def _error(status: int, message: str, problems: list[str] | None = None, rid: str | None = None) -> JSONResponse:
+def _error_response(
+    status: int, message: str, problems: list[str] | None = None, rid: str | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if problems is not None:
         body["problems"] = problems
@@ -133,12 +138,24 @@ def _echo_ids(results: list[dict[str, Any]], records: list[Any], id_field: str |
 
 
 def build_app(state: ServingState) -> FastAPI:
-    """Routes over `state`; every failure is a JSON error without a traceback."""
+    """Routes over `state`; every failure is a JSON error without a traceback.
+
+    Error messages are ours (the caller's own values go in `problems`): any absolute path in one
+    (a store home in "no champion for ... in /srv/...") is redacted for every caller (admin.py).
+    """
     app = FastAPI(title="Keel scoring", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def _error(status: int, message: str, problems: list[str] | None = None, rid: str | None = None) -> JSONResponse:
+        return _error_response(status, redact(message, state.paths), problems, rid)
 
     @app.exception_handler(RequestError)
     async def _bad_request(_: Request, exc: RequestError) -> JSONResponse:
         return _error(exc.status, "invalid request", exc.problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own answers (no such route, wrong method) in the same JSON shape as ours, not text/plain."""
+        return _error(exc.status_code, str(exc.detail)[:200])
 
     @app.exception_handler(Exception)
     async def _server_fault(_: Request, exc: Exception) -> JSONResponse:
@@ -186,9 +203,18 @@ def build_app(state: ServingState) -> FastAPI:
 
     add_recommend_route(app, state, _json_body, _error)
 
+    @app.get("/openapi.json")
+    async def openapi() -> Response:
+        """The routes' OpenAPI document, bodies from the champion's contract (openapi.py)."""
+        return JSONResponse(openapi_document(state))
+
     @app.get("/status")
-    async def status() -> Response:
-        """What this worker serves and why not something else: the operator's first stop."""
+    async def status(request: Request) -> Response:
+        """What this worker serves and why not something else: the operator's first stop.
+
+        Absolute paths (store home, request-log folder, spec, anything in an error) are redacted
+        unless the caller sends `Authorization: Bearer <KEEL_ADMIN_TOKEN>`; an admin also gets `paths`.
+        """
         scorer = state.scorer
         body = {
             "ready": scorer is not None,
@@ -205,6 +231,10 @@ def build_app(state: ServingState) -> FastAPI:
             "request_log": state.request_log.counts() if state.request_log else None,
             "score_cache": _cache_status(),
         }
+        if is_admin(request.headers.get("authorization"), state.admin_token):
+            body["paths"] = dict(state.paths)
+        else:
+            body = redact(body, state.paths)
         return JSONResponse(body, status_code=200 if scorer is not None else 503)
 
     def _cache_status() -> dict[str, Any] | None:

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import pandas as pd
 import pyarrow as pa
 from prometheus_client import Counter
 
-from pipeline.atomic_files import write_table_atomic
+from pipeline.atomic_files import read_table_verified, write_table_atomic
 
 log = logging.getLogger("keel.serving")
 
@@ -168,7 +167,7 @@ class FileScoreCache:
         with self._lock:
             path = self.path(tag)
             if path.exists():
-                frame = pd.read_parquet(path, columns=["entity_id", *FIELDS])
+                frame = read_table_verified(path, columns=["entity_id", *FIELDS]).to_pandas()
                 scores = {str(r["entity_id"]): document(r, tag) for r in frame.to_dict("records")}
                 entry = _Loaded(scores, missing=False)
             else:

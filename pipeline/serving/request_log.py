@@ -32,10 +32,9 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from prometheus_client import Counter
 
-from pipeline.atomic_files import write_table_atomic
+from pipeline.atomic_files import read_table_verified, write_table_atomic
 
 log = logging.getLogger("keel.serving")
 
@@ -250,7 +249,7 @@ def read_request_log(directory: Path) -> pd.DataFrame:
     parts = sorted(Path(directory).glob("part-*.parquet"))
     if not parts:
         return SCHEMA.empty_table().to_pandas()
-    return pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts]).to_pandas()
+    return pa.concat_tables([read_table_verified(p, schema=SCHEMA) for p in parts]).to_pandas()
 
 
 def join_outcomes(requests: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:

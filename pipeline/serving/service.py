@@ -12,6 +12,8 @@ $BENTOML_HOME/keel/<name>/requests), KEEL_TRIGGER_MIN_SAMPLES (100: requests a s
 before an immediate trigger may fire), KEEL_SHADOW_QUEUE (256 copies waiting, then dropped),
 KEEL_REQUEST_LOG_FLUSH_S (1.0: request-log part interval), KEEL_SIMULATION (1: honour the simulator's
 X-Keel-Sim-Fault header, ADR 0016; never set it in production).
+KEEL_ADMIN_TOKEN (16+ characters): a caller sending `Authorization: Bearer <it>` sees the store, spec and
+request-log paths on /status; everyone else gets them redacted (pipeline/serving/admin.py).
 
 Recommendation specs (ADR 0012): the same service answers POST /recommend instead of /score;
 KEEL_REDIS_URL / runtime.redis_url then holds the online features, and KEEL_TEST_FAULTS
@@ -51,10 +53,11 @@ from pipeline.rollout.backends import configure_backend as configure_rollout_sta
 from pipeline.rollout.fairness_checks import request_group_fields
 from pipeline.rollout.simulate.faults import SimFaultMiddleware
 from pipeline.rollout.simulate.faults import enabled as sim_faults_enabled
+from pipeline.serving.admin import admin_token_from_env
 from pipeline.serving.app import ServingState, build_app
 from pipeline.serving.cache import open_score_cache
 from pipeline.serving.dispatch import report_shadow
-from pipeline.serving.limits import BodySizeLimit
+from pipeline.serving.limits import BodySizeLimit, PathGuard
 from pipeline.serving.loader import NotServable, load_serving_spec
 from pipeline.serving.recommend import recommender_loader
 from pipeline.serving.request_log import RequestLog
@@ -104,10 +107,13 @@ class ChurnService:
     def __init__(self) -> None:
         self.state = STATE
         spec_path = os.environ.get("KEEL_SPEC")
+        STATE.paths = {"spec": spec_path or "", "store": os.environ.get("BENTOML_HOME", "")}
         try:
+            STATE.admin_token = admin_token_from_env()  # KEEL_ADMIN_TOKEN: /status shows paths to its bearer
             if not spec_path:
                 raise NotServable("KEEL_SPEC is not set: point it at the spec file to serve")
             spec, store = load_serving_spec(spec_path)
+            STATE.paths["store"] = str(store.home)
             configure_rollout_state(spec, store)  # runtime.rollout_state: file (default) or redis (ADR 0010)
         except (NotServable, ValueError) as exc:
             STATE.error = str(exc)
@@ -134,6 +140,8 @@ class ChurnService:
         else:
             try:  # the cache the spec names; only the champion's namespace is read (ADR 0018)
                 STATE.cache = open_score_cache(redis_url, store.keel_dir, spec.name)
+                if STATE.cache.kind == "file":
+                    STATE.paths["score_cache"] = str(STATE.cache.directory)
             except Exception as exc:  # a broken cache must not take scoring down; /cached_score answers 404/503
                 log.error("keel score cache unavailable: %s", exc)
         self.watcher = ChampionWatcher(
@@ -156,6 +164,7 @@ class ChurnService:
         if REQUEST_LOG:
             directory = os.environ.get("KEEL_REQUEST_LOG_DIR") or store.keel_dir / spec.name / "requests"
             STATE.request_log = RequestLog(Path(directory), flush_interval_s=REQUEST_LOG_FLUSH_S).start()
+            STATE.paths["request_log"] = str(directory)
         STATE.shadow = ShadowRunner(lambda *outcome: report_shadow(STATE, *outcome), maxsize=SHADOW_QUEUE)
         if spec.rollout is not None:
             immediate = spec.rollout.rollback.immediate
@@ -175,5 +184,6 @@ class ChurnService:
 
 
 ChurnService.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+ChurnService.add_asgi_middleware(PathGuard)
 if sim_faults_enabled():  # KEEL_SIMULATION=1 only: `keel simulate` injects faults per request (ADR 0016)
     ChurnService.add_asgi_middleware(SimFaultMiddleware)

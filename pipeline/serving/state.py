@@ -42,6 +42,8 @@ class ServingState:
     triggers: ImmediateTriggers | None = None
     shadow: ShadowRunner | None = None
     triggered: str | None = None  # the last immediate rollback this worker performed, and why
+    admin_token: str | None = None  # KEEL_ADMIN_TOKEN: a caller presenting it sees paths on /status (admin.py)
+    paths: dict[str, str] = field(default_factory=dict)  # spec, store, request_log, score_cache: redacted for others
 
     def __post_init__(self) -> None:
         if self.threads > 0 and self.limiter is None:

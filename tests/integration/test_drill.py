@@ -28,14 +28,14 @@ SWITCH_BOUND_MS = GAP_S * 1e3 / 2  # a switch must show well inside the gap: thi
 def drill_problems(drill: dict) -> tuple[list[str], list[str]]:
     """(failures, timing misses) of a drill, in words: a bare dict in the assertion said nothing.
 
-    Why two lists: the drill's own `ok` (and exit code) also demands that the old bundle stop
-    answering within TARGET (100 ms) of the alias write. On this shared 2-core machine under a
-    load average of 5-6 that missed about one run in five (measured: the old bundle answered a
-    request sent 126 ms after the write, every request still answered): the watcher thread was not
-    scheduled in time, not a wrong switch. The 100 ms target is bench/bench_rollout.py's to
-    measure; this test fails on what is wrong at any speed (a failed request, an answer from a
-    third bundle, a switch that never showed or showed later than half the gap) and reports a
-    miss of the target as a warning with the numbers.
+    Why two lists: the old bundle should stop answering within TARGET (100 ms) of the alias write,
+    and on this shared 2-core machine under a load average of 5-6 that missed about one run in five
+    (measured: the old bundle answered a request sent 126 ms after the write, every request still
+    answered): the watcher thread was not scheduled in time, not a wrong switch. The drill reports
+    that timing and fails on it only with --max-switch-ms (docs/cli.md); the 100 ms target is
+    bench/bench_rollout.py's to measure. This test fails on what is wrong at any speed (a failed
+    request, an answer from a third bundle, a switch that never showed or showed later than half
+    the gap) and reports a miss of the target as a warning with the numbers.
     """
     failures, misses = [], []
     if drill["failed"]:
@@ -76,7 +76,8 @@ def test_drill_switches_to_the_standby_and_back_without_a_failed_request(tmp_pat
     drill = payload["drill"]
     failures, misses = drill_problems(drill)
     assert not failures, f"drill exit {code}: " + "; ".join(failures)
-    assert code == (0 if drill["ok"] else 1) and drill["ok"] == (not misses), (code, drill["ok"], misses)
+    assert code == 0 and drill["ok"], (code, drill)  # a missed 100 ms target is reported, not a failure
+    assert drill["missed_target"] == sum(1 for s in drill["switches"] if s["old_after_target"]), drill
     for miss in misses:
         warnings.warn(f"drill missed its {drill['target_ms']:.0f} ms target (a loaded machine): {miss}", stacklevel=1)
     assert drill["requests"] >= 300, f"only {drill['requests']} requests were sent (expected 400 at 100/s)"

@@ -173,3 +173,15 @@ def test_a_redis_outage_logs_once_per_state_change_and_counts(service, redis_por
         assert len(waits) >= 8 and len(slow) <= len(waits) // 3, f"lookups during a hung Redis: {waits}"
     text = server_log.read_text(errors="replace")
     assert text.count("score cache DOWN") == 2, text[-3000:]  # the hang is a second outage: logged once
+
+
+def test_control_characters_in_the_path_and_wrong_methods_answer_json(service) -> None:
+    """Found by the schemathesis suite: `/cached_score/a%0Ab` was BentoML's text/plain 404 (its mount's pattern
+    does not match a newline); now a JSON 400. A wrong method is a 405 in the same {"error"} shape."""
+    url = service[0]
+    for path in ("/cached_score/a%0Ab", "/cached_score/%00", "/score%7F"):
+        r = httpx.get(f"{url}{path}", timeout=5)
+        assert r.status_code == 400 and r.headers["content-type"] == "application/json", (path, r.text)
+        assert "control characters" in r.json()["error"], r.text
+    r = httpx.get(f"{url}/score", timeout=5)
+    assert r.status_code == 405 and r.json()["error"] == "Method Not Allowed", r.text
