@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.io_retries import IO_RETRIES
+from pipeline.atomic_files import write_frame_atomic
 from pipeline.contracts.profile import ReferenceProfile, build_profile
 from pipeline.contracts.psi import PsiResult, psi_against
 from pipeline.contracts.report import build_report, drift_verdict, render_markdown
@@ -109,7 +110,7 @@ def write_outputs(result: ContractResult, run: RunDir) -> dict[str, str]:
     quarantine = run / "quarantine.parquet"
     frame = result.quarantined
     frame = frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object})
-    frame.to_parquet(quarantine, index=False)
+    write_frame_atomic(frame, quarantine)
     return {"quarantine": str(quarantine)}
 
 
