@@ -56,6 +56,10 @@ def score_flow(
     spec = loaded.spec
     store = spec_store(spec)  # the one store every verb uses (ADR 0017)
     tag = resolve_bundle(spec, store, bundle)
+    if spec.runtime.executor == "dask":  # partitions scored on the workers (pipeline/distributed, ADR 0024)
+        from pipeline.distributed.commands import score_on_dask
+
+        return score_on_dask(loaded, Path(data_path), store, tag, Path(out) if out else None, reasons)
     run = create_run_dir(loaded, "score")
     frame = load_file(spec, Path(data_path))
     scored = score_rows(spec, store, tag, frame, reasons, loaded.sha256)

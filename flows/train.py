@@ -59,6 +59,10 @@ def fit_model(spec: Spec, model_spec: Any, data: Prepared) -> TabularModel:
     model = build_model(model_spec, seed=spec.data.seed)
     train, valid = data.splits["train"], data.splits["valid"]
     valid_set = (valid[model.features], data.labels("valid", spec.data)) if len(valid) else None
+    if spec.runtime.executor == "dask" and model.family == "lightgbm":  # boosting on the workers (ADR 0024)
+        from pipeline.distributed.train import fit_on_dask
+
+        return fit_on_dask(spec.runtime, model, train[model.features], data.labels("train", spec.data), valid_set)
     return model.fit(train[model.features], data.labels("train", spec.data), valid_set)
 
 

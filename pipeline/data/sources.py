@@ -1,4 +1,4 @@
-"""Load a spec's dataset from a Parquet/CSV path or a synthetic generator.
+"""Load a spec's dataset from a Parquet/CSV path, a partitioned Parquet source or a synthetic generator.
 
 CSV columns are read as strings on purpose: the contract layer, not the reader,
 decides types, so one "abc" in a numeric column is a quarantined row rather than a
@@ -15,6 +15,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pipeline.data.errors import DataSourceError
+from pipeline.data.partitioned import is_partitioned, load_partitioned
 from pipeline.spec.schema import SourceSpec
 
 SYNTHETIC_PREFIX = "synthetic:"
@@ -26,6 +27,8 @@ def load_source(src: SourceSpec, base_dir: Path) -> pd.DataFrame:
     """Return the table `src` names; relative paths are resolved against `base_dir`."""
     if src.source.startswith(SYNTHETIC_PREFIX):
         return _load_synthetic(src)
+    if is_partitioned(src.source, base_dir):  # a directory, glob or fsspec URI of Parquet files
+        return load_partitioned(src.source, base_dir)
     path = Path(src.source)
     if not path.is_absolute():
         path = Path(base_dir) / path
@@ -33,7 +36,9 @@ def load_source(src: SourceSpec, base_dir: Path) -> pd.DataFrame:
 
 
 def load_path(path: Path, csv_delimiter: str = ",") -> pd.DataFrame:
-    """Read one Parquet or CSV file; every failure is a DataSourceError naming the path."""
+    """Read one Parquet or CSV file (or a directory / glob of Parquet files); failures are DataSourceErrors."""
+    if is_partitioned(str(path)):
+        return load_partitioned(str(path))
     name = path.name.lower()
     if name.endswith(PARQUET_SUFFIXES):
         reader = _read_parquet

@@ -597,6 +597,30 @@ class MonitoringSpec(Strict):
     charts: bool = Field(True, description="write PNG charts of alerted features and of the metric history")
 
 
+class DaskLocalSpec(Strict):
+    """A `distributed.LocalCluster` of worker processes started for the run and stopped after it."""
+
+    n_workers: int = Field(2, ge=1, le=256, description="worker processes")
+    threads_per_worker: int = Field(1, ge=1, le=256, description="threads in each worker process")
+    memory_limit: str = Field("auto", description="per worker: '4GB', '2GiB' or auto (system memory / workers)")
+
+
+class DaskSpec(Strict):
+    """runtime.executor dask: connect to `address`, else start `local` (docs/adr/0024-dask-executor.md)."""
+
+    address: str | None = Field(
+        None, description="an existing scheduler (tcp://host:8786); absent: a LocalCluster from `local`"
+    )
+    local: DaskLocalSpec = Field(default_factory=DaskLocalSpec)
+
+    @field_validator("address")
+    @classmethod
+    def _scheduler_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
+            raise ValueError(f"a Dask scheduler address starts with tcp:// or tls:// (got {value!r})")
+        return value
+
+
 class RuntimeSpec(Strict):
     runs_dir: str = Field("runs", description="where run directories go (relative to the working directory)")
     bentoml_home: str | None = Field(None, description="BentoML store; default: BENTOML_HOME or ~/bentoml")
@@ -611,6 +635,10 @@ class RuntimeSpec(Strict):
         description="a Prefect server's API (http://127.0.0.1:4200/api) that flows report to, health-checked "
         "first; PREFECT_API_URL in the environment wins; absent: an ephemeral one",
     )
+    executor: Literal["local", "dask"] = Field(
+        "local", description="local: this process; dask: partitions on a Dask cluster (runtime.dask)"
+    )
+    dask: DaskSpec = Field(default_factory=DaskSpec)
 
     @field_validator("redis_url", "prefect_api_url")
     @classmethod
