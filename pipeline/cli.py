@@ -625,6 +625,21 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """`keel schema [--out FILE]`: the JSON Schema of a spec file (pipeline/spec/json_schema.py)."""
+    from pipeline.spec.json_schema import schema_text
+
+    text = schema_text()
+    if args.out is None:
+        _emit(args, "" if args.json else text.rstrip(), {"status": "ok", "schema": json.loads(text)})
+        return EXIT_OK
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    hint = f"# yaml-language-server: $schema={args.out}"
+    _emit(args, f"wrote {args.out}; first line of a spec: {hint}", {"status": "ok", "out": str(args.out)})
+    return EXIT_OK
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     """`keel server start|stop|status`: this project's Prefect server, in the background, used by every verb."""
     from pipeline.prefect_server import ServerError, running, start, stop
@@ -739,6 +754,15 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=Path("."), help="default: here")
     project.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     project.set_defaults(handler=cmd_init, overrides=[])
+    schema = verbs.add_parser(
+        "schema",
+        help="write the JSON Schema of a spec file (editors: yaml-language-server completes and checks keys)",
+        description="The JSON Schema of a spec file, from Keel's pydantic schema: no key required (groups fill "
+        "them in), interpolations allowed, unknown keys refused. Without --out it is printed.",
+    )
+    schema.add_argument("--out", type=Path, default=None, metavar="FILE", help="write it here (e.g. keel-spec.json)")
+    schema.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    schema.set_defaults(handler=cmd_schema, overrides=[])
     check = verb("check", cmd_check, "compose and check a spec; print nothing else")
     check.add_argument("-m", "--multirun", action="store_true", help="check every combination of a sweep")
     check.add_argument(
@@ -944,7 +968,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     args.overrides = [*getattr(args, "overrides", []), *extras]
-    if args.verb in ("server", "init-spec", "init") and args.overrides:
+    if args.verb in ("server", "init-spec", "init", "schema") and args.overrides:
         parser.error(f"keel {args.verb} takes no overrides: {' '.join(args.overrides)}")
     return args
 
