@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic_files import write_frame_atomic
 from pipeline.contracts.profile import ReferenceProfile, build_profile
 from pipeline.contracts.report import build_report, render_markdown
 from pipeline.contracts.validate import validate_frame
@@ -160,7 +161,7 @@ def score_on_dask(
         else:
             staging = target.with_name(f".{target.name}.staging-empty")
             staging.mkdir(parents=True, exist_ok=True)
-            _empty(id_column, reasons).to_parquet(staging / "part-00000.parquet", index=False)
+            write_frame_atomic(_empty(id_column, reasons), staging / "part-00000.parquet")
             commit_directory(staging, target)
             done = {"rows": 0, "flagged": 0, "parts": 1}
         dask_info = cluster.record() | {"partitions": result.partitions, "score_parts": done["parts"]}

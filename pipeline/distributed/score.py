@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic_files import write_frame_atomic
 from pipeline.data.derived import add_derived
 from pipeline.models.explain import top_reasons
 from pipeline.registry import BundleStore
@@ -124,9 +125,7 @@ def _finish_part(
     out = scored.copy()
     out.insert(out.columns.get_loc("decision") + 1, "rank", rank.astype(np.int64))
     path = os.path.join(staging, f"part-{index:05d}.parquet")
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    out.to_parquet(tmp, index=False)
-    os.replace(tmp, path)  # a retried task rewrites the same part
+    write_frame_atomic(out, Path(path))  # tmp + rename, page checksums; a retried task rewrites the same part
     return {"part": os.path.basename(path), "rows": len(out)}
 
 

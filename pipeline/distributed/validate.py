@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic_files import write_frame_atomic
 from pipeline.contracts.result import ROW_COL, ContractResult, SchemaProblem, apply_policy
 from pipeline.contracts.validate import validate_frame
 from pipeline.data.partitioned import Partitions, read_partition
@@ -101,9 +102,7 @@ def write_quarantine_part(part: PartResult, staging: str) -> str:
     path = os.path.join(staging, f"part-{part.index:05d}.parquet")
     q = part.quarantined
     q = q.astype({c: "string" for c in q.columns if q[c].dtype == object})
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    q.to_parquet(tmp, index=False)
-    os.replace(tmp, path)  # a retried task rewrites the same part; never half a file
+    write_frame_atomic(q, Path(path))  # tmp + rename, page checksums; a retried task rewrites the same part
     return path
 
 
