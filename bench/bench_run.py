@@ -1,6 +1,6 @@
 """Benchmark: `keel run` end to end vs the same steps as a plain script, both as fresh subprocesses.
 
-Usage: python bench/bench_run.py [--rows 1000000] [--quick] [--tiny 2000] [--no-server]
+Usage: python bench/bench_run.py [--rows 1000000] [--quick] [--tiny 2000] [--no-server] [--startup-only] [--full-spec]
 
 Both sides read one synthetic StreamFlow table from Parquet (written here with the spec's own
 generator, seed and scenario: the table `data.rows=N` would generate), validate it against the
@@ -10,13 +10,17 @@ and score every subscriber's latest snapshot with top-3 reasons into Parquet + C
 is bench/plain_churn.py (pandas, numpy, LightGBM, scikit-learn; no Keel import). Keel also does
 what the plain script does not: Prefect flow/task runs, the run directory, the reference profile,
 calibration and lift tables, gates vs the champion, the hashed bundle registry and readable reasons.
-The spec's masked-churner list (a second table) is switched off, as the plain script has none.
+The spec's masked-churner list (a second table) is switched off, as the plain script has none; so are
+its fairness and causal sections (bootstrap group metrics, treatment effects on a second table, their
+chart) and the fairness gates they feed, unless --full-spec.
 
 Figures: the fixed start-up cost (keel run minus the plain script on a `--tiny` table) with the
 default ephemeral Prefect API and with a Prefect server already running (PostgreSQL on
 127.0.0.1:5432 in a database created and dropped here, else SQLite), and the wall-time ratio at
 `--rows`. Every run gets a fresh run directory and BentoML home under a temporary directory, so
-nothing in the repository or ~/.prefect is touched. Prints figures; asserts nothing about speed.
+nothing in the repository or ~/.prefect is touched. Prints figures (wall time, and the CPU time of the
+same processes, steadier on a busy box, with the load average); asserts nothing about speed.
+--startup-only measures only the start-up with a server running (~2 min).
 """
 
 from __future__ import annotations
@@ -54,12 +58,20 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 class Bench:
     """One temporary directory: the tables, run dirs, BentoML homes and the Prefect home of every run."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, full_spec: bool = False) -> None:
         self.root = root
         self.count = 0
         self.loaded = load_spec(SPEC)
         # the masked-churner list reads a second table the plain script does not have: off for this bench
         self.extra = ["~masked_churners"] if getattr(self.loaded.spec, "masked_churners", None) else []
+        spec = self.loaded.spec
+        if not full_spec and (spec.fairness is not None or spec.causal is not None):
+            # neither does the plain script compute group metrics with 500 bootstrap replicates, estimate
+            # the offers' treatment effect on a second (synthetic) table or draw their chart: same job
+            # means those sections off too, and the gate set without the fairness gates they feed
+            self.extra += ["~fairness", "~causal", "gates=[churn]"]
+        load_spec(SPEC, self.extra)  # the same-job overrides still compose (a spec change fails here, not later)
+        self.cpu: dict[str, list[float]] = {}
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         self.env |= {"PREFECT_HOME": str(root / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         self.env |= {"GX_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
@@ -83,9 +95,7 @@ class Bench:
         ]
         env = self.env | ({"PREFECT_API_URL": api_url} if api_url else {})
         cmd = [str(BIN / "keel"), "run", str(SPEC), *overrides, "--json"]
-        start = time.perf_counter()
-        done = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True, check=False)
-        wall = time.perf_counter() - start
+        wall, done = self._timed("keel" + (" server" if api_url else ""), cmd, env)
         if done.returncode not in (0, 1):
             raise RuntimeError(f"keel run exited {done.returncode}:\n{done.stderr[-3000:]}")
         return wall, json.loads(done.stdout.strip().splitlines()[-1])
@@ -94,12 +104,25 @@ class Bench:
         """Wall time of bench/plain_churn.py in a fresh process, and its JSON summary."""
         self.count += 1
         cmd = [sys.executable, str(PLAIN), str(config), str(data), str(self.root / f"plain-{self.count}")]
-        start = time.perf_counter()
-        done = subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True, check=False)
-        wall = time.perf_counter() - start
+        wall, done = self._timed("plain", cmd, self.env)
         if done.returncode != 0:
             raise RuntimeError(f"plain script exited {done.returncode}:\n{done.stderr[-3000:]}")
         return wall, json.loads(done.stdout.strip().splitlines()[-1])
+
+    def _timed(self, label: str, cmd: list[str], env: dict[str, str]) -> tuple[float, Any]:
+        """Wall time of one fresh process; its CPU time (user + sys) goes to self.cpu[label]."""
+        before = os.times()
+        start = time.perf_counter()
+        done = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - start
+        after = os.times()
+        cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+        self.cpu.setdefault(label, []).append(cpu)
+        return wall, done
+
+    def cpu_best(self, label: str, last: int) -> float:
+        """The smallest CPU time of the last `last` runs under `label` (the timed ones, not the warm-up)."""
+        return min(self.cpu[label][-last:])
 
 
 def plain_config(loaded: LoadedSpec, path: Path) -> Path:
@@ -201,6 +224,11 @@ def flow_runs(api: str) -> int:
         return int(json.load(response))
 
 
+def _load() -> str:
+    """The 1/5/15-minute load average, printed with every figure (a busy box slows both sides unevenly)."""
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def best(runs: list[tuple[float, dict[str, Any]]]) -> tuple[float, dict[str, Any]]:
     return min(runs, key=lambda run: run[0])
 
@@ -222,31 +250,57 @@ def main() -> None:
     ap.add_argument("--tiny", type=int, default=2000, help="rows of the table that measures start-up")
     ap.add_argument("--repeat", type=int, default=3, help="best of N for the tiny runs")
     ap.add_argument("--no-server", action="store_true", help="skip the run against a running Prefect server")
+    ap.add_argument(
+        "--startup-only",
+        action="store_true",
+        help="only the start-up with a Prefect server running (no ephemeral API, no large table; ~1-2 min)",
+    )
+    ap.add_argument(
+        "--full-spec",
+        action="store_true",
+        help="keep the spec's fairness and causal sections (and their gates) on: Keel then does more than the plain "
+        "script (bootstrap group metrics, treatment effects, a chart)",
+    )
     args = ap.parse_args()
+    if args.startup_only and args.no_server:
+        ap.error("--startup-only measures the start-up with a running server: drop --no-server")
     rows = 100_000 if args.quick else args.rows
     with tempfile.TemporaryDirectory(prefix="keel-bench-run-") as tmp:
-        bench = Bench(Path(tmp))
+        bench = Bench(Path(tmp), args.full_spec)
         config = plain_config(bench.loaded, bench.root / "plain-config.json")
-        tiny, large = bench.table(args.tiny), bench.table(rows)
-        print(f"cores: {os.cpu_count()}; each run a fresh subprocess; tiny runs best of {args.repeat}")
+        tiny = bench.table(args.tiny)
+        print(
+            f"cores: {os.cpu_count()}; load average {_load()}; each run a fresh subprocess; "
+            f"tiny runs best of {args.repeat}; keel overrides: {' '.join(bench.extra)}"
+        )
         # untimed warm-up: the fresh Prefect home's database migrations, page cache of the libraries
-        bench.keel(tiny)
         bench.plain(tiny, config)
         t_plain, plain = best([bench.plain(tiny, config) for _ in range(args.repeat)])
-        t_keel, keel = best([bench.keel(tiny) for _ in range(args.repeat)])
-        print(
-            f"start-up, ephemeral Prefect ({args.tiny:,} rows): keel run {t_keel:.2f} s, plain {t_plain:.2f} s "
-            f"-> fixed cost {t_keel - t_plain:.2f} s"
-        )
+        if not args.startup_only:
+            bench.keel(tiny)
+            t_keel, keel = best([bench.keel(tiny) for _ in range(args.repeat)])
+            print(
+                f"start-up, ephemeral Prefect ({args.tiny:,} rows): keel run {t_keel:.2f} s, plain {t_plain:.2f} s "
+                f"-> fixed cost {t_keel - t_plain:.2f} s; CPU {bench.cpu_best('keel', args.repeat):.2f} s vs "
+                f"{bench.cpu_best('plain', args.repeat):.2f} s"
+            )
         if not args.no_server:
             with prefect_server(bench) as (api, described, started):
                 bench.keel(tiny, api)  # warm-up: the flow and its tasks get registered
-                t_server, _ = best([bench.keel(tiny, api) for _ in range(args.repeat)])
+                runs = [bench.keel(tiny, api) for _ in range(args.repeat)]
+                t_server, _ = best(runs)
+                walls = [t for t, _ in runs]
                 recorded = flow_runs(api)
+            cpu_keel, cpu_plain = bench.cpu_best("keel server", args.repeat), bench.cpu_best("plain", args.repeat)
             print(
                 f"start-up, Prefect server running ({described}, up in {started:.1f} s, {recorded} flow runs "
-                f"recorded): keel run {t_server:.2f} s, plain {t_plain:.2f} s -> fixed cost {t_server - t_plain:.2f} s"
+                f"recorded): keel run {t_server:.2f} s, plain {t_plain:.2f} s -> fixed cost {t_server - t_plain:.2f} s;"
+                f" CPU {cpu_keel:.2f} s vs {cpu_plain:.2f} s (load average {_load()}); keel walls "
+                + " ".join(f"{t:.2f}" for t in walls)
             )
+        if args.startup_only:
+            return
+        large = bench.table(rows)
         t_plain, plain = bench.plain(large, config)
         t_keel, keel = bench.keel(large)
         print(

@@ -9,11 +9,18 @@ never promotes.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
+import gc
 import json
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
@@ -21,6 +28,7 @@ from flows.evaluate import evaluate_model, fairness_causal, gate
 from flows.train import fingerprint, fit_model, prepare_data, refit_model, select_challenger
 from pipeline.contracts.profile import build_profile
 from pipeline.fairness.sections import render_markdown as render_sections
+from pipeline.gates.champion import write_training_rows
 from pipeline.gates.report import render_gates, render_run_details
 from pipeline.models.explain import FeatureReference
 from pipeline.models.refit import trained_on_text
@@ -33,7 +41,7 @@ from pipeline.reports.artifact import publish_markdown
 from pipeline.runs import RunDir, code_version, create_run_dir
 from pipeline.scoring.batch import latest_snapshot, score_high_risk, write_score_cache
 from pipeline.scoring.masked import masked_churner_outputs
-from pipeline.spec.load import LoadedSpec, load_spec
+from pipeline.spec.load import LoadedSpec, handing_over, load_spec
 
 
 def bundle_store(loaded: LoadedSpec) -> BundleStore:
@@ -80,6 +88,8 @@ def register(
             spec.monitoring.segment_column,
         )
         (Path(tmp) / MONITOR_REFERENCE_FILE).write_text(monitor_reference.to_json(), encoding="utf-8")
+        seen = pd.concat([train, data.splits["valid"]]) if len(data.splits["valid"]) else train  # vs champion
+        write_training_rows(Path(tmp), seen, model.features, spec.features.derived, spec.data.label)
         ref = save_bundle(
             spec.name,
             Path(tmp),
@@ -135,7 +145,7 @@ def run_flow(
     evaluation = evaluate_model(spec, model, data)
     sections = fairness_causal(spec, model, data, loaded.base_dir, run.path)
     evaluation["metrics"] |= sections.metrics()  # gate-able by name, stored for vs champion / baseline
-    gate_report, champion_tag = gate(spec, evaluation["metrics"], store, sections.insufficient(), data)
+    gate_report, champion_tag = gate(spec, evaluation["metrics"], store, sections.insufficient(), data, model)
     promoted = gate_report.passed and sweep is None and promote_on_pass
     model, trained, trained_on = refit_model(spec, model_spec, model, data)  # evaluation.refit (ADR 0020)
     tag = register(loaded, model, data, evaluation, gate_report, run, store, promoted, sweep, (trained, trained_on))
@@ -224,8 +234,46 @@ def run_lifecycle(loaded: LoadedSpec, promote_on_pass: bool = True) -> dict[str,
         from flows.recsys import run_recsys
 
         return run_recsys(loaded, promote_on_pass)
-    report = run_flow(str(loaded.path), loaded.overrides, [str(d) for d in loaded.conf_dirs], None, promote_on_pass)
+    # the flow's parameters stay plain JSON (a deployment or the UI starts it by path); in this process it
+    # gets the spec already composed instead of composing it again (unless a file changed since)
+    with handing_over(loaded), _without_heartbeats():
+        report = run_flow(str(loaded.path), loaded.overrides, [str(d) for d in loaded.conf_dirs], None, promote_on_pass)
+    _skip_collection_at_exit()
     return lifecycle_summary(report)
+
+
+HEARTBEAT_SETTINGS = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
+
+
+@contextlib.contextmanager
+def _without_heartbeats() -> Iterator[None]:
+    """No flow-run heartbeat thread for an in-process `keel run`, unless the environment sets its frequency.
+
+    The sync engine joins the heartbeat thread when the flow ends, and the thread sleeps in 1 s steps:
+    0-1 s of idle wall time per run (0.5 s on average). Heartbeats only feed a Prefect automation that
+    marks silent runs crashed; Keel configures none and marks a killed run Crashed itself (the next run
+    of the spec does, tests/integration/test_crashed_runs.py). States, logs, task runs and artifacts are
+    unchanged in the UI. Set PREFECT_FLOWS_HEARTBEAT_FREQUENCY to keep Prefect's heartbeats.
+    """
+    if any(os.environ.get(name) for name in HEARTBEAT_SETTINGS):
+        yield
+        return
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+@functools.cache  # registered once per process
+def _skip_collection_at_exit() -> None:
+    """At interpreter exit, leave the heap to the OS instead of garbage-collecting it object by object.
+
+    CPython's last collections walk every object Prefect, pydantic, pandas and LightGBM created (about
+    1 s on a quiet box, 3 s on a busy one) and free nothing the process exit would not. gc.freeze
+    runs as an atexit hook, after Prefect's log and event workers have drained (threading's exit hooks
+    run before atexit's), so nothing the server needs is lost; later garbage is still collected.
+    """
+    atexit.register(gc.freeze)
 
 
 def lifecycle_summary(report: dict[str, Any]) -> dict[str, Any]:

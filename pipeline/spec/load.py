@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ class LoadedSpec:
     choices: dict[str, str]
     provenance: Provenance
     conf_dirs: list[Path]
+    # what every YAML file composition may read looked like just before composing (see handing_over)
+    stamp: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def resolved(self) -> dict[str, Any]:
@@ -119,6 +123,10 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, conf_dirs: l
     if spec_path.suffix not in (".yaml", ".yml"):
         raise SpecError([Problem(shown, None, "", "a spec is a .yaml file")], spec_file=shown)
     search = conf_dirs_for(spec_path, conf_dirs)
+    stamp = _stamp(spec_path, search)
+    handed = _handed_over(spec_path, overrides, search, stamp)
+    if handed is not None:
+        return handed
     try:
         composed = compose_spec(spec_path, overrides, search)
     except ComposeFailed as exc:
@@ -135,4 +143,64 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, conf_dirs: l
     problems = check_semantics(spec, composed.provenance) + check_bounds(spec, composed.provenance)
     if problems:
         raise SpecError(problems, spec_file=composed.provenance.spec_file)
-    return LoadedSpec(spec, spec_path, overrides, composed.choices, composed.provenance, search)
+    return LoadedSpec(spec, spec_path, overrides, composed.choices, composed.provenance, search, stamp)
+
+
+# Hand-over of a spec already composed in this process (the CLI's, to the flow it starts): see handing_over.
+_HANDED: list[LoadedSpec] = []
+STAMP_MAX_ENTRIES = 2000  # files and folders walked; past that, no hand-over (compose again, as before)
+STAMP_MAX_BYTES = 8 << 20
+
+
+@contextmanager
+def handing_over(loaded: LoadedSpec) -> Iterator[LoadedSpec]:
+    """Inside, load_spec of the same file, overrides and conf dirs returns `loaded` itself instead of composing again.
+
+    Only while no YAML file composition may read has changed since `loaded` was composed: the spec's
+    folder and every conf dir are hashed (contents) before each composition and at each hand-over, so an
+    edited spec, group file or a new file that would shadow one composes afresh. A flow started by path
+    (a deployment, the UI) outside this block always composes.
+    """
+    _HANDED.append(loaded)
+    try:
+        yield loaded
+    finally:
+        _HANDED.remove(loaded)
+
+
+def _handed_over(spec_path: Path, overrides: list[str], search: list[Path], stamp: str | None) -> LoadedSpec | None:
+    """The spec handed over for exactly this request, composed from files that have not changed since."""
+    for loaded in reversed(_HANDED):
+        same = loaded.overrides == overrides and loaded.conf_dirs == search
+        if same and stamp is not None and loaded.stamp == stamp and loaded.path.resolve() == spec_path.resolve():
+            return loaded
+    return None
+
+
+def _stamp(spec_path: Path, search: list[Path]) -> str | None:
+    """sha256 of the path and contents of every YAML file under the spec's folder and the conf dirs.
+
+    None (never handed over) when the folders are too large to hash cheaply or a file cannot be read.
+    """
+    digest, entries, size = hashlib.sha256(), 0, 0
+    try:
+        for root in [spec_path.resolve().parent, *search]:
+            for folder, dirs, files in os.walk(root, onerror=_unreadable, followlinks=True):
+                dirs.sort()
+                entries += len(dirs) + len(files)
+                if entries > STAMP_MAX_ENTRIES:
+                    return None
+                for name in sorted(files):
+                    if name.endswith((".yaml", ".yml")):
+                        data = Path(folder, name).read_bytes()
+                        size += len(data)
+                        if size > STAMP_MAX_BYTES:
+                            return None
+                        digest.update(f"{folder}/{name}\0{len(data)}\0".encode() + data)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _unreadable(error: OSError) -> None:
+    raise error  # a folder that cannot be listed may hide a group file: no hand-over
