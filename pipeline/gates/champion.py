@@ -5,13 +5,17 @@ another contract); a difference between two numbers measured on different rows s
 the champion bundle is loaded and scored on exactly the rows the challenger was measured on,
 through the same calls as `keel score` (its own contract on its inputs, its own derived features,
 `predict_proba`) and the same metric code (`classification_metrics`, the spec's threshold and
-top_k). When it cannot score them — a different task or label, an input column the rows lack,
+top_k). Rows the champion learned from (a new split seed puts some of its training rows in the
+challenger's test part) would flatter it, so a bundle records hashes of the rows its model saw
+(`training_rows.npy`) and those rows are left out of the comparison, for both models; the report
+says how many. When it cannot score them — a different task or label, an input column the rows lack,
 values its contract refuses, a model that raises — the comparison is *not comparable* and the
 gate's `if_not_comparable` decides (default block). See docs/adr/0025-champion-rescored.md.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +24,34 @@ import yaml
 
 from pipeline.gates.evaluate import ChampionReference
 from pipeline.metrics import classification_metrics
+
+TRAINING_ROWS_FILE = "training_rows.npy"
+"""Sorted uint64 hashes of the rows a bundle's model saw (its input columns + the label), one per distinct row."""
+MIN_COMPARABLE_ROWS = 30
+"""Fewer test rows the champion never saw than this (or one class only): not comparable."""
+
+
+def row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """One uint64 per row over `columns` (values and dtypes; the index is ignored)."""
+    return pd.util.hash_pandas_object(frame[columns], index=False).to_numpy(dtype=np.uint64)
+
+
+def input_columns(features: list[str], derived: dict[str, Any]) -> list[str]:
+    """The raw columns a model's features come from (derived features replaced by their inputs), in order."""
+    from pipeline.data.derived import derived_lineage
+
+    lineage = derived_lineage({k: v for k, v in derived.items() if k in features})
+    return list(dict.fromkeys(c for f in features for c in lineage.get(f, [f])))
+
+
+def write_training_rows(
+    directory: Path, seen: pd.DataFrame, features: list[str], derived: dict[str, Any], label: str
+) -> Path:
+    """`directory`/training_rows.npy: which rows the model saw, so a later challenger can leave them out."""
+    columns = [*input_columns(features, derived), label]
+    path = Path(directory) / TRAINING_ROWS_FILE
+    np.save(path, np.unique(row_hashes(seen, columns)), allow_pickle=False)
+    return path
 
 
 def rescore_champion(
@@ -76,9 +108,33 @@ def rescore_champion(
         p = np.asarray(bundle.model.predict_proba(features[bundle.model.features]), dtype=np.float64)
     except Exception as exc:
         return refused(f"its model cannot score the rows ({' '.join(str(exc).split())[:200]})")
-    metrics = classification_metrics(labels, p, spec.evaluation.threshold, spec.evaluation.top_k)
     unseen = {k: v for k, v in bundle.model.last_unseen_counts.items() if v}
-    return ChampionReference(ref.tag, metrics, rows, positives, split, True, "", unseen)
+    labels = np.asarray(labels)
+    keep = _not_trained_on(ref, frame, needed, spec.data.label)
+    if keep is None or keep.all():
+        metrics = classification_metrics(labels, p, spec.evaluation.threshold, spec.evaluation.top_k)
+        note = "" if keep is not None else "its training rows are not recorded (an older bundle): overlap unknown"
+        return ChampionReference(ref.tag, metrics, rows, positives, split, True, "", unseen, note=note)
+    left_out = int((~keep).sum())
+    kept_rows, kept_positives = int(keep.sum()), int(labels[keep].sum())
+    if kept_rows < MIN_COMPARABLE_ROWS or kept_positives in (0, kept_rows):
+        return refused(
+            f"it was trained on {left_out:,} of these {rows:,} rows; the {kept_rows:,} left "
+            f"({kept_positives:,} positive) are too few to compare on"
+        )
+    threshold, k = spec.evaluation.threshold, spec.evaluation.top_k
+    metrics = classification_metrics(labels[keep], p[keep], threshold, k)
+    return ChampionReference(
+        ref.tag, metrics, kept_rows, kept_positives, split, True, "", unseen, left_out=left_out, keep=keep
+    )
+
+
+def _not_trained_on(ref: Any, frame: pd.DataFrame, needed: list[str], label: str | None) -> np.ndarray | None:
+    """True for the rows the champion's model never saw; None when the bundle does not record them."""
+    if TRAINING_ROWS_FILE not in ref.manifest.files or label is None or label not in frame.columns:
+        return None
+    seen = np.load(ref.open_file(TRAINING_ROWS_FILE), allow_pickle=False)
+    return ~np.isin(row_hashes(frame, [*needed, label]), seen)
 
 
 def _first_reason(result: Any) -> str:

