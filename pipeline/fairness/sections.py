@@ -13,14 +13,12 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.causal.evaluate import CausalReport, causal_evaluation
 from pipeline.data.errors import DataSourceError
-from pipeline.fairness.chart import write_chart
 from pipeline.fairness.classification import classification_fairness
 from pipeline.fairness.groups import groupings
 from pipeline.fairness.recommendation import exposure_matrix, recommendation_fairness
@@ -28,6 +26,9 @@ from pipeline.fairness.report import CHART, render_markdown
 from pipeline.fairness.result import FairnessReport
 from pipeline.recsys.metrics import ranking_metrics
 from pipeline.spec.schema import Spec
+
+if TYPE_CHECKING:
+    from pipeline.causal.evaluate import CausalReport
 
 
 @dataclass
@@ -48,6 +49,33 @@ class Sections:
         for part in (self.fairness, self.causal):
             if part is not None:
                 out |= {k: v for k, v in part.metrics.items() if v is not None and math.isfinite(v)}
+        return out
+
+    def evidence(self) -> dict[str, Any]:
+        """metric -> Evidence for the gates: its interval, and the groups a fairness metric left out
+        (with their point estimates and the metric's value with them in)."""
+        from pipeline.gates.evaluate import Evidence
+
+        out: dict[str, Any] = {}
+        f = self.fairness
+        if f is not None:
+            confidence = f.extra.get("confidence")
+            for name in f.metrics:
+                low, high = f.intervals.get(name, (None, None))
+                method = f"bootstrap of the groups ({confidence:.0%})" if confidence and low is not None else ""
+                out[name] = Evidence(
+                    low=low,
+                    high=high,
+                    method=method,
+                    excluded=tuple(f.excluded.get(name, ())),
+                    with_excluded=f.with_excluded.get(name),
+                )
+        c = self.causal
+        if c is not None:
+            for name in c.metrics:
+                low, high = c.metrics.get(f"{name}_low"), c.metrics.get(f"{name}_high")
+                if low is not None and high is not None:
+                    out[name] = Evidence(low=low, high=high, method="the estimator's interval")
         return out
 
     def insufficient(self) -> dict[str, str]:
@@ -86,6 +114,7 @@ def classification_sections(
             confidence=f.confidence,
             seed=f.seed,
         )
+        out.fairness.extra["confidence"] = f.confidence
     return _finish(spec, out, base_dir, run_path)
 
 
@@ -112,12 +141,18 @@ def recommendation_sections(spec: Spec, recommender, ex, tables, base_dir: Path,
         out.fairness = recommendation_fairness(
             lists, relevant, user_frame, item_frame, groupings(f.groups, []), f.creator_groups, **kwargs
         )
+        out.fairness.extra["confidence"] = f.confidence
         if spec.reranker is not None and spec.reranker.min_exposure_share > 0 and recommender.attribute is not None:
             out.guarantee = _guarantee(spec, recommender, ex, users, relevant, lists, width)
     return _finish(spec, out, base_dir, run_path)
 
 
 def _finish(spec: Spec, out: Sections, base_dir: Path, run_path: Path) -> Sections:
+    # imported here: scikit-learn's estimators and matplotlib cost ~0.4 s of every `keel run` start-up,
+    # and only a spec with a causal or fairness section needs them
+    from pipeline.causal.evaluate import causal_evaluation
+    from pipeline.fairness.chart import write_chart
+
     if spec.causal is not None:
         out.causal = causal_evaluation(spec.causal, base_dir)
     if out.declared:
