@@ -46,11 +46,15 @@ def venv_with_wheel(root: Path, wheel: Path) -> Path:
         text=True,
     ).stdout.strip()
     (Path(purelib) / "_keel_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # --ignore-installed: .venv's editable keel (seen through the .pth) must not count as "already installed"
+    install = ["install", "--no-deps", "--no-index", "--ignore-installed", "-q", str(wheel)]
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        [sys.executable, "-m", "pip", "--python", str(python), *install],
         check=True,
         capture_output=True,
         timeout=300,
+        env=clean,
     )
     return root / "bin"
 
@@ -122,8 +126,8 @@ def test_the_wheel_runs_a_user_repository_outside_the_checkout(tmp_path: Path) -
         env=env,
         capture_output=True,
         text=True,
-        check=True,
     )
+    assert where.returncode == 0, where.stderr
     found = json.loads(where.stdout.splitlines()[-1])
     site = str(tmp_path / "venv")
     assert found["package"].startswith(site)  # the wheel's, not the checkout's
