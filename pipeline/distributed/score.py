@@ -17,6 +17,7 @@ Read the result with `pd.read_parquet(target)`; sorted by `row` it equals the lo
 from __future__ import annotations
 
 import json
+import operator
 import os
 import shutil
 import threading
@@ -100,9 +101,10 @@ def _to_buckets(scored: pd.DataFrame, splitters: np.ndarray) -> list[pd.DataFram
     return [pairs[which == b] for b in range(len(splitters) + 1)]
 
 
-def _rank_bucket(pieces: list[list[pd.DataFrame]], bucket: int, starts: list[int]) -> tuple[int, list[pd.DataFrame]]:
-    """Rows of one bucket ranked inside it (descending probability, then row); split back by partition."""
-    both = pd.concat([piece[bucket] for piece in pieces], ignore_index=True)
+def _rank_bucket(pieces: list[pd.DataFrame], starts: list[int]) -> tuple[int, list[pd.DataFrame]]:
+    """Rows of one bucket (its piece of every partition) ranked inside it (descending probability, then row);
+    split back by partition."""
+    both = pd.concat(pieces, ignore_index=True)
     both = both.sort_values(ROW_COLUMN, kind="stable")  # row order first: the stable sort keeps it among ties
     order = np.argsort(-both["probability"].to_numpy(), kind="stable")
     rows = both[ROW_COLUMN].to_numpy()[order]
@@ -115,11 +117,15 @@ def _bucket_size(result: tuple[int, list[pd.DataFrame]]) -> int:
     return result[0]
 
 
+def _for_partition(ranked: tuple[int, list[pd.DataFrame]], index: int) -> pd.DataFrame:
+    return ranked[1][index]
+
+
 def _finish_part(
-    scored: pd.DataFrame, ranked: list[tuple[int, list[pd.DataFrame]]], offsets: list[int], index: int, staging: str
+    scored: pd.DataFrame, ranked: list[pd.DataFrame], offsets: list[int], index: int, staging: str
 ) -> dict[str, Any]:
-    """On a worker: the partition's rank column from every bucket, then its part file written."""
-    pieces = [res[1][index].assign(rank=res[1][index]["rank"] + off) for res, off in zip(ranked, offsets, strict=True)]
+    """On a worker: the partition's rank column from every bucket's piece for it, then its part file written."""
+    pieces = [piece.assign(rank=piece["rank"] + off) for piece, off in zip(ranked, offsets, strict=True)]
     ranks = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({ROW_COLUMN: [], "rank": []})
     rank = ranks.set_index(ROW_COLUMN)["rank"].reindex(scored[ROW_COLUMN].to_numpy()).to_numpy()
     out = scored.copy()
@@ -155,14 +161,28 @@ def score_partitions(
         splitters = np.zeros(0)
     split = client.map(_to_buckets, scored, splitters=splitters, pure=False)
     boundaries = _row_boundaries(row_starts, sizes)
-    ranked = [client.submit(_rank_bucket, split, b, boundaries, pure=False) for b in range(len(splitters) + 1)]
+    ranked = [
+        client.submit(_rank_bucket, [client.submit(operator.getitem, s, b, pure=False) for s in split], boundaries)
+        for b in range(len(splitters) + 1)
+    ]
     counts = client.gather(client.map(_bucket_size, ranked, pure=False))
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
     staging = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:8]}")
     staging.mkdir(parents=True)
     try:
         written = client.gather(
-            [client.submit(_finish_part, s, ranked, offsets, i, str(staging), pure=False) for i, s in enumerate(scored)]
+            [
+                client.submit(
+                    _finish_part,
+                    s,
+                    [client.submit(_for_partition, r, i, pure=False) for r in ranked],
+                    offsets,
+                    i,
+                    str(staging),
+                    pure=False,
+                )
+                for i, s in enumerate(scored)
+            ]
         )
         flagged = int(sum(client.gather(client.map(_flagged, scored, pure=False))))
         manifest = {"parts": written, "rows": int(sum(sizes)), "complete": True}

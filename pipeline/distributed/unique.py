@@ -9,6 +9,7 @@ repeat inside the partition (same reason text, same check count). Only keys and 
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -51,12 +52,14 @@ def bucket_keys(
     return out
 
 
-def repeats_in_bucket(pieces: list[list[dict[str, pd.DataFrame]]], bucket: int) -> dict[str, np.ndarray]:
-    """On a worker: the global rows whose key appeared at an earlier row in another partition."""
+def repeats_in_bucket(pieces: list[dict[str, pd.DataFrame]]) -> dict[str, np.ndarray]:
+    """On a worker: the global rows whose key appeared at an earlier row in another partition.
+
+    `pieces`: this bucket's piece of every partition (only they travel to this task)."""
     out: dict[str, np.ndarray] = {}
-    names = {n for piece in pieces for n in piece[bucket]}
+    names = {n for piece in pieces for n in piece}
     for name in names:
-        frames = [piece[bucket][name] for piece in pieces if name in piece[bucket]]
+        frames = [piece[name] for piece in pieces if name in piece]
         both = pd.concat(frames, ignore_index=True).sort_values("row", kind="stable")
         dup = both["key"].duplicated(keep="first").to_numpy()
         out[name] = both["row"].to_numpy()[dup]
@@ -72,7 +75,8 @@ def cross_partition_repeats(
         return [{} for _ in frames]
     buckets = len(frames)
     keyed = client.map(bucket_keys, frames, starts, columns=names, contract=contract, buckets=buckets, pure=False)
-    found = client.gather([client.submit(repeats_in_bucket, keyed, b, pure=False) for b in range(buckets)])
+    pieces = [[client.submit(operator.getitem, k, b, pure=False) for k in keyed] for b in range(buckets)]
+    found = client.gather([client.submit(repeats_in_bucket, pieces[b], pure=False) for b in range(buckets)])
     masks: list[dict[str, np.ndarray]] = []
     for start, n in zip(starts, rows, strict=True):
         mask = {}

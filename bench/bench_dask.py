@@ -1,0 +1,197 @@
+"""runtime.executor dask vs local (issue 17): batch scoring and LightGBM training, same data, same run.
+
+    GX_ANALYTICS_ENABLED=false PYTHONPATH=. python bench/bench_dask.py --rows 2000000      # ~4 min here
+    GX_ANALYTICS_ENABLED=false PYTHONPATH=. python bench/bench_dask.py --rows 10000000 --train-rows 0
+
+Scoring: the table is `--parts` Parquet files (synthetic StreamFlow rows, unique ids); a bundle from one
+`keel run` (20k rows). `local` = what `keel score` does in one process (read the directory, contract,
+derived features, LightGBM, ranks, Parquet), with LightGBM on every core and with one thread;
+`dask k` = pipeline/distributed on a LocalCluster of k single-threaded worker processes (contract per
+partition with cross-partition unique ids, scoring, sample-sort ranks, parts + manifest + rename). The
+Dask output is asserted equal to the local one (sorted by row). Cluster start-up (processes, imports,
+the bundle loaded once per worker) is reported apart; local 1 thread is the best of 2 runs.
+
+Training: the spec's data prepared once; `lightgbm.train` locally vs `DaskLGBMClassifier` on 2 workers
+(pipeline/distributed/train.py), test AUC and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = str(REPO / "specs" / "streamflow_churn.yaml")
+
+
+def make_table(root: Path, rows: int, parts: int) -> Path:
+    from pipeline.data.synthetic.streamflow import generate
+    from pipeline.spec.schema import ScenarioSpec
+
+    table = root / "table"
+    table.mkdir()
+    for i, n in enumerate(np.diff(np.linspace(0, rows, parts + 1).astype(int))):
+        frame = generate(int(n), 1000 + i, ScenarioSpec(corrupt_fraction=0.001))
+        frame["subscriber_id"] = f"p{i:03d}_" + frame["subscriber_id"].astype(str)  # unique across parts
+        frame.to_parquet(table / f"part-{i:03d}.parquet", index=False)
+    return table
+
+
+def train_bundle(root: Path) -> tuple[object, str]:
+    from pipeline.cli import main
+    from pipeline.registry import BundleStore
+
+    os.environ["BENTOML_HOME"] = str(root / "bentoml")
+    cwd = os.getcwd()
+    os.chdir(root)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            main(["run", SPEC, "data.rows=20000", "--json"])
+    finally:
+        os.chdir(cwd)
+    result = json.loads(out.getvalue().strip().splitlines()[-1])
+    return BundleStore(root / "bentoml"), result["bundle"]
+
+
+def score_local(spec, store, tag, table: Path, target: Path, threads: int) -> tuple[float, pd.DataFrame]:
+    from pipeline.data.sources import load_path
+    from pipeline.registry.tabular import load_tabular_bundle
+    from pipeline.scoring.command import score_frame, write_scores
+
+    bundle = load_tabular_bundle(store.get(tag))
+    bundle.model.predict_threads = threads
+    start = time.perf_counter()
+    scored = score_frame(spec, bundle, load_path(table), 0, "")
+    write_scores(scored.frame, target)
+    return time.perf_counter() - start, scored.frame
+
+
+def score_dask(spec, store, tag, table: Path, target: Path, workers: int) -> tuple[float, float]:
+    from distributed import Client, LocalCluster
+
+    from pipeline.data.partitioned import list_partitions
+    from pipeline.distributed.score import score_partitions, worker_bundle
+    from pipeline.distributed.validate import validate_partitions
+
+    start = time.perf_counter()
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        client.wait_for_workers(workers)
+        key = (str(store.home), tag, dict(store.get(tag).manifest.files))
+        client.run(worker_bundle, *key)  # imports + the bundle (sha256-checked) once per worker: start-up cost
+        startup = time.perf_counter() - start
+        start = time.perf_counter()
+        _, accepted = validate_partitions(client, spec, list_partitions(str(table)), None)
+        threshold = float(spec.evaluation.threshold)
+        score_partitions(client, accepted, key, spec.data.entity_id, threshold, 0, "", target)
+        elapsed = time.perf_counter() - start
+    return elapsed, startup
+
+
+def bench_scoring(args, root: Path) -> list[str]:
+    from pipeline.spec.load import load_spec
+
+    table = make_table(root, args.rows, args.parts)
+    store, tag = train_bundle(root)
+    spec = load_spec(SPEC, [f"data.source={table}"]).spec
+    lines = [f"scoring {args.rows:,} rows in {args.parts} Parquet parts, bundle {tag}", ""]
+    lines.append(f"{'path':<28}{'wall s':>9}{'rows/s':>12}{'vs local 1t':>13}{'efficiency':>12}")
+    t_one, _ = score_local(spec, store, tag, table, root / "local_1t.parquet", 1)  # also warms this process
+    t_one = min(t_one, score_local(spec, store, tag, table, root / "local_1t.parquet", 1)[0])
+    t_all, local = score_local(spec, store, tag, table, root / "local_all.parquet", 0)
+    expected = local.drop(columns="spec_sha256").sort_values("row").reset_index(drop=True)
+    del local
+    rows = len(expected)
+    results = {}
+    for workers in (1, 2):
+        target = root / f"dask_{workers}.parquet"
+        elapsed, startup = score_dask(spec, store, tag, table, target, workers)
+        got = pd.read_parquet(target).drop(columns="spec_sha256").sort_values("row").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, expected)  # identical output
+        results[workers] = (elapsed, startup)
+        shutil.rmtree(target)
+    lines.append(f"{'local, LightGBM all cores':<28}{t_all:>9.1f}{rows / t_all:>12,.0f}{t_one / t_all:>12.2f}x{'':>12}")
+    lines.append(f"{'local, 1 thread':<28}{t_one:>9.1f}{rows / t_one:>12,.0f}{1.0:>12.2f}x{'':>12}")
+    one = results[1][0]
+    for workers, (elapsed, startup) in results.items():
+        efficiency = one / (workers * elapsed)
+        lines.append(
+            f"{f'dask {workers} worker(s) x 1 thread':<28}{elapsed:>9.1f}{rows / elapsed:>12,.0f}"
+            f"{t_one / elapsed:>12.2f}x{efficiency:>11.0%}  (cluster start {startup:.1f} s)"
+        )
+    lines.append("")
+    lines.append(f"overhead at 1 worker vs local 1 thread: {one / t_one - 1:+.0%}; outputs identical (sorted by row)")
+    return lines
+
+
+def bench_training(args) -> list[str]:
+    from distributed import Client, LocalCluster
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.data.prepare import load_frame, prepare
+    from pipeline.distributed.train import DaskLightGBMModel
+    from pipeline.models import build_model
+    from pipeline.spec.load import load_spec
+
+    loaded = load_spec(SPEC, [f"data.rows={args.train_rows}"])
+    spec = loaded.spec
+    data = prepare(spec, load_frame(spec, loaded.base_dir))
+    train, valid, test = (data.splits[k] for k in ("train", "valid", "test"))
+    y_train, y_valid, y_test = (data.labels(k, spec.data) for k in ("train", "valid", "test"))
+    model = build_model(spec.model, seed=spec.data.seed)
+    start = time.perf_counter()
+    model.fit(train[model.features], y_train, (valid[model.features], y_valid))
+    t_local = time.perf_counter() - start
+    auc_local = roc_auc_score(y_test, model.predict_proba(test[model.features]))
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        distributed = DaskLightGBMModel(build_model(spec.model, seed=spec.data.seed), client)
+        start = time.perf_counter()
+        distributed.fit(train[model.features], y_train, (valid[model.features], y_valid))
+        t_dask = time.perf_counter() - start
+    auc_dask = roc_auc_score(y_test, distributed.predict_proba(test[model.features]))
+    return [
+        f"training on {len(train):,} rows ({args.train_rows:,} generated), test {len(test):,} rows",
+        "",
+        f"{'path':<34}{'wall s':>9}{'test AUC':>10}{'trees kept':>12}",
+        f"{'local lightgbm.train (2 threads)':<34}{t_local:>9.1f}{auc_local:>10.4f}{model.best_iteration:>12}",
+        f"{'lightgbm.dask, 2 workers x 1 thr':<34}{t_dask:>9.1f}{auc_dask:>10.4f}{distributed.best_iteration:>12}"
+        f"  (of {distributed.rounds_trained} trained)",
+        "",
+        f"AUC difference {auc_dask - auc_local:+.4f} (|d| <= 0.002: {abs(auc_dask - auc_local) <= 0.002})",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000, help="rows to score (0: skip scoring)")
+    parser.add_argument("--parts", type=int, default=16)
+    parser.add_argument("--train-rows", type=int, default=200_000, help="rows generated for training (0: skip)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="keel-bench-dask-") as tmp:
+        root = Path(tmp)
+        lines = []
+        if args.rows:
+            lines += bench_scoring(args, root)
+        if args.train_rows:
+            lines += ["", *bench_training(args)]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
