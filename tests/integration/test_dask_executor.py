@@ -276,3 +276,21 @@ def test_run_on_dask_trains_with_lightgbm_dask_and_registers_a_plain_booster(dat
     spec = load_spec(SPEC, [f"data.source={data['table']}"]).spec
     scored = score_frame(spec, bundle, load_source(spec.data, Path(".")), 0, "").frame  # served as a local one is
     assert len(scored) > 3000 and np.isfinite(scored["probability"]).all()
+
+
+def test_high_risk_list_on_dask_equals_the_local_list(data: dict, champion: dict) -> None:
+    """The weekly list (keel run's batch step) scored and explained on the workers: the same entities, order,
+    probabilities, ranks and reasons as score_high_risk in one process."""
+    from pipeline.distributed.highrisk import high_risk_on_dask
+    from pipeline.scoring.batch import latest_snapshot, score_high_risk
+
+    loaded = load_spec(SPEC, [f"data.source={data['table']}", *DASK])
+    spec = loaded.spec
+    accepted = validate_frame(load_source(spec.data, loaded.base_dir), spec.contract).accepted
+    snapshot = latest_snapshot(accepted, spec.data.entity_id, spec.data.timestamp)
+    bundle = load_tabular_bundle(champion["store"].get(champion["tag"]))
+    threshold = 0.1
+    expected = score_high_risk(bundle, snapshot, spec.data.entity_id, threshold).frame
+    got = high_risk_on_dask(spec.runtime, champion["store"], champion["tag"], snapshot, spec.data.entity_id, threshold)
+    assert len(expected) > 50 and got.scored == len(snapshot)
+    pd.testing.assert_frame_equal(got.frame, expected)
