@@ -117,7 +117,12 @@ def batch_score(loaded: LoadedSpec, tag: str, data, run: RunDir, store: BundleSt
     spec = loaded.spec
     bundle = load_tabular_bundle(store.get(tag))
     snapshot = latest_snapshot(data.contract.accepted, spec.data.entity_id, spec.data.timestamp)
-    listing = score_high_risk(bundle, snapshot, spec.data.entity_id, spec.evaluation.threshold)
+    if spec.runtime.executor == "dask":  # scored and explained on the workers, the same list (ADR 0024)
+        from pipeline.distributed.highrisk import high_risk_on_dask
+
+        listing = high_risk_on_dask(spec.runtime, store, tag, snapshot, spec.data.entity_id, spec.evaluation.threshold)
+    else:
+        listing = score_high_risk(bundle, snapshot, spec.data.entity_id, spec.evaluation.threshold)
     outputs = listing.write(run.path)
     outputs |= masked_churner_outputs(spec, snapshot, loaded.base_dir, run.path, listing.frame.iloc[:, 0])
     outputs |= write_score_cache(spec, listing.frame, tag, store)  # what /cached_score serves (ADR 0018)
