@@ -30,6 +30,7 @@ from pipeline.recsys import system
 from pipeline.recsys.examples import RecExamples
 from pipeline.recsys.online_features import publish_online_features
 from pipeline.recsys.package import write_system_bundle
+from pipeline.recsys.refit import refit_examples, refit_info, refit_recommender, refit_spec
 from pipeline.recsys.report import render_summary
 from pipeline.registry import BundleStore, promote, save_bundle
 from pipeline.registry.home import spec_store
@@ -89,14 +90,16 @@ def inputs_task(spec: Spec, base_dir: Path, run: RunDir) -> dict[str, Any]:
 def fit_retrieval(spec: Spec, accepted: pd.DataFrame, tables: system.RecTables, ex: RecExamples):
     model = system.fit_two_tower(spec, accepted, tables, ex)
     index = system.build_index(spec, model)
-    return model, index, system.Retrieval.fit(model, index, ex, spec.model.candidates)
+    sources = spec.retrieval.sources if spec.retrieval is not None else None
+    return model, index, system.Retrieval.fit(model, index, ex, spec.model.candidates, sources)
 
 
 @task(cache_policy=NO_CACHE)
 def fit_ranker(spec: Spec, inputs: dict[str, Any], retrieval: system.Retrieval) -> system.Recommender:
     ranking = system.train_ranker(spec, inputs["builder"], retrieval, inputs["ex"], spec.data.seed)
     attribute, exposure = inputs["attribute"]
-    return system.Recommender(spec, retrieval, inputs["builder"], ranking, attribute, exposure)
+    cold = system.cold_start_for(spec, inputs["tables"], inputs["ex"], retrieval)
+    return system.Recommender(spec, retrieval, inputs["builder"], ranking, attribute, exposure, cold_start=cold)
 
 
 @task(cache_policy=NO_CACHE)
@@ -131,6 +134,7 @@ def register(
     store: BundleStore,
     sweep: dict[str, Any] | None = None,
     hold: bool = False,
+    refit: dict[str, Any] | None = None,
 ) -> str:
     """One bundle, passed or not; promoted to champion only when every blocking gate passed and it is
     not held (a sweep job, or a retrain whose staged rollout will promote it)."""
@@ -151,6 +155,7 @@ def register(
                 "family": "two_tower",
                 "run_dir": str(run.path),
                 "ranker_used": recommender.ranking.ranker is not None,
+                "trained_on": (refit or {}).get("parts", "none"),
                 **({"sweep": sweep["id"]} if sweep else {}),
             },
             store=store,
@@ -198,17 +203,28 @@ def recsys_flow(
     model, index, retrieval = fit_retrieval(spec, contract.accepted, tables, ex)
     recommender = fit_ranker(spec, inputs, retrieval)
     metrics, stages, diversity = evaluate_task(spec, recommender, ex)
+    baseline_fits = diversity.pop("baselines", {})
     metrics = {k: v for k, v in system.finite(metrics).items() if v is not None}
     too_few = system.too_few_users(spec, ex, metrics)  # below evaluation.min_users: gates say "insufficient"
     sections = fairness_task(spec, recommender, ex, tables, loaded.base_dir, run)
     metrics |= sections.metrics()  # gate-able by name, stored for vs champion / baseline
     gated = {k: v for k, v in metrics.items() if k not in too_few}
-    gate_report, champion_tag = gate(spec, gated, store, sections.insufficient() | too_few)
+    insufficient = sections.insufficient() | too_few
+    gate_report, champion_tag = gate(spec, gated, store, insufficient, evidence=sections.evidence())
     evaluation = {"metrics": metrics, "stages": stages}
     hold = sweep is not None or not promote_on_pass
-    tag = register(loaded, model, index, recommender, tables, ex, evaluation, gate_report, run, store, sweep, hold)
+    # evaluation.refit: the chosen configuration refit on the full history; the bundle and batch lists come from it
+    served_ex, served_model, served_index, served = ex, model, index, recommender
+    if spec.evaluation.refit != "none":
+        served_ex = refit_examples(ex, spec.evaluation.refit)
+        refit_with = refit_spec(spec, model)  # an early-stopped two-tower: its best epoch count
+        served_model, served_index, served_retrieval = fit_retrieval(refit_with, contract.accepted, tables, served_ex)
+        served = refit_recommender(spec, tables, served_ex, served_retrieval, recommender)
+    refit = refit_info(ex, spec.evaluation.refit, recommender.ranking.ranker is not None)
+    bundle = (served_model, served_index, served, tables, served_ex)
+    tag = register(loaded, *bundle, evaluation, gate_report, run, store, sweep, hold, refit)
     promoted = gate_report.passed and not hold
-    scoring = batch_task(spec, recommender, ex, run) if promoted else {}
+    scoring = batch_task(spec, served, ex, run) if promoted else {}
     report = {
         "spec_name": spec.name,
         "spec_sha256": loaded.sha256,
@@ -231,16 +247,21 @@ def recsys_flow(
         },
         "split": {"method": ex.split, "valid_start": str(ex.valid_start), "test_start": str(ex.test_start)},
         "evaluated": system.evaluated_users(spec, ex),
+        "refit": refit,
         "metrics": metrics,
         "stages": {name: system.finite(values) for name, values in stages.items()},
-        "baselines": system.baseline_margins(stages),
+        "baselines": system.baseline_margins(stages, list(baseline_fits)),
+        "baseline_fits": baseline_fits,
         "retrieval": {
-            "sources": list(system.SOURCES),
+            "sources": list(retrieval.names),
+            "weights": list(retrieval.weights),
             "candidates_per_user": retrieval.k,
             "failed_sources": dict(retrieval.failures),
             "two_tower_positives": spec.model.positives,
             "index": spec.model.index.type,
             "two_tower_epochs": [round(h["loss"], 4) for h in model.history],
+            "two_tower_valid_ndcg@10": [round(h["valid"], 4) for h in model.history if "valid" in h],
+            "two_tower_best_epoch": model.best_epoch,
         },
         "ranker": recommender.ranking.info,
         "diversity": diversity,
@@ -257,7 +278,7 @@ def recsys_flow(
     run.write_text("gate_report.md", markdown)
     publish_markdown(markdown, f"{spec.name}-gates", "Keel recommendation report", run.path)
     if sweep and gate_report.passed:  # kept in memory (not in the report file) for `--promote-best`
-        report["batch_after_promotion"] = lambda: batch_task(spec, recommender, ex, run)
+        report["batch_after_promotion"] = lambda: batch_task(spec, served, ex, run)
     return report
 
 
@@ -300,6 +321,7 @@ def recsys_summary(report: dict[str, Any]) -> dict[str, Any]:
             + ", ".join(f"{n} {m['ndcg@10']['baseline']:.4f}" for n, m in base.items())
             + f"; ranker {'used' if report['ranker'].get('used') else 'not used'}",
             *failed,
+            f"  served: {report['refit']['what']}",
             f"report: {report['run_dir']}/gate_report.md",
         ]
     )
@@ -316,6 +338,8 @@ def recsys_summary(report: dict[str, Any]) -> dict[str, Any]:
         "gates",
         "scoring",
         "ranker",
+        "refit",
+        "evaluated",
     )
     return {"text": text, **{k: report[k] for k in keys}, "report": {"rows": report["rows"]}}
 

@@ -42,6 +42,7 @@ import pandas as pd
 
 from pipeline.recsys import system
 from pipeline.recsys.bundle import RecsysBundle
+from pipeline.recsys.cold_start import ColdStart, _minus_seen
 from pipeline.recsys.fallback import NoFallbackLeft, degrade
 from pipeline.recsys.online_features import RankerMatrix, RedisFeatures, online_names
 from pipeline.recsys.rerank import LatencyBudget, rerank
@@ -128,6 +129,12 @@ class OnlineRecommender:
         state = bundle.serving
         if state is None:
             raise ValueError(f"bundle {tag} has no serving/ state: retrain it with this version of keel run")
+        declared = list(bundle.info.get("sources") or system.SOURCES)
+        if declared != list(system.SOURCES):
+            raise ValueError(
+                f"bundle {tag} merges retrieval.sources {declared}: /recommend serves the default sources "
+                f"({', '.join(system.SOURCES)}) only so far; its batch lists come from `keel run`"
+            )
         self.tag = tag
         self.serving = serving
         self.redis = redis
@@ -156,9 +163,8 @@ class OnlineRecommender:
         self.attribute, self.exposure = state.attribute()
         self.reranker = info.get("reranker")
         self.online_user, self.online_item = online_names(self.builder)
-        self._popular = np.lexsort((np.arange(len(state.popularity)), -state.popularity))  # ties: lower index
-        self._popular_in = self._language_lists(state.items, serving.cold_start.language_column)
-        self._user_language = self._languages(state.users, serving.cold_start.language_column)
+        self.cold_start = ColdStart.build(serving.cold_start, state.popularity, state.items, state.users)
+        self._popular = self.cold_start.popular  # ties: lower index
         self.levels = list(serving.fallback)
         self._matrix = self._matrix_path(bundle.ranker)
         self._matrix_ok: bool | None = None  # None: not compared with the frame path yet (see _ranker_input)
@@ -237,7 +243,7 @@ class OnlineRecommender:
         runners: dict[str, Callable[[], np.ndarray]] = {
             "two_tower": lambda: (_one_omp_thread(), r._ann(users, self.seen))[1],
             "cooccurrence": lambda: _padded(self._cooccurrence(int(users[0]), r.k), r.k),
-            "popularity": lambda: _padded(self._popular_minus_seen(int(users[0]), r.k, self._popular), r.k),
+            "popularity": lambda: _padded(_minus_seen(int(users[0]), r.k, self._popular, self.seen), r.k),
         }
         futures = {POOL.submit(self._guarded, f"retrieval.{name}", run): name for name, run in runners.items()}
         done, pending = cf.wait(futures, timeout=self.serving.stage_budget_ms.retrieval / 1000.0)
@@ -344,8 +350,8 @@ class OnlineRecommender:
         return ranker.score(x)
 
     def _cooccurrence(self, u: int, k: int) -> np.ndarray:
-        """`CoOccurrence.recommend` for one user without a dense catalogue row: the positive scores by
-        (-score, item), then unseen zero-scored items by index (the dense top-k's tie rule), seen never."""
+        """The batch path's co-occurrence list for one user without a dense catalogue row: the positive
+        scores by (-score, item), seen never; no zero-scored items (they would be the catalogue in order)."""
         cooc = self.retrieval.cooccurrence
         row = cooc.history[u] @ cooc.cooccurrence
         seen = self.seen.indices[self.seen.indptr[u] : self.seen.indptr[u + 1]]
@@ -353,12 +359,7 @@ class OnlineRecommender:
         keep = (values > 0) & ~np.isin(items, seen)
         items, values = items[keep], values[keep]
         order = np.lexsort((items, -values))[:k]
-        chosen = items[order]
-        if len(chosen) < k:  # zero scores: the lowest unseen item indices not chosen above
-            head = np.arange(min(cooc.n_items, k + len(seen) + len(items)))
-            zeros = head[~np.isin(head, seen) & ~np.isin(head, items)]
-            chosen = np.r_[chosen, zeros[: k - len(chosen)]]
-        return chosen.astype(np.int64)
+        return items[order].astype(np.int64)
 
     def _rerank(self, items: np.ndarray, scores: np.ndarray, k: int, start: float) -> tuple[np.ndarray, dict[str, Any]]:
         order = np.argsort(-scores, kind="stable")[:k]
@@ -391,7 +392,7 @@ class OnlineRecommender:
         self, uid: str, u: int, k: int, level: str, start: float, timings: dict[str, float], failed: dict[str, str]
     ) -> Recommendation:
         t = time.perf_counter()
-        chosen = self._popular_minus_seen(u, k, self._popular)
+        chosen = _minus_seen(u, k, self._popular, self.seen)
         items = self._listed(chosen, "popularity")
         timings["rerank"] = _ms(t)
         timings["total"] = _ms(start)
@@ -399,17 +400,7 @@ class OnlineRecommender:
         return Recommendation(uid, items, level, False, self.tag, _rounded(timings), report, failed)
 
     def _cold(self, uid: str, u: int | None, k: int, context: Mapping[str, Any], start: float) -> Recommendation:
-        policy = self.serving.cold_start.policy
-        order, source = self._popular, "popularity"
-        if policy == "popular_in_language":
-            language = self._user_language.get(u) if u is not None else None
-            language = language or context.get(self.serving.cold_start.language_column)
-            if language is not None and str(language) in self._popular_in:
-                order, source = self._popular_in[str(language)], "popular_in_language"
-        chosen = self._popular_minus_seen(u, k, order)
-        if len(chosen) < k and order is not self._popular:  # a small language: fill with global popularity
-            rest = self._popular_minus_seen(u, k + len(chosen), self._popular)
-            chosen = np.concatenate([chosen, rest[~np.isin(rest, chosen)]])[:k]
+        chosen, source = self.cold_start.choose(u, k, self.seen, context)  # the batch lists' policy too
         items = self._listed(chosen, source)
         timings = {"retrieval": 0.0, "features": 0.0, "ranking": 0.0, "rerank": 0.0, "total": _ms(start)}
         report = {"ran": False, "skipped_reason": "cold start"}
@@ -418,24 +409,6 @@ class OnlineRecommender:
     def _listed(self, chosen: np.ndarray, source: str) -> list[dict[str, Any]]:
         counts = self.retrieval.popularity.item_counts
         return [{"item_id": self.item_ids[i], "score": float(counts[i]), "source": source} for i in chosen]
-
-    def _popular_minus_seen(self, u: int | None, k: int, order: np.ndarray) -> np.ndarray:
-        """The first k items of `order` the user has not seen (fewer when the catalogue runs out)."""
-        seen = self.seen.indices[self.seen.indptr[u] : self.seen.indptr[u + 1]] if u is not None else np.zeros(0)
-        head = order[: k + len(seen)]
-        return head[~np.isin(head, seen)][:k]
-
-    def _language_lists(self, items: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
-        if column not in items.columns:
-            return {}
-        values = items[column].astype("string").to_numpy(dtype=object, na_value=None)[self._popular]
-        return {str(v): self._popular[values == v] for v in pd.unique(values) if v is not None}
-
-    def _languages(self, users: pd.DataFrame | None, column: str) -> dict[int, str]:
-        if users is None or column not in users.columns:
-            return {}
-        values = users[column].astype("string").to_numpy(dtype=object, na_value=None)
-        return {i: str(v) for i, v in enumerate(values) if v is not None}
 
     # ------------------------------------------------------------------ faults
 

@@ -39,7 +39,7 @@ def write_system_bundle(
     info = {
         "user_column": data.user,
         "item_column": data.item,
-        "sources": list(system.SOURCES),
+        "sources": list(recommender.retrieval.names),
         "candidates": recommender.retrieval.k,
         "top_k": spec.evaluation.top_k,
         "ranker": recommender.ranking.info,

@@ -58,8 +58,9 @@ def render_summary(report: dict[str, Any]) -> str:
         "",
         "### Retrieval",
         "",
-        f"- sources (round-robin): {', '.join(report['retrieval']['sources'])}; {k} candidates per user",
+        f"- sources (round-robin, weights): {_sources(report['retrieval'])}; {k} candidates per user",
         f"- failed sources: {failed or 'none'}",
+        *_baseline_fits(report.get("baseline_fits") or {}),
     ]
     if report["diversity"]:
         d = report["diversity"]
@@ -106,4 +107,20 @@ def _refit(info: dict[str, Any] | None) -> list[str]:
         return []
     if info["parts"] == "none":
         return ["- served model: the one the gates measured (evaluation.refit: none)"]
-    return [f"- served model: {info['what']}"]
+    return [f"- served model: {info['what']}", f"  - refit: {info['refit']}; kept: {info['kept']}"]
+
+
+def _sources(retrieval: dict[str, Any]) -> str:
+    weights = retrieval.get("weights") or [1] * len(retrieval["sources"])
+    return ", ".join(f"{name} {w}" for name, w in zip(retrieval["sources"], weights, strict=True))
+
+
+def _baseline_fits(fits: dict[str, dict[str, Any]]) -> list[str]:
+    """Same-run baselines: fit seconds, or why one was skipped."""
+    if not fits:
+        return []
+    shown = [
+        f"{n} {f['fit_seconds']:.1f} s" if "fit_seconds" in f else f"{n} skipped ({f['skipped']})"
+        for n, f in fits.items()
+    ]
+    return ["- same-run baselines, fit on the same train part: " + "\n  ".join(_wrap("; ".join(shown)))]

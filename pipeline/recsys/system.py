@@ -28,21 +28,31 @@ from tqdm import tqdm
 
 from pipeline.data.errors import DataSourceError, TrainingDataError
 from pipeline.data.sources import SYNTHETIC_PREFIX, load_source
-from pipeline.recsys.baselines import CoOccurrence, Popularity
+from pipeline.recsys.candidates import (  # noqa: F401  (re-exported: tests and benches import them from here)
+    _first_unbanned,
+    cooccurrence_top_k,
+    merge_round_robin,
+    popularity_top_k,
+)
+from pipeline.recsys.cold_start import ColdStart
 from pipeline.recsys.examples import FeedbackColumns, RecExamples, build_examples, interaction_matrix
 from pipeline.recsys.index import IndexParams, ItemIndex, build_item_index
 from pipeline.recsys.metrics import evaluate_scores, ranking_metrics
 from pipeline.recsys.ranker import Ranker, build_ranker, ndcg_at_k
-from pipeline.recsys.ranking_features import ItemColumns, RankingFeatureBuilder, UserColumns, pair_labels
+from pipeline.recsys.ranking_features import (
+    CANDIDATE_COLUMNS,
+    ItemColumns,
+    RankingFeatureBuilder,
+    UserColumns,
+    pair_labels,
+)
 from pipeline.recsys.rerank import rerank
+from pipeline.recsys.retrieval import SOURCE_WEIGHTS, SOURCES, Retrieval, candidate_rows  # noqa: F401
+from pipeline.recsys.same_run import baseline_margins, same_run_baselines  # noqa: F401
 from pipeline.recsys.splits import RecSplit
 from pipeline.recsys.two_tower import TwoTowerModel
 from pipeline.spec.schema import DataSpec, SourceSpec, Spec, TableSpec
 
-SOURCES = ("two_tower", "cooccurrence", "popularity")
-# Slots each source gets per round of the merge: the two-tower ANN list has the best recall, so it
-# leads (validation-period recall@500 of the merged list: 0.775 at 1:1:1, 0.821 at 4:1:1; ADR 0011).
-SOURCE_WEIGHTS = (4, 1, 1)
 MAX_RANKER_USERS = 3000  # validation users whose candidates train the ranker (bounds time on 2 cores)
 EARLY_STOP_SHARE = 0.2  # of those, held out for early stopping and the ranker-vs-retrieval check
 BATCH_CHUNK = 1024  # users per chunk of batch top-K
@@ -164,11 +174,35 @@ def fit_two_tower(spec: Spec, accepted: pd.DataFrame, tables: RecTables, ex: Rec
         raise DataSourceError(f"model.item_features {missing} are not columns of the item table")
     users = _user_feature_table(spec, accepted.iloc[ex.train.rows], tables, model.user_features)
     pairs = log[[data.user, data.item]].reset_index(drop=True)
-    model.fit(pairs, users=users, items=items, user_col=data.user, item_col=data.item)
+    patience = model_spec.params.early_stopping_rounds
+    validate = validation_ndcg(ex, data.seed) if patience is not None else None
+    model.fit(
+        pairs, users=users, items=items, user_col=data.user, item_col=data.item, validate=validate, patience=patience
+    )
     positions = model.item_positions(ex.item_map.ids)
     if not np.array_equal(positions, np.arange(ex.n_items)):
         raise TrainingDataError("the two-tower catalogue order differs from the item table's; ids do not round-trip")
     return model
+
+
+VALID_SAMPLE = 2000  # validation users scored after each two-tower epoch (early stopping)
+
+
+def validation_ndcg(ex: RecExamples, seed: int) -> Callable[[TwoTowerModel], float] | None:
+    """Full-catalogue NDCG@10 of the towers on (a sample of) the validation users; None without any."""
+    users = ex.valid_users
+    if len(users) == 0:
+        return None
+    if len(users) > VALID_SAMPLE:
+        users = np.sort(np.random.default_rng(seed).choice(users, VALID_SAMPLE, replace=False))
+
+    def score(model: TwoTowerModel) -> float:
+        vectors, _ = model.user_embeddings(ex.user_map.ids[users])
+        items = model.item_embeddings()
+        fn = lambda idx: vectors[np.searchsorted(users, idx)] @ items.T  # noqa: E731
+        return float(evaluate_scores(fn, users, ex.seen, ex.valid_relevant, [10])["ndcg@10"])
+
+    return score
 
 
 def _user_feature_table(
@@ -196,205 +230,6 @@ def build_index(spec: Spec, model: TwoTowerModel) -> ItemIndex:
 
 
 # ---------------------------------------------------------------- retrieval
-
-
-@dataclass(eq=False)
-class Retrieval:
-    """Three candidate sources over dense indices; `candidates` merges their top-k round-robin."""
-
-    index: ItemIndex
-    user_vectors: np.ndarray  # (n_users, dim); zero rows for users the towers never saw
-    user_known: np.ndarray
-    item_vectors: np.ndarray
-    cooccurrence: CoOccurrence
-    popularity: Popularity
-    k: int
-    failures: dict[str, str] = field(default_factory=dict)
-    broken: frozenset[str] = frozenset()  # sources to skip (tests simulate an outage this way)
-    weights: tuple[int, ...] = SOURCE_WEIGHTS
-
-    @classmethod
-    def fit(cls, model: TwoTowerModel, index: ItemIndex, ex: RecExamples, k: int) -> Retrieval:
-        vectors, known = model.user_embeddings(ex.user_map.ids)
-        return cls(
-            index=index,
-            user_vectors=vectors,
-            user_known=known,
-            item_vectors=model.item_embeddings(),
-            cooccurrence=CoOccurrence().fit(ex.train_positives),
-            popularity=Popularity().fit(ex.train_positives),
-            k=min(k, ex.n_items),
-        )
-
-    def source_lists(self, users: np.ndarray, seen: sp.csr_matrix) -> dict[str, np.ndarray]:
-        """Each working source's (len(users), k) top-k item indices (seen excluded, -1 padded)."""
-        runners: dict[str, Callable[[], np.ndarray]] = {
-            "two_tower": lambda: self._ann(users, seen),
-            "cooccurrence": lambda: cooccurrence_top_k(self.cooccurrence, users, self.k, seen),
-            "popularity": lambda: popularity_top_k(self.popularity, users, self.k, seen),
-        }
-        lists: dict[str, np.ndarray] = {}
-        for name, run in runners.items():
-            try:
-                if name in self.broken:
-                    raise RuntimeError("source disabled")
-                lists[name] = run()
-            except Exception as exc:  # one source down must not take retrieval down
-                self.failures[name] = f"{type(exc).__name__}: {exc}"
-                lists[name] = np.full((len(users), self.k), -1, dtype=np.int64)
-        if all(name in self.failures for name in SOURCES):
-            raise TrainingDataError(f"every retrieval source failed: {self.failures}")
-        return lists
-
-    def candidates(self, users: np.ndarray, seen: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-        """(items, source codes) (len(users), k): the sources' lists merged round-robin without repeats."""
-        lists = self.source_lists(users, seen)
-        return merge_round_robin([lists[name] for name in SOURCES], self.k, self.weights)
-
-    def pair_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Two-tower cosine of each (user, item) pair: the one retrieval score defined for every source."""
-        return np.einsum("ij,ij->i", self.user_vectors[users], self.item_vectors[items]).astype(np.float64)
-
-    def _ann(self, users: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
-        out = np.full((len(users), self.k), -1, dtype=np.int64)
-        known = np.flatnonzero(self.user_known[users])
-        if len(known):
-            rows = seen[users[known]]
-            exclude = [rows.indices[rows.indptr[i] : rows.indptr[i + 1]].tolist() for i in range(len(known))]
-            _, positions = self.index.search(self.user_vectors[users[known]], self.k, exclude=exclude)
-            out[known] = positions
-        return out
-
-
-def popularity_top_k(model: Popularity, users: np.ndarray, k: int, seen: sp.csr_matrix) -> np.ndarray:
-    """`model.recommend(users, k, seen)` without its dense users x catalogue block (same lists, same ties).
-
-    Everyone gets the same ranking, so a user's top-k is the first k unseen items of one order
-    (count descending, lower index first): only k + the largest seen set need looking at.
-    """
-    users = np.asarray(users, dtype=np.int64)
-    rows = sp.csr_matrix(seen)[users]
-    n_items = len(model.item_counts)
-    extra = int(np.diff(rows.indptr).max()) if len(users) else 0
-    order = np.argsort(-model.item_counts, kind="stable")[: min(k + extra, n_items)]
-    position = np.full(n_items, -1, dtype=np.int64)
-    position[order] = np.arange(len(order))
-    banned = np.zeros((len(users), len(order)), dtype=bool)
-    owner = np.repeat(np.arange(len(users)), np.diff(rows.indptr))
-    at = position[rows.indices]
-    banned[owner[at >= 0], at[at >= 0]] = True
-    return _first_unbanned(np.broadcast_to(order, banned.shape), banned, k)
-
-
-def cooccurrence_top_k(model: CoOccurrence, users: np.ndarray, k: int, seen: sp.csr_matrix) -> np.ndarray:
-    """`model.recommend(users, k, seen)` from the sparse scores (same lists, same ties).
-
-    The dense path ranks all n_items scores per user; here only the stored (positive) scores
-    are sorted, and a user with fewer than k of them unseen is topped up, as the dense top-k
-    does, with zero-score items in index order. Co-occurrence scores are never negative.
-    """
-    users = np.asarray(users, dtype=np.int64)
-    n_items = model.n_items
-    out = np.full((len(users), k), -1, dtype=np.int64)
-    if len(users) == 0:
-        return out
-    scores = sp.csr_matrix(model.history[users] @ model.cooccurrence)  # the product CoOccurrence.scores densifies
-    seen_rows = sp.csr_matrix(seen)[users]
-    row = np.repeat(np.arange(len(users), dtype=np.int64), np.diff(scores.indptr))
-    col, value = scores.indices.astype(np.int64), scores.data
-    seen_keys = np.repeat(np.arange(len(users), dtype=np.int64), np.diff(seen_rows.indptr)) * n_items
-    seen_keys += seen_rows.indices
-    keep = (value > 0) & ~np.isin(row * n_items + col, seen_keys)
-    row, col, value = row[keep], col[keep], value[keep]
-    order = np.lexsort((col, -value, row))  # per user: score descending, lower index first
-    row, col = row[order], col[order]
-    counts = np.bincount(row, minlength=len(users))
-    rank = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
-    top = rank < k
-    out[row[top], rank[top]] = col[top]
-    filled = np.minimum(counts, k)
-    needy = np.flatnonzero(filled < k)
-    if len(needy):  # zero-score items, lowest index first, skipping seen items and the ones already listed
-        extra = int(np.diff(seen_rows.indptr)[needy].max())
-        window = min(n_items, 2 * k + extra)
-        banned = np.zeros((len(users), window), dtype=bool)
-        listed = top & (col < window)
-        banned[row[listed], col[listed]] = True
-        seen_row = np.repeat(np.arange(len(users)), np.diff(seen_rows.indptr))
-        near = seen_rows.indices < window
-        banned[seen_row[near], seen_rows.indices[near]] = True
-        banned = banned[needy]
-        zero = _first_unbanned(np.broadcast_to(np.arange(window), banned.shape), banned, k)
-        shift = np.arange(k)[None, :] - filled[needy][:, None]  # slot j takes the (j - filled)-th zero-score item
-        padded = np.take_along_axis(zero, np.maximum(shift, 0), axis=1)
-        out[needy] = np.where(shift >= 0, padded, out[needy])
-    return out
-
-
-def _first_unbanned(items: np.ndarray, banned: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the first k entries of `items` whose `banned` flag is off, in order; -1 pads."""
-    out = np.full((len(items), k), -1, dtype=np.int64)
-    rank = np.cumsum(~banned, axis=1) - 1
-    take = ~banned & (rank < k)
-    r, c = np.nonzero(take)
-    out[r, rank[r, c]] = items[r, c]
-    return out
-
-
-def merge_round_robin(
-    lists: list[np.ndarray], k: int, weights: tuple[int, ...] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Interleave the lists round by round (list i gives weights[i] items per round, in list
-    order), keep each item's first appearance, cut at k.
-
-    Returns (items, index of the list that contributed each), both (n, k), -1 padded."""
-    weights = tuple(weights or (1,) * len(lists))
-    if len(weights) != len(lists) or min(weights) < 1:
-        raise ValueError(f"weights {weights} must give every one of the {len(lists)} lists at least 1 slot a round.")
-    stacked = np.stack([np.asarray(x, dtype=np.int64) for x in lists], axis=2)  # users x rank x source
-    n, depth, n_lists = stacked.shape
-    width = depth * n_lists
-    items = stacked.reshape(n, width).ravel()
-    source = np.broadcast_to(np.arange(n_lists), stacked.shape).reshape(n, width).ravel()
-    rank = np.broadcast_to(np.arange(depth)[:, None], (depth, n_lists))
-    w = np.asarray(weights)[None, :]
-    top = max(weights)
-    priority = (rank // w) * (n_lists * top) + np.arange(n_lists)[None, :] * top + rank % w  # round, list, rank
-    rows = np.repeat(np.arange(n), width)
-    pos = np.tile(priority.ravel(), n)
-    ok = items >= 0
-    items, source, rows, pos = items[ok], source[ok], rows[ok], pos[ok]
-    out_items = np.full((n, k), -1, dtype=np.int64)
-    out_source = np.full((n, k), -1, dtype=np.int64)
-    if not len(items):  # every list empty (all padding): nothing to merge
-        return out_items, out_source
-    order = np.lexsort((pos, items, rows))
-    first = np.r_[True, (rows[order][1:] != rows[order][:-1]) | (items[order][1:] != items[order][:-1])]
-    keep = order[first]
-    keep = keep[np.lexsort((pos[keep], rows[keep]))]
-    kept_rows = rows[keep]
-    rank = np.arange(len(keep)) - np.searchsorted(kept_rows, kept_rows, side="left")
-    take = rank < k
-    out_items[kept_rows[take], rank[take]] = items[keep][take]
-    out_source[kept_rows[take], rank[take]] = source[keep][take]
-    return out_items, out_source
-
-
-def candidate_rows(retrieval: Retrieval, users: np.ndarray, items: np.ndarray, sources: np.ndarray) -> pd.DataFrame:
-    """Ranker input rows grouped by user in merged order; -1 padding dropped."""
-    keep = items >= 0
-    n = keep.sum(axis=1)
-    user_idx = np.repeat(users, n)
-    item_idx = items[keep]
-    return pd.DataFrame(
-        {
-            "user_idx": user_idx,
-            "item_idx": item_idx,
-            "retrieval_score": retrieval.pair_scores(user_idx, item_idx),
-            "source": pd.Categorical.from_codes(sources[keep], categories=list(SOURCES)),
-            "merged_rank": np.concatenate([np.arange(c) for c in n]) if len(n) else np.zeros(0, dtype=np.int64),
-        }
-    )
 
 
 # ---------------------------------------------------------------- ranking
@@ -434,6 +269,15 @@ def ranker_features(spec: Spec, builder: RankingFeatureBuilder) -> list[str]:
     return wanted
 
 
+def ranker_frame(builder: RankingFeatureBuilder, rows: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The builder's features, then every declared source's score and rank columns (when `rows` has them)."""
+    frame = builder.build(rows, [f for f in features if f not in rows.columns or f in CANDIDATE_COLUMNS])
+    extra = [f for f in features if f in rows.columns and f not in CANDIDATE_COLUMNS]
+    for name in extra:
+        frame[name] = rows[name].to_numpy()
+    return frame
+
+
 @dataclass(eq=False)
 class RankingStage:
     """The fitted ranker (None: candidates keep their retrieval order) and why."""
@@ -445,7 +289,7 @@ class RankingStage:
     def scores(self, builder: RankingFeatureBuilder, rows: pd.DataFrame) -> np.ndarray:
         if self.ranker is None:
             return -rows["merged_rank"].to_numpy(dtype=np.float64)
-        return self.ranker.score(builder.build(rows, self.features))
+        return self.ranker.score(ranker_frame(builder, rows, self.features))
 
 
 def train_ranker(
@@ -454,13 +298,13 @@ def train_ranker(
     """Learn to rank validation-period candidates; kept only if it beats retrieval order on held-out users."""
     if spec.ranker is None:
         return RankingStage(None, [], {"used": False, "reason": "no ranker in the spec: retrieval order is final"})
-    features = ranker_features(spec, builder)
+    features = ranker_features(spec, builder) + retrieval.source_feature_names
     rng = np.random.default_rng(seed)
     users = ex.valid_users
     if len(users) > MAX_RANKER_USERS:
         users = np.sort(rng.choice(users, MAX_RANKER_USERS, replace=False))
-    items, sources = retrieval.candidates(users, ex.seen)
-    rows = candidate_rows(retrieval, users, items, sources)
+    items, sources, lists = retrieval.candidates_with_lists(users, ex.seen)
+    rows = candidate_rows(retrieval, users, items, sources, lists)
     labels = pair_labels(rows, ex.valid_relevant)
     positive_users = np.unique(rows["user_idx"].to_numpy()[labels > 0])
     held = rng.random(len(positive_users)) < EARLY_STOP_SHARE
@@ -474,10 +318,10 @@ def train_ranker(
         return RankingStage(None, features, {**info, "used": False, "reason": "too few validation users with a hit"})
     fit_mask = rows["user_idx"].isin(positive_users[~held]).to_numpy()
     held_mask = rows["user_idx"].isin(positive_users[held]).to_numpy()
-    frame = builder.build(rows, features)
+    frame = ranker_frame(builder, rows, features)
     fit_sizes = _group_sizes(rows["user_idx"].to_numpy()[fit_mask])
     held_sizes = _group_sizes(rows["user_idx"].to_numpy()[held_mask])
-    ranker = build_ranker(spec.ranker, seed)
+    ranker = build_ranker(spec.ranker.model_copy(update={"features": features}), seed)
     try:
         ranker.fit(
             frame[fit_mask].reset_index(drop=True),
@@ -525,11 +369,17 @@ class Recommender:
     attribute: np.ndarray | None  # diversity attribute per item index
     exposure: dict[Any, float] | None  # training impressions per attribute value (the under-exposed get slots)
     rerank_stats: dict[str, int] = field(default_factory=lambda: {"lists": 0, "skipped": 0, "filled_by_guarantee": 0})
+    cold_start: ColdStart | None = None  # serving.cold_start for users without enough history (as /recommend)
+
+    @property
+    def source_labels(self) -> tuple[str, ...]:
+        """Names of the final_sources codes: the merged sources, then the cold-start lists."""
+        return (*self.retrieval.names, *(f"cold_start:{p}" for p in COLD_SOURCES))
 
     def recommend(self, users: np.ndarray, seen: sp.csr_matrix, k: int) -> dict[str, np.ndarray]:
         """{"candidates", "ranked", "final": (n, .) item indices; "final_scores", "final_sources"}."""
-        items, sources = self.retrieval.candidates(users, seen)
-        rows = candidate_rows(self.retrieval, users, items, sources)
+        items, sources, lists = self.retrieval.candidates_with_lists(users, seen)
+        rows = candidate_rows(self.retrieval, users, items, sources, lists)
         scores = self.ranking.scores(self.builder, rows)
         sizes = items.__ge__(0).sum(axis=1)
         starts = np.r_[0, np.cumsum(sizes)[:-1]]
@@ -566,6 +416,8 @@ class Recommender:
             final[u, : len(picked)] = row_items[lo:hi][picked]
             final_scores[u, : len(picked)] = s[picked]
             final_sources[u, : len(picked)] = row_sources[lo:hi][picked]
+        if self.cold_start is not None:
+            _cold_lists(self, users, seen, k, ranked, final, final_scores, final_sources)
         return {
             "candidates": items,
             "ranked": ranked,
@@ -573,6 +425,37 @@ class Recommender:
             "final_scores": final_scores,
             "final_sources": final_sources,
         }
+
+
+COLD_SOURCES = ("popularity", "popular_in_language")
+
+
+def _cold_lists(rec: Recommender, users, seen, k, ranked, final, final_scores, final_sources) -> None:
+    """Users without enough history get the cold-start policy's list, never a history model's guess."""
+    assert rec.cold_start is not None
+    counts = np.asarray(rec.retrieval.popularity.item_counts, dtype=np.float64)
+    seen = sp.csr_matrix(seen)
+    for row in np.flatnonzero(rec.cold_start.cold(seen, users)):
+        chosen, source = rec.cold_start.choose(int(users[row]), k, seen)
+        code = len(rec.retrieval.names) + COLD_SOURCES.index(source)
+        for out in (ranked, final, final_sources):
+            out[row] = -1
+        final_scores[row] = np.nan
+        ranked[row, : len(chosen)] = chosen
+        final[row, : len(chosen)] = chosen
+        final_scores[row, : len(chosen)] = counts[chosen]
+        final_sources[row, : len(chosen)] = code
+
+
+def cold_start_for(spec: Spec, tables: RecTables, ex: RecExamples, retrieval: Retrieval) -> ColdStart:
+    """serving.cold_start over this run's items and users (dense order) and training popularity."""
+    data = spec.data
+    assert data.items is not None
+    items = _aligned(tables.items, data.items.id, ex.item_map.ids)
+    users = None
+    if tables.users is not None and data.users is not None:
+        users = _aligned(tables.users, data.users.id, ex.user_map.ids)
+    return ColdStart.build(spec.serving.cold_start, retrieval.popularity.item_counts, items, users)
 
 
 def diversity_attribute(spec: Spec, tables: RecTables, ex: RecExamples) -> tuple[np.ndarray | None, dict | None]:
@@ -621,9 +504,9 @@ def evaluate(
         "two_tower_full_catalogue": evaluate_scores(
             lambda u: r.user_vectors[u] @ r.item_vectors.T, users, ex.seen, ex.test_relevant, [*ks, k]
         ),
-        "popularity": evaluate_scores(r.popularity.scores, users, ex.seen, ex.test_relevant, [*ks, k]),
-        "cooccurrence": evaluate_scores(r.cooccurrence.scores, users, ex.seen, ex.test_relevant, [*ks, k]),
     }
+    baselines, baseline_info = same_run_baselines(spec, r, ex, users, [*ks, k])
+    stages |= baselines
     metrics = {f"recall@{k}": candidates[f"recall@{k}"], **{n: v for n, v in final.items() if "@" in n}}
     metrics["mrr"] = final["mrr@10"]
     metrics["coverage"] = final["coverage@10"]
@@ -635,6 +518,7 @@ def evaluate(
             "final_share": _shares(out["final"][:, :10], recommender.attribute),
             "rerank": dict(recommender.rerank_stats),
         }
+    diversity["baselines"] = baseline_info  # fit times / skips ride along with the stage metrics
     return metrics, stages, diversity
 
 
@@ -666,19 +550,6 @@ def _shares(top: np.ndarray, attribute: np.ndarray) -> dict[str, float]:
         return {}
     values = pd.Series(attribute[shown]).astype(str).value_counts(normalize=True).sort_index()
     return {str(k): round(float(v), 4) for k, v in values.items()}
-
-
-def baseline_margins(stages: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
-    """Pipeline minus each same-run baseline on Hit@10 and NDCG@10 (positive: the pipeline is better)."""
-    final = stages["final"]
-    out: dict[str, dict[str, Any]] = {}
-    for name in ("popularity", "cooccurrence"):
-        base = stages[name]
-        out[name] = {
-            m: {"pipeline": final[m], "baseline": base[m], "beats": bool(final[m] > base[m])}
-            for m in ("hit@10", "ndcg@10")
-        }
-    return out
 
 
 # ---------------------------------------------------------------- batch
@@ -717,7 +588,7 @@ def batch_top_k(
                     "rank": np.broadcast_to(np.arange(1, k + 1), final.shape)[keep],
                     item_col: item_ids[final[keep]],
                     "score": out["final_scores"][keep],
-                    "source": np.asarray(SOURCES, dtype=object)[out["final_sources"][keep]],
+                    "source": np.asarray(recommender.source_labels, dtype=object)[out["final_sources"][keep]],
                 }
             )
             table = pa.Table.from_pandas(frame, preserve_index=False)

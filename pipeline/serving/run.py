@@ -14,12 +14,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.spec.load import load_spec
+
 SERVICE = "pipeline.serving.service:ChurnService"
 REPO = Path(__file__).resolve().parents[2]
 
 
 def serve_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+
+
+def service_name(task: str) -> str:
+    """The BentoML service's name: a recommendation spec's service is not the churn service."""
+    return "keel-recommend" if task == "recommendation" else "keel-churn"
 
 
 def serve(
@@ -38,6 +45,8 @@ def serve(
     env = {**os.environ, "KEEL_SPEC": str(Path(spec_path).resolve())}
     env["KEEL_OVERRIDES"] = json.dumps(list(overrides or []))
     env["KEEL_CONF_DIRS"] = json.dumps([str(Path(d).resolve()) for d in conf_dirs or []])
+    task = load_spec(spec_path, list(overrides or []), [Path(d) for d in conf_dirs or []]).spec.task
+    env["KEEL_SERVICE_NAME"] = service_name(task)
     if workers is not None:
         env["KEEL_WORKERS"] = str(workers)
         if workers > 1:  # one socket per worker, or one worker takes every keep-alive client (ADR 0012)

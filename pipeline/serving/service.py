@@ -92,8 +92,12 @@ STATE = ServingState()  # one per worker process; the mounted app reads it
 app = build_app(STATE)
 
 
+# keel serve names the service after the spec's task (pipeline/serving/run.py: service_name)
+SERVICE_NAME = os.environ.get("KEEL_SERVICE_NAME", "keel-churn")
+
+
 @bentoml.service(
-    name="keel-churn",
+    name=SERVICE_NAME,
     workers=WORKERS,
     traffic={"timeout": 10, "max_concurrency": MAX_CONCURRENCY},
     http={"host": "127.0.0.1"},  # BentoML binds 0.0.0.0 by default; exposing it is a deliberate choice

@@ -48,6 +48,13 @@ class ScenarioSpec(Strict):
     users: int | None = Field(
         None, ge=1, description="user count (synthetic:streamrec); absent: the generator's default rows // 20"
     )
+    bursty_users: float = Field(
+        0.0, ge=0, le=1, description="synthetic:streamrec: share of users whose activity comes in a few short bursts"
+    )
+    item_tail: float | None = Field(
+        None, gt=0, le=3, description="synthetic:streamrec: Zipf exponent of item popularity (absent: 0.9)"
+    )
+
 
 
 class SourceSpec(Strict):
@@ -214,6 +221,9 @@ class TwoTowerParams(Strict):
     temperature: float = Field(0.05, gt=0)
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     logq_correction: bool = Field(True, description="subtract log(sampling probability) from in-batch logits")
+    early_stopping_rounds: int | None = Field(
+        None, ge=1, description="stop after this many epochs without a better validation NDCG@10 (epochs: the most)"
+    )
     seed: int = 0
 
 
@@ -266,6 +276,28 @@ class RankerSpec(Strict):
     family: Literal["lightgbm_ranker", "mlp_ranker"] = "lightgbm_ranker"
     features: list[Column] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+SourceType = Literal["two_tower", "item_knn", "ease", "als", "cooccurrence", "popularity"]
+
+
+class RetrievalSourceSpec(Strict):
+    """One candidate source (pipeline/recsys/sources): its type, params and share of the merge."""
+
+    type: SourceType
+    name: Name | None = Field(None, description="how reports and ranker features name it; absent: the type")
+    params: dict[str, Any] = Field(default_factory=dict, description="the type's params (docs/spec-reference.md)")
+    weight: int = Field(1, ge=1, description="slots per round of the round-robin merge")
+
+
+class RetrievalSpec(Strict):
+    """Which sources propose candidates; absent: two_tower, cooccurrence, popularity at 4:1:1."""
+
+    sources: list[RetrievalSourceSpec] = Field(min_length=1)
+
+
+def _default_baselines() -> list[RetrievalSourceSpec]:
+    return [RetrievalSourceSpec(type=t) for t in ("popularity", "cooccurrence", "item_knn", "ease")]
 
 
 class RerankerSpec(Strict):
@@ -336,6 +368,11 @@ class EvaluationSpec(Strict):
     )
     min_users: int = Field(
         100, ge=1, description="recommendation: fewer evaluated users than this makes every metric gate insufficient"
+    )
+    baselines: list[RetrievalSourceSpec] = Field(
+        default_factory=_default_baselines,
+        description="recommendation: sources fitted on the same train part and scored on the same users, reported "
+        "beside the system (ease is skipped above its max_items)",
     )
 
 
@@ -677,6 +714,7 @@ class Spec(Strict):
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     ranker: RankerSpec | None = None
     reranker: RerankerSpec | None = None
+    retrieval: RetrievalSpec | None = Field(None, description="recommendation: candidate sources and merge weights")
     serving: ServingSpec = Field(default_factory=ServingSpec, description="recommendation: /recommend behaviour")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     gates: dict[str, GateSpec] = Field(default_factory=dict)

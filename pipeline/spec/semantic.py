@@ -72,6 +72,23 @@ def check_split(spec: Spec) -> Iterator[Finding]:
         yield "data.split.group_column", "group_column is used by split method 'group' only: set data.split.method"
 
 
+def check_retrieval(spec: Spec) -> Iterator[Finding]:
+    """Retrieval sources and same-run baselines: recommendation only, unique names, no tower as a baseline."""
+    if spec.retrieval is not None and spec.task != "recommendation":
+        yield "retrieval", "retrieval sources are for recommendation specs"
+    sources = spec.retrieval.sources if spec.retrieval is not None else []
+    names = [source.name or source.type for source in sources]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            yield f"retrieval.sources.{index}.name", f"two sources are named {name!r}: give one a `name`"
+    for index, source in enumerate(sources):
+        if source.type == "two_tower" and source.params:
+            yield f"retrieval.sources.{index}.params", "the two-tower's params are model.params"
+    for index, source in enumerate(spec.evaluation.baselines):
+        if source.type == "two_tower":
+            yield f"evaluation.baselines.{index}.type", "the two-tower is part of the system, not a baseline"
+
+
 def check_label_and_time(spec: Spec) -> Iterator[Finding]:
     """The positive value must be a value the label may take; an epoch unit needs a datetime column."""
     data, columns = spec.data, spec.contract.columns
@@ -277,6 +294,7 @@ def check_masked_churners(spec: Spec) -> Iterator[Finding]:
 CHECKS: list[Callable[[Spec], Iterator[Finding]]] = [
     check_data_roles,
     check_split,
+    check_retrieval,
     check_label_and_time,
     check_contract,
     check_derived,

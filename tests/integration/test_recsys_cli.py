@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
+from pipeline.recsys import system
 from pipeline.recsys.bundle import load_recsys_bundle
 from pipeline.registry import BundleStore
 from pipeline.registry.aliases import aliases
@@ -46,7 +47,7 @@ def test_streamrec_runs_end_to_end(tmp_path: Path) -> None:
     metrics = result["metrics"]
     for name in ("recall@500", "hit@10", "ndcg@10", "mrr@10", "coverage@10"):
         assert 0 <= metrics[name] <= 1, name
-    assert set(result["baselines"]) == {"popularity", "cooccurrence"}
+    assert set(result["baselines"]) == {"popularity", "cooccurrence", "item_knn", "ease"}  # evaluation.baselines
     assert result["baselines"]["popularity"]["ndcg@10"]["beats"]
     # keel models list shows a recommender's own metrics (it showed "auc None")
     code, listed = keel("models", "list", SPEC, *SMALL)
@@ -93,7 +94,12 @@ def test_streamrec_runs_end_to_end(tmp_path: Path) -> None:
     batch = pd.read_parquet(result["scoring"]["parquet"])
     assert batch["user_id"].nunique() == result["scoring"]["users"] == len(bundle.users)
     assert batch.groupby("user_id")["rank"].max().max() == 10
-    assert set(batch["source"]) <= {"two_tower", "cooccurrence", "popularity"}
+    assert set(batch["source"]) <= {
+        "two_tower",
+        "cooccurrence",
+        "popularity",
+        *(f"cold_start:{p}" for p in system.COLD_SOURCES),
+    }
     assert not batch.duplicated(["user_id", "item_id"]).any()
 
 
@@ -212,3 +218,65 @@ def test_empty_interaction_log_is_a_clear_error(tmp_path: Path) -> None:
     payload = json.loads(done.stdout.strip().splitlines()[-1])
     assert payload["status"] in ("failed", "error")
     assert "0 accepted row" in done.stderr or "empty" in done.stderr
+
+
+def test_per_user_split_refit_and_too_few_users(tmp_path: Path) -> None:
+    """Issue 14: per-user time split, evaluation over the evaluated users, refit before serving; with
+    fewer evaluated users than evaluation.min_users every metric gate says "insufficient"."""
+    data = _ratings(tmp_path)
+    spec = tmp_path / "films.yaml"
+    spec.write_text(SPEC_TEXT.format(data=data))
+    overrides = ["data.split.method=per_user_time", "evaluation.refit=all", "evaluation.min_users=100000"]
+    code, result = keel("run", str(spec), *overrides)
+    assert code == 0, result
+    evaluated = result["evaluated"]
+    assert evaluated["split"] == "per_user_time" and not evaluated["sufficient"]
+    assert evaluated["users"] > 0 and evaluated["users"] + evaluated["cold_users"] <= 400  # cold: no train positive
+    gates = {g["name"]: g for g in result["gates"]["gates"]}
+    assert gates["hit@10"]["insufficient"] and gates["recall@100"]["insufficient"]
+    assert result["metrics"]["hit@10"] > 0  # computed and reported, only not gated
+    rows = result["report"]["rows"]
+    assert result["refit"]["parts"] == "all"
+    assert result["refit"]["rows"] == rows["examples_train"] + rows["examples_valid"] + rows["examples_test"]
+    markdown = (Path(result["run_dir"]) / "gate_report.md").read_text()
+    assert "**insufficient**" in markdown and "refit on train + valid + test" in markdown
+    store = BundleStore(tmp_path / "bentoml")
+    assert store.get(result["bundle"]).manifest.extra["trained_on"] == "all"
+    bundle = load_recsys_bundle(store.get(result["bundle"]))
+    stars = pd.read_parquet(data / "ratings.parquet")
+    known = stars[stars["film"].str.startswith("f")]
+    assert bundle.serving.history.sum() == (known["stars"] >= 4).sum()  # every positive, test part included
+
+
+def test_declared_retrieval_sources_and_same_run_baselines(tmp_path: Path) -> None:
+    """retrieval.sources: any subset of source types merged by weight, each one's score and rank a
+    ranker feature; evaluation.baselines (ALS among them) reported beside the system on the same users."""
+    data = _ratings(tmp_path)
+    spec = tmp_path / "films.yaml"
+    text = SPEC_TEXT.format(data=data).replace("evaluation: {top_k: 10}", "")
+    text += """
+retrieval:
+  sources:
+    - {type: ease, weight: 2, params: {lam: 50}}
+    - {type: item_knn, name: knn, params: {neighbours: 50}}
+    - {type: popularity}
+evaluation:
+  top_k: 10
+  min_users: 10
+  baselines: [{type: popularity}, {type: als, params: {factors: 16, iterations: 5}}]
+"""
+    spec.write_text(text)
+    code, result = keel("run", str(spec))
+    assert code == 0, result
+    report = json.loads((Path(result["run_dir"]) / "run_report.json").read_text())
+    assert report["retrieval"]["sources"] == ["ease", "knn", "popularity"] and report["retrieval"]["weights"] == [
+        2,
+        1,
+        1,
+    ]
+    assert set(result["baselines"]) == {"popularity", "als"} and report["baseline_fits"]["als"]["fit_seconds"] >= 0
+    assert {"ease_score", "ease_rank", "knn_score", "knn_rank"} <= set(report["ranker"]["features"])
+    assert set(report["stages"]) >= {"final", "popularity", "als"}
+    batch = pd.read_parquet(result["scoring"]["parquet"])
+    assert set(batch["source"]) <= {"ease", "knn", "popularity", "cold_start:popularity"}
+    assert batch.loc[batch["source"] == "cold_start:popularity", "viewer"].nunique() < batch["viewer"].nunique()

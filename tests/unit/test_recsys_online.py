@@ -193,14 +193,19 @@ def test_merge_one_equals_merge_round_robin() -> None:
 
 
 def test_sparse_cooccurrence_source_equals_the_dense_one(fitted: dict) -> None:
+    """The dense top-k without its zero-score top-up (issue 14: that top-up is the catalogue in stored
+    order, never a recommendation); a user without history gets nothing from co-occurrence."""
     rec = online(fitted)
     cooc, seen = rec.retrieval.cooccurrence, fitted["seen"]
     users = np.r_[fitted["warm"][:60], np.flatnonzero(np.diff(seen.indptr) == 0)[:5]]
     for k in (5, 200, 590):  # 590: more than some users' unseen catalogue with a positive score
         dense = cooc.recommend(users, k, seen)
+        scores = cooc.scores(users)
         for row, user in enumerate(users):
-            want = dense[row][dense[row] >= 0]
+            want = dense[row][(dense[row] >= 0) & (scores[row, np.maximum(dense[row], 0)] > 0)]
             assert rec._cooccurrence(int(user), k).tolist() == want.tolist(), (user, k)
+            batch = system.cooccurrence_top_k(cooc, np.array([user]), k, seen, fill=False)[0]
+            assert batch[batch >= 0].tolist() == want.tolist()
 
 
 def test_unknown_and_cold_users_get_the_cold_start_policy(fitted: dict) -> None:

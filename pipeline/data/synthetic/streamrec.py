@@ -5,6 +5,9 @@ to learn), discounted by position. The logging policy mixes Zipf popularity with
 taste-cluster personalisation and under-exposes one language ("hi"); the probability
 it chose the shown item is recorded as `propensity` for causal evaluation. The policy
 is built from per-cluster distributions so propensities stay exact and cheap at any size.
+`scenario.bursty_users` (a share of users who binge in a few short sittings, with more
+impressions) and `scenario.item_tail` (the popularity Zipf exponent) shape the log like
+real ones; unset, the data are byte-identical to before.
 """
 
 from __future__ import annotations
@@ -53,9 +56,15 @@ def generate(rows: int, seed: int, scenario: ScenarioSpec) -> dict[str, pd.DataF
     n_users = scenario.users or max(50, rows // 20)
     n_items = scenario.items or max(50, rows // 50)
     creators = _creators(max(10, n_items // 5), rng)
-    items, item_cluster, item_factors, popularity = _items(n_items, creators, rng)
+    items, item_cluster, item_factors, popularity = _items(n_items, creators, rng, scenario.item_tail or 0.9)
     users, user_cluster, user_factors, activity = _users(n_users, rng)
+    burst_rng = np.random.default_rng([seed % 2**64, 2])  # its own stream: unset, the main draws are unchanged
+    bursty = burst_rng.random(n_users) < scenario.bursty_users if scenario.bursty_users > 0 else None
+    if bursty is not None:
+        activity = activity * np.where(bursty, 3.0, 1.0)  # a binge user watches more, in a few sittings
     columns = _impressions(rows, rng, users, items, user_cluster, item_cluster, popularity, activity)
+    if bursty is not None:
+        _bursts(columns, bursty, burst_rng)
     relevance = _relevance(columns, users, items, user_factors, item_factors)
     columns[LABEL] = (rng.random(rows) < relevance * _examination(columns["position"])).astype(float)
     duration = items["duration_minutes"].to_numpy()[columns["item_id"].astype(np.int64)]
@@ -94,12 +103,14 @@ def _creators(n: int, rng: np.random.Generator) -> pd.DataFrame:
     )
 
 
-def _items(n: int, creators: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, Arrays, Arrays, Arrays]:
+def _items(
+    n: int, creators: pd.DataFrame, rng: np.random.Generator, tail: float = 0.9
+) -> tuple[pd.DataFrame, Arrays, Arrays, Arrays]:
     creator = rng.integers(0, len(creators), size=n)
     cluster = rng.integers(0, CLUSTERS, size=n)
     factors = _factors(cluster, _centroids(), rng)
     rank = rng.permutation(n) + 1
-    popularity = 1.0 / rank**0.9  # Zipf-like head and long tail
+    popularity = 1.0 / rank**tail  # Zipf-like head and long tail (scenario.item_tail: a steeper head)
     release = START - rng.integers(0, 730 * 86400, size=n).astype("timedelta64[s]")
     duration = np.clip(np.round(rng.lognormal(3.6, 0.6, size=n), 1), 1.0, 600.0)
     items = pd.DataFrame(
@@ -186,6 +197,33 @@ def _impressions(
         "propensity": clip(propensity[order], RULES["propensity"]),
         "platform": platform[order],
     }
+
+
+BURSTS = 3  # sittings per bursty user
+BURST_SECONDS = 3 * 3600  # each sitting lasts up to three hours
+
+
+def _bursts(columns: dict[str, np.ndarray], bursty: np.ndarray, rng: np.random.Generator) -> None:
+    """Move a bursty user's impressions into BURSTS short sittings inside the span they had; keep time order."""
+    user = columns["user_id"].astype(np.int64)
+    ts = columns["timestamp"].astype("datetime64[s]").astype(np.int64)
+    hit = bursty[user]
+    if not hit.any():
+        return
+    n_users = len(bursty)
+    lo = np.full(n_users, np.iinfo(np.int64).max)
+    hi = np.full(n_users, np.iinfo(np.int64).min)
+    np.minimum.at(lo, user[hit], ts[hit])
+    np.maximum.at(hi, user[hit], ts[hit])
+    starts = lo[:, None] + (rng.random((n_users, BURSTS)) * np.maximum(hi - lo - BURST_SECONDS, 0)[:, None])
+    sitting = rng.integers(0, BURSTS, size=int(hit.sum()))
+    moved = starts[user[hit], sitting].astype(np.int64) + rng.integers(0, BURST_SECONDS, size=int(hit.sum()))
+    ts[hit] = np.minimum(moved, hi[user[hit]])
+    order = np.argsort(ts, kind="stable")
+    for name in columns:
+        if name != "interaction_id":
+            columns[name] = columns[name][order]
+    columns["timestamp"] = ts[order].astype("datetime64[s]").astype("datetime64[ns]")
 
 
 def _sample(p: np.ndarray, u: np.ndarray) -> np.ndarray:
