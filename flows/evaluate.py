@@ -14,6 +14,7 @@ from pipeline.data.prepare import Prepared
 from pipeline.fairness.sections import Sections, classification_sections
 from pipeline.gates.champion import rescore_champion
 from pipeline.gates.evaluate import ChampionReference, GateReport, evaluate_gates
+from pipeline.gates.intervals import classification_evidence, cv_evidence
 from pipeline.metrics import calibration_table, classification_metrics, lift_by_decile
 from pipeline.models import TabularModel
 from pipeline.registry import BundleStore, RegistryError
@@ -92,14 +93,23 @@ def gate(
     insufficient: dict[str, str] | None = None,
     data: Prepared | None = None,
     model: TabularModel | None = None,
+    evidence: dict[str, Any] | None = None,
+    selection: list[dict[str, Any]] | None = None,
 ) -> tuple[GateReport, str | None]:
     """`insufficient`: fairness/causal metrics without enough data, reported as such (docs/adr/0015).
 
     `data` (a tabular run's prepared splits) and `model` (the challenger): `vs: champion` gates compare
     with the champion bundle re-scored on these test rows (less any it was trained on, for both), not
     with its recorded metrics (docs/adr/0025-champion-rescored.md).
+
+    `evidence` (e.g. `Sections.evidence()`: fairness intervals and groups left out) joins the test
+    metrics' own (a bootstrap of the test rows when `data` and `model` are given); `selection` (the
+    cross-validation table) is what `source: cv` gates read (docs/adr/0027-gates-that-know-their-evidence.md).
     """
     champion, baseline, champion_tag = reference_metrics(spec, store)
+    ev = slice_evidence(spec, model, data) | dict(evidence or {})
+    train_rows = len(data.splits["train"]) if data is not None else None
+    cv = cv_evidence(selection or [], train_rows, spec.evaluation.confidence)
     promoted = promoted_history(spec, store)
     rescored = champion_on_test(spec, store, champion_tag, data)
     subset = None
@@ -119,8 +129,22 @@ def gate(
         insufficient=insufficient,
         champion_reference=rescored,
         challenger_on_compared_rows=subset,
+        evidence=ev,
+        cv=cv,
+        evaluation=spec.evaluation,
     )
     return report, champion_tag
+
+
+def slice_evidence(spec: Spec, model: TabularModel | None, data: Prepared | None) -> dict[str, Any]:
+    """Every classification metric's bootstrap interval on the test rows, with their rows and positives."""
+    if model is None or data is None or spec.task != "binary_classification":
+        return {}
+    test = data.splits["test"]
+    y, p = data.labels("test", spec.data), model.predict_proba(test[model.features])
+    e = spec.evaluation
+    kwargs = {"replicates": e.bootstrap, "confidence": e.confidence, "seed": spec.data.seed}
+    return classification_evidence(y, p, e.threshold, e.top_k, **kwargs)
 
 
 def champion_on_test(

@@ -150,7 +150,8 @@ def run_flow(
     evaluation = evaluate_model(spec, model, data)
     sections = fairness_causal(spec, model, data, loaded.base_dir, run.path)
     evaluation["metrics"] |= sections.metrics()  # gate-able by name, stored for vs champion / baseline
-    gate_report, champion_tag = gate(spec, evaluation["metrics"], store, sections.insufficient(), data, model)
+    insufficient, evidence = sections.insufficient(), sections.evidence()  # fairness: intervals, groups left out
+    gate_report, champion_tag = gate(spec, evaluation["metrics"], store, insufficient, data, model, evidence, selection)
     promoted = gate_report.passed and sweep is None and promote_on_pass
     model, trained, trained_on = refit_model(spec, model_spec, model, data)  # evaluation.refit (ADR 0020)
     tag = register(loaded, model, data, evaluation, gate_report, run, store, promoted, sweep, (trained, trained_on))

@@ -5,7 +5,9 @@ Each group is resampled on its own (a stratified bootstrap, so every replicate k
 group sizes) and a gap's interval comes from the same replicates as the group values.
 A group below `min_group_size` rows, or a rate whose denominator (positives for TPR,
 negatives for FPR, flagged rows for precision) is below `min_group_events`, is
-"insufficient data": shown, never part of a gap.
+"insufficient data": shown, never part of a gap's value. It is named with its point estimate
+in `report.excluded[gap]`, and `report.with_excluded[gap]` is the gap with it in: a gate that
+number would fail says "insufficient", never "passed" (pipeline/gates/evaluate.py).
 """
 
 from __future__ import annotations
@@ -122,6 +124,9 @@ def _gap(
     confidence: float,
 ) -> None:
     ok = [r for r in rows if r.status == OK]
+    left_out = [(r.group, r.value, r.n) for r in rows if r.status != OK]
+    if left_out:  # named in the gate's verdict; a gate they would flip is insufficient, never passed
+        report.exclude(name, left_out, [r.value for r in rows], higher_is_better=False)
     if len(ok) < 2:
         short = short_groups([(r.group, r.n) for r in rows if r.status != OK])
         report.add_metric(name, None, (None, None), f"{INSUFFICIENT}: fewer than 2 groups large enough; short: {short}")
@@ -140,6 +145,15 @@ def _equalized_odds(report: FairnessReport, grouping: str, confidence: float, va
     """max(TPR gap, FPR gap) per replicate: the equalized-odds difference."""
     tpr, fpr = report.metrics.get(f"tpr_gap[{grouping}]"), report.metrics.get(f"fpr_gap[{grouping}]")
     name = f"equalized_odds_gap[{grouping}]"
+    parts = [f"{gap}[{grouping}]" for gap in ("tpr_gap", "fpr_gap")]
+    left_out = [{**g, "group": f"{g['group']} ({n.split('[')[0]})"} for n in parts for g in report.excluded.get(n, [])]
+    if left_out:
+        report.excluded[name] = left_out
+        with_in = [report.with_excluded.get(n) for n in parts]
+        with_in = [w if w is not None else report.metrics.get(n) for w, n in zip(with_in, parts, strict=True)]
+        finite = [w for w in with_in if w is not None]
+        measured = any(report.with_excluded.get(n) is not None for n in parts)
+        report.with_excluded[name] = max(finite) if finite and measured else None
     if tpr is None or fpr is None:
         report.add_metric(name, None, (None, None), f"{INSUFFICIENT}: needs both the TPR and the FPR gap")
         return

@@ -121,6 +121,9 @@ def _exposure(report, lists, relevant, items, groupings, k, reference, min_items
                 )
         name = f"exposure_equity[{grouping}]"
         names.append(name)
+        left_out = [(labels[g], _num(ratio[g]), int(catalog[g])) for g in np.flatnonzero(~ok)]
+        if left_out:  # named in the gate's verdict, and the equity with them in (their point ratios)
+            report.exclude(name, left_out, [_num(r) for r in ratio], higher_is_better=True)
         if not ok.any():
             report.add_metric(
                 name, None, (None, None), f"{INSUFFICIENT}: no creator group has {min_items} catalogue items"
@@ -169,6 +172,10 @@ def _users(report, lists, relevant, users, groupings, k, min_size, replicates, c
             ok_rows = [
                 g for g in report.groups if g.grouping == grouping and g.metric == f"{metric}@{k}" and g.status == OK
             ]
+            every = [g for g in report.groups if g.grouping == grouping and g.metric == f"{metric}@{k}"]
+            left_out = [(g.group, g.value, g.n) for g in every if g.status != OK]
+            if left_out:  # named in the gate's verdict, and the disparity with them in (their point values)
+                report.exclude(name, left_out, [g.value for g in every], higher_is_better=False)
             if len(ok_rows) < 2:
                 short = short_groups(
                     [

@@ -35,12 +35,18 @@ class FairnessReport:
     metrics: name -> value (None when undefined); the unqualified name (`tpr_gap`) is the worst
     over all groupings, `tpr_gap[age_band]` one grouping's. intervals: name -> (low, high).
     insufficient: name -> why it has no value (too few sufficient groups).
+    excluded: name -> the groups left out of it for size ({"group", "value", "n"}, point estimates),
+    and with_excluded: name -> what it would be with them in at those point estimates (None when
+    nothing was left out or fewer than two groups have a value); a gate whose verdict they would
+    flip says "insufficient", never "passed" (docs/adr/0027-gates-that-know-their-evidence.md).
     """
 
     groups: list[GroupMetric] = field(default_factory=list)
     metrics: dict[str, float | None] = field(default_factory=dict)
     intervals: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     insufficient: dict[str, str] = field(default_factory=dict)
+    excluded: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    with_excluded: dict[str, float | None] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def add_metric(
@@ -52,11 +58,30 @@ class FairnessReport:
         if clean is None:
             self.insufficient[name] = why_missing or INSUFFICIENT
 
+    def exclude(
+        self, name: str, left_out: list[tuple[str, float | None, int]], values: list[float], higher_is_better: bool
+    ) -> None:
+        """Record the groups `name` left out (group, point value, n) and its value with them in.
+
+        `values`: every group's point value that enters the metric with them in (sufficient and left out);
+        a gap is max - min of them, an equity (higher_is_better) their minimum."""
+        self.excluded[name] = [{"group": g, "value": v, "n": n} for g, v, n in left_out]
+        finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+        measured = [g for g in left_out if g[1] is not None]
+        if not measured:
+            self.with_excluded[name] = None
+        elif higher_is_better:
+            self.with_excluded[name] = min(finite) if finite else None
+        else:
+            self.with_excluded[name] = max(finite) - min(finite) if len(finite) >= 2 else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "metrics": dict(self.metrics),
             "intervals": {k: list(v) for k, v in self.intervals.items()},
             "insufficient": dict(self.insufficient),
+            "excluded": {k: list(v) for k, v in self.excluded.items()},
+            "with_excluded": dict(self.with_excluded),
             "groups": [g.to_dict() for g in self.groups],
             **self.extra,
         }
@@ -78,3 +103,23 @@ def worst_of(report: FairnessReport, name: str, names: list[str], higher_is_bett
     value, source = (min if higher_is_better else max)(values)
     report.add_metric(name, value, report.intervals[source])
     report.extra.setdefault("worst_grouping", {})[name] = source
+    _worst_excluded(report, name, names, higher_is_better)
+
+
+def _worst_excluded(report: FairnessReport, name: str, names: list[str], higher_is_better: bool) -> None:
+    """The unqualified metric's left-out groups: every grouping's, and the worst value with them in."""
+    left_out = [{**g, "group": f"{_grouping(n)}: {g['group']}"} for n in names for g in report.excluded.get(n, [])]
+    if not left_out:
+        return
+    report.excluded[name] = left_out
+    candidates = []
+    for n in names:  # with a grouping's left-out groups in, or its own value where it left none out
+        value = report.with_excluded.get(n)
+        candidates.append(value if value is not None else report.metrics.get(n))
+    finite = [v for v in candidates if v is not None]
+    report.with_excluded[name] = (min if higher_is_better else max)(finite) if finite else None
+
+
+def _grouping(name: str) -> str:
+    """`tpr_gap[age_band]` -> `age_band`."""
+    return name[name.index("[") + 1 : -1] if name.endswith("]") and "[" in name else name

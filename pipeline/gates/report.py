@@ -1,9 +1,11 @@
 """The gate report a reviewer reads in a minute: verdict first, then one table of the gates.
 
 The top of `gate_report.md` (about 30 lines at most) answers "was it promoted, and why":
-a one-line verdict, the computed gates as a table (value, rule, champion/baseline value,
-result), the gates that could not be computed listed on their own (no evidence is neither a
-pass nor a fail to be read past), and the bundle. Everything else (every metric, model
+a one-line verdict, the decided gates as a table (value with its interval, rule and the number
+it was decided on, champion/baseline value, the evidence: rows and positives, result), the gates
+that were not computed or had too little evidence listed on their own with what would give
+enough (neither is a pass nor a fail to be read past, and neither is listed as passed), and the
+bundle. Everything else (every metric, model
 selection, calibration, lift, fairness and causal tables) follows under "Details".
 """
 
@@ -32,21 +34,28 @@ def render_gates(
     lines = [f"# {title}", "", verdict_line(report, promotion, promoted), ""]
     if computed:
         lines += [
-            "| gate | value | rule | champion / baseline | result |",
-            "|---|---:|---|---:|---|",
+            "| gate | value [interval] | rule | champion / baseline | evidence | result |",
+            "|---|---:|---|---:|---|---|",
             *(_row(r) for r in computed),
         ]
+        left_out = [r for r in computed if r.excluded]
+        if left_out:  # the groups a fairness gate did not judge, by name, with their point estimates
+            lines += ["", *(_left_out_line(r) for r in left_out)]
     else:
         lines.append("No gate could be computed.")
     if missing:
         lines += [
             "",
-            f"**Not computed ({len(missing)})**: no evidence either way.",
+            f"**Not decided ({len(missing)})**: not computed, or too little evidence to pass or fail.",
             "",
-            "| gate | status | why | effect |",
-            "|---|---|---|---|",
-            *(f"| {_name(r)} | {_status(r)} | {_short(r.reason, 100)} | {_effect(r)} |" for r in missing),
+            "| gate | value [interval] | status | why | effect |",
+            "|---|---:|---|---|---|",
+            *(_missing_row(r) for r in missing),
         ]
+    notes = [_left_out_line(r) for r in missing if r.excluded]
+    notes += [f"- {_name(r)}: enough evidence would need {_short(r.suggestion, 120)}" for r in missing if r.suggestion]
+    if notes:
+        lines += ["", *notes]
     facts = list(facts)
     if facts:
         lines += ["", *(f"- {fact}" for fact in facts)]
@@ -67,7 +76,7 @@ def verdict_line(report: GateReport, promotion: str | None = None, promoted: boo
         head = "**NOT promoted**" if promoted is not None else "**FAILED**"
         return f"{head}: {len(blocking_failed)} of {blocking} blocking gates failed: {why}"
     parts = [f"{len(other_failed)} non-blocking failed"] if other_failed else []
-    parts += [f"{len(other_missing)} non-blocking not computed"] if other_missing else []
+    parts += [f"{len(other_missing)} non-blocking not decided"] if other_missing else []
     note = f"; {' and '.join(parts)}, see below" if parts else ""
     passed = f"all {blocking} blocking gates passed" + (f" ({len(report.results)} gates in all)" if other else "")
     if promoted is None:
@@ -98,11 +107,53 @@ def _row(r: GateResult) -> str:
         reference += f" (same {fmt_count(r.reference_rows)} {r.reference_split} rows)" if r.reference_rows else ""
     else:  # a relative gate with nothing to compare with yet passes and says so
         reference = "none yet" if "nothing to compare" in r.reason else NONE
-    return f"| {_name(r)} | {fmt_number(r.value)} | {r.rule} | {reference} | {result} |"
+    return f"| {_name(r)} | {_value(r)} | {r.rule} | {reference} | {_evidence(r)} | {result} |"
+
+
+def _missing_row(r: GateResult, width: int = 200) -> str:
+    """A not-decided gate's row, its reason cut to keep the line within `width` (details: run_report.json)."""
+    head, tail = f"| {_name(r)} | {_value(r)} | {_status(r)} | ", f" | {_effect(r)} |"
+    return head + _short(r.reason, max(60, width - len(head) - len(tail))) + tail
+
+
+def _value(r: GateResult) -> str:
+    """The value and, when there is one, its interval: `0.0510 [0.0300, 0.1790]`."""
+    if r.value is None:
+        return NONE
+    shown = fmt_number(r.value)
+    if r.low is not None and r.high is not None:
+        shown += f" [{fmt_number(r.low)}, {fmt_number(r.high)}]"
+    return shown
+
+
+def _evidence(r: GateResult) -> str:
+    """What the value rests on: rows and positives (CV: the folds), and groups left out for size."""
+    parts = []
+    if r.rows is not None:
+        parts.append(f"{fmt_count(r.rows)} {'train rows, CV' if r.source == 'cv' else 'rows'}")
+    elif r.source == "cv":
+        parts.append("CV folds")
+    if r.positives is not None:
+        parts.append(f"{fmt_count(r.positives)} positive")
+    if r.excluded:
+        parts.append(f"{len(r.excluded)} group{'s' if len(r.excluded) > 1 else ''} left out (too small)")
+    return ", ".join(parts) or NONE
+
+
+def _left_out_line(r: GateResult, width: int = 200) -> str:
+    head = f"- {_name(r)}: left out for size: "
+    return head + _short(_left_out(r), width - len(head))
+
+
+def _left_out(r: GateResult, limit: int = 4) -> str:
+    shown = [f"{g['group']} {fmt_number(g.get('value'))} (n={fmt_count(g.get('n'))})" for g in r.excluded[:limit]]
+    return ", ".join(shown) + (f" and {len(r.excluded) - limit} more" if len(r.excluded) > limit else "")
 
 
 def _status(r: GateResult) -> str:
-    return "insufficient data" if r.insufficient else "not computed"
+    if not r.insufficient:
+        return "not computed"
+    return "insufficient evidence" if r.value is not None else "insufficient data"
 
 
 def _effect(r: GateResult) -> str:

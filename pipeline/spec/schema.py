@@ -56,7 +56,6 @@ class ScenarioSpec(Strict):
     )
 
 
-
 class SourceSpec(Strict):
     """Where a dataset comes from: a Parquet/CSV path or `synthetic:<generator>`."""
 
@@ -374,6 +373,19 @@ class EvaluationSpec(Strict):
         description="recommendation: sources fitted on the same train part and scored on the same users, reported "
         "beside the system (ease is skipped above its max_items)",
     )
+    min_rows: int | None = Field(
+        None,
+        ge=1,
+        description="rows a metric gate's evidence needs (test rows; recommendation: evaluated users); "
+        "fewer: the gate is insufficient (its on_insufficient decides); a gate's own min_rows overrides",
+    )
+    min_positives: int | None = Field(
+        None, ge=1, description="classification: positive rows a metric gate's evidence needs; as min_rows"
+    )
+    bootstrap: int = Field(
+        200, ge=0, description="replicates of the test rows for every metric gate's interval (0: no intervals)"
+    )
+    confidence: float = Field(0.95, gt=0, lt=1, description="level of the metric gates' intervals")
 
 
 class BaselineSpec(Strict):
@@ -404,12 +416,26 @@ class GateSpec(Strict):
     blocking: bool = True
     on_insufficient: Literal["report", "fail"] = Field(
         "report",
-        description="a fairness/causal metric with too little data: report it, not blocking (report) or fail",
+        description="too little evidence (a fairness/causal metric left undefined, fewer rows/positives than "
+        "min_rows/min_positives, no interval for an explicit decide_on, groups left out that would flip the "
+        "verdict): report it, not blocking (report) or fail (block)",
     )
     if_not_comparable: Literal["block", "pass"] = Field(
         "block",
         description="vs: champion — when the champion cannot be re-scored on this run's test rows (other task or "
         "label, missing input columns, values its contract refuses): block (fail closed) or pass",
+    )
+    decide_on: Literal["point", "lower_bound", "upper_bound"] | None = Field(
+        None,
+        description="which number min/max is checked against: the point estimate or a bound of its interval; "
+        "absent: point, except fairness gaps/disparities/equity: the cautious side (max: upper, min: lower bound)",
+    )
+    source: Literal["test", "cv"] = Field(
+        "test", description="test: the held-out test slice; cv: the mean over the selected model's CV folds"
+    )
+    min_rows: int | None = Field(None, ge=1, description="rows the evidence needs; overrides evaluation.min_rows")
+    min_positives: int | None = Field(
+        None, ge=1, description="positives the evidence needs; overrides evaluation.min_positives"
     )
 
 

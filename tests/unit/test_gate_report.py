@@ -50,16 +50,16 @@ def test_top_30_lines_have_the_verdict_and_every_gate() -> None:
     assert top[2].startswith("**NOT promoted**") and "pr_auc was not computed" in top[2]  # one line: verdict + why
     for gate in _gates():
         assert any(line.startswith(f"| {gate}") for line in top), gate
-    computed = top[top.index("| gate | value | rule | champion / baseline | result |") :]
-    assert "| auc_vs_champion (`auc`) | 0.8600 | vs champion: drop <= 0.01 | 0.8500 | pass |" in computed
-    assert "| f1 | 0.5000 | min 0.9 | — | fail, non-blocking |" in computed
+    computed = top[top.index("| gate | value [interval] | rule | champion / baseline | evidence | result |") :]
+    assert "| auc_vs_champion (`auc`) | 0.8600 | vs champion: drop <= 0.01 | 0.8500 | — | pass |" in computed
+    assert "| f1 | 0.5000 | min 0.9 | — | — | fail, non-blocking |" in computed
     first = render_gates(evaluate_gates(_gates(), {"auc": 0.9}, TASK), "t")
-    assert "| auc_vs_champion (`auc`) | 0.9000 | vs champion: drop <= 0.01 | none yet | pass |" in first
+    assert "| auc_vs_champion (`auc`) | 0.9000 | vs champion: drop <= 0.01 | none yet | — | pass |" in first
     # not computed / insufficient gates are listed apart from the passed and failed ones
-    missing = top[next(i for i, line in enumerate(top) if line.startswith("**Not computed (2)**")) :]
-    assert any(line.startswith("| pr_auc | not computed |") for line in missing)
-    assert any(line.startswith("| hit_disparity (`hit_disparity@10`) | insufficient data |") for line in missing)
-    table = top[: top.index(next(line for line in top if line.startswith("**Not computed")))]
+    missing = top[next(i for i, line in enumerate(top) if line.startswith("**Not decided (2)**")) :]
+    assert any(line.startswith("| pr_auc | — | not computed |") for line in missing)
+    assert any(line.startswith("| hit_disparity (`hit_disparity@10`) | — | insufficient data |") for line in missing)
+    table = top[: top.index(next(line for line in top if line.startswith("**Not decided")))]
     assert not any(line.startswith(("| pr_auc", "| hit_disparity")) for line in table)
 
 

@@ -77,4 +77,4 @@ def test_markdown_names_gate_value_bound_and_champion() -> None:
     text = render_markdown(evaluate_gates(spec, {"auc": 0.8}, TASK, champion={"auc": 0.85}), "Gates")
     assert "**FAILED**" in text
     assert "auc 0.8 is below min 0.9" in text.splitlines()[2]  # the verdict line says why
-    assert "| auc_vs (`auc`) | 0.8000 | vs champion: drop <= 0 | 0.8500 | **FAIL** |" in text
+    assert "| auc_vs (`auc`) | 0.8000 | vs champion: drop <= 0 | 0.8500 | — | **FAIL** |" in text
