@@ -1,4 +1,4 @@
-"""The built wheel, installed into a fresh virtual environment, runs a user's repository outside the checkout.
+"""The built wheel, installed into a fresh venv, checks, runs and serves a user's repository outside the checkout.
 
 No index is reachable and the dependencies are large, so the fresh venv gets Keel from the wheel alone
 (`pip install --no-deps`) and its dependencies from this checkout's .venv through one `.pth` file that
@@ -9,15 +9,21 @@ processing the .pth files inside it, so the editable install of this checkout (.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+
+from tests.integration.serving_fixtures import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -150,6 +156,22 @@ def test_the_wheel_runs_a_user_repository_outside_the_checkout(tmp_path: Path) -
     assert (user / ".keel" / "bentoml" / "models" / "my-churn").is_dir()  # the project-local store, here
     assert (user / result["run_dir"]).is_dir()  # runtime.runs_dir (runs/) of the working directory
 
+    port = free_port()  # keel serve from the wheel, in the user's repository: the champion keel run promoted
+    with open(tmp_path / "serve.log", "w") as log:
+        serving = subprocess.Popen(
+            [str(bin_dir / "keel"), "serve", "specs/my.yaml", "--port", str(port)],
+            cwd=user,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            status = _wait_status(f"http://127.0.0.1:{port}", serving, tmp_path / "serve.log")
+        finally:
+            serving.send_signal(signal.SIGTERM)  # keel serve stops its server's process group
+            serving.wait(30)
+    assert status["bundle"] == result["bundle"]
+
     init = keel("init", str(tmp_path / "scaffold"))
     assert init.returncode == 0, init.stderr
     scaffolded = subprocess.run(
@@ -161,3 +183,14 @@ def test_the_wheel_runs_a_user_repository_outside_the_checkout(tmp_path: Path) -
         timeout=120,
     )
     assert scaffolded.returncode == 0, scaffolded.stderr
+
+
+def _wait_status(url: str, proc: subprocess.Popen, log: Path) -> dict:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return httpx.get(f"{url}/status", timeout=5).json()
+        time.sleep(0.3)
+    raise AssertionError(f"keel serve not ready in 90 s: {log.read_text()[-3000:]}")
