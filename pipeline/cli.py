@@ -340,6 +340,7 @@ def _run_into_rollout(args: argparse.Namespace, loaded: LoadedSpec) -> int:
 def _run_sweep(args: argparse.Namespace) -> int:
     """`keel run -m`: check every combination, then one keel-run per job in one Prefect session."""
     jobs, specs = _load_sweep(args)
+    require_for_spec(specs[0].spec, "run")  # before any job starts: torch/faiss, dask (pipeline/extras.py)
     if args.promote_best and (refused := _refuse_during_live_rollout(args, specs[0])) is not None:
         return refused
     from flows.sweep import render_text, sweep_flow

@@ -103,6 +103,8 @@ sys.exit(main({argv!r}))
         (["torch", "faiss"], ["run", "specs/streamrec.yaml"], "recsys"),
         (["uvloop", "httptools"], ["serve", "specs/streamflow_churn.yaml"], "serve"),
         (["torch"], ["serve", "specs/streamrec.yaml"], "recsys"),
+        (["torch"], ["run", "-m", "specs/streamrec.yaml", "model.params.epochs=1,2"], "recsys"),  # a sweep
+        (["uvloop"], ["build", "specs/streamflow_churn.yaml"], "serve"),
     ],
 )
 def test_a_missing_extra_exits_2_with_the_install_line(blocked: list[str], argv: list[str], extra: str) -> None:
