@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,9 +31,17 @@ pytestmark = pytest.mark.slow
 
 
 def build_wheel(out: Path) -> Path:
-    """`pip wheel --no-deps --no-build-isolation .` (setuptools from .venv: no index needed)."""
+    """`pip wheel --no-deps --no-build-isolation` (setuptools from .venv: no index needed) of a copy of the checkout.
+
+    A copy: setuptools' in-tree build/ keeps files of modules deleted since, and the checkout stays clean.
+    """
+    source = out.parent / "source"
+    skip = shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "runs", ".keel", "*.egg-info", "__pycache__", "*.parquet"
+    )
+    shutil.copytree(REPO, source, ignore=skip)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(REPO), "-w", str(out)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(source), "-w", str(out)],
         check=True,
         capture_output=True,
         timeout=300,
