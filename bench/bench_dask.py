@@ -32,6 +32,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = str(REPO / "specs" / "streamflow_churn.yaml")
+CPU: dict[str, float] = {}  # CPU seconds per path: robust to other jobs on a shared machine, unlike wall time
 
 
 def make_table(root: Path, rows: int, parts: int) -> Path:
@@ -71,9 +72,10 @@ def score_local(spec, store, tag, table: Path, target: Path, threads: int) -> tu
 
     bundle = load_tabular_bundle(store.get(tag))
     bundle.model.predict_threads = threads
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     scored = score_frame(spec, bundle, load_path(table), 0, "")
     write_scores(scored.frame, target)
+    CPU[f"local{threads}"] = time.process_time() - cpu  # every thread of this process
     return time.perf_counter() - start, scored.frame
 
 
@@ -93,12 +95,20 @@ def score_dask(spec, store, tag, table: Path, target: Path, workers: int) -> tup
         key = (str(store.home), tag, dict(store.get(tag).manifest.files))
         client.run(worker_bundle, *key)  # imports + the bundle (sha256-checked) once per worker: start-up cost
         startup = time.perf_counter() - start
+        cpu = sum(client.run(_cpu_seconds).values())
         start = time.perf_counter()
         _, accepted = validate_partitions(client, spec, list_partitions(str(table)), None)
         threshold = float(spec.evaluation.threshold)
         score_partitions(client, accepted, key, spec.data.entity_id, threshold, 0, "", target)
         elapsed = time.perf_counter() - start
+        CPU[f"dask{workers}"] = sum(client.run(_cpu_seconds).values()) - cpu  # the workers' processes
     return elapsed, startup
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this worker process so far."""
+    times = os.times()
+    return times.user + times.system
 
 
 def bench_scoring(args, root: Path) -> list[str]:
@@ -134,6 +144,12 @@ def bench_scoring(args, root: Path) -> list[str]:
         )
     lines.append("")
     lines.append(f"overhead at 1 worker vs local 1 thread: {one / t_one - 1:+.0%}; outputs identical (sorted by row)")
+    lines.append("")
+    lines.append("CPU seconds (independent of other jobs on the host): rows per CPU-second")
+    for name, seconds in CPU.items():
+        lines.append(f"  {name:<10}{seconds:>8.1f} CPU s{rows / seconds:>12,.0f} rows/CPU-s")
+    if "dask1" in CPU and "dask2" in CPU:
+        lines.append(f"  work efficiency 2 workers vs 1 (CPU s of 1 / CPU s of 2): {CPU['dask1'] / CPU['dask2']:.0%}")
     return lines
 
 
