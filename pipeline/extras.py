@@ -1,6 +1,6 @@
 """Optional dependencies as extras: a missing one is a clear `pip install 'keel[x]'`, exit 2, no traceback.
 
-    keel[recsys]  torch, faiss-cpu            recommendation specs (two-tower, FAISS, ranker)
+    keel[recsys]  torch, faiss-cpu, implicit  recommendation specs (two-tower, FAISS, ranker; implicit: als)
     keel[serve]   uvloop, httptools, redis    `keel serve` / `keel build` (uvicorn's fast loop and parser)
     keel[dask]    dask, distributed, prefect-dask   runtime.executor: dask
     keel[dev]     pytest, ruff, hypothesis ...      the test suite
@@ -17,6 +17,7 @@ import importlib.util
 MODULE_EXTRA = {
     "torch": "recsys",
     "faiss": "recsys",
+    "implicit": "recsys",  # only the `als` retrieval source imports it
     "uvloop": "serve",
     "httptools": "serve",
     "redis": "serve",

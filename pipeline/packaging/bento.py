@@ -32,14 +32,14 @@ import yaml
 
 from pipeline.spec.package_conf import keel_conf_dir
 
-# Keel's dependencies (pyproject.toml [project].dependencies, a unit test keeps them equal) and the extras
+# Keel's dependencies and the serve/recsys extras (pyproject.toml; a unit test keeps them equal)
 CORE = [
     "hydra-core", "omegaconf", "pydantic", "pyyaml", "croniter", "numpy", "pandas", "pyarrow", "pandera",
     "great-expectations", "prefect", "fastapi", "bentoml", "lightgbm", "scipy", "scikit-learn", "matplotlib",
     "redis", "psycopg[binary]",
 ]  # fmt: skip
 SERVE = ["uvloop", "httptools", "redis"]
-RECSYS = ["torch", "faiss-cpu"]
+RECSYS = ["torch", "faiss-cpu", "implicit"]  # keel[recsys] (implicit: the `als` retrieval source)
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # torch==X+cpu lives there, not on PyPI
 ENTRY = '''"""This Bento's service: Keel's, on the spec and bundle `keel build` put here.
 

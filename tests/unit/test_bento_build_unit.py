@@ -11,15 +11,21 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.packaging.bento import CORE, ENTRY, requirements
+from pipeline.packaging.bento import CORE, ENTRY, RECSYS, SERVE, requirements
 from pipeline.packaging.bento_service import bind_host
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_bento_requirements_are_keels_dependencies() -> None:
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert [re.split(r"[<>=!~ ]", d, maxsplit=1)[0] for d in declared] == CORE
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> list[str]:
+        return [re.split(r"[<>=!~ ]", d, maxsplit=1)[0] for d in requirements]
+
+    assert names(project["dependencies"]) == CORE
+    assert names(project["optional-dependencies"]["serve"]) == SERVE
+    assert names(project["optional-dependencies"]["recsys"]) == RECSYS
 
 
 def test_requirements_are_pinned_from_constraints_and_recsys_only_for_recommendations() -> None:
@@ -28,7 +34,7 @@ def test_requirements_are_pinned_from_constraints_and_recsys_only_for_recommenda
     assert "psycopg[binary]==3.3.9" in churn
     assert not any(r.startswith(("torch", "faiss")) for r in churn)
     recs = requirements("recommendation", REPO / "constraints.txt")
-    assert "torch==2.13.0+cpu" in recs and "faiss-cpu==1.15.1" in recs
+    assert "torch==2.13.0+cpu" in recs and "faiss-cpu==1.15.1" in recs and "implicit==0.7.3" in recs
     assert all("==" in r for r in recs)
 
 
