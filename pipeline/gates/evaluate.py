@@ -219,6 +219,9 @@ def evaluate_gates(
             if gate.vs == "champion" and champion_reference is not None:
                 subset = challenger_on_compared_rows
                 result = _vs_rescored(name, metric, value, gate, champion_reference, higher, subset)
+                if champion_reference.comparable and champion_reference.keep is not None:
+                    # measured on the rows the champion never saw: the full slice's interval is not this value's
+                    ev = Evidence(rows=champion_reference.rows, positives=champion_reference.positives)
             else:
                 result = _relative(name, metric, value, gate, reference, higher)
             result = _shown_with(result, ev, source)

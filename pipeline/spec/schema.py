@@ -376,7 +376,7 @@ class EvaluationSpec(Strict):
     min_rows: int | None = Field(
         None,
         ge=1,
-        description="rows a metric gate's evidence needs (test rows; recommendation: evaluated users); "
+        description="classification: test rows a metric gate's evidence needs (recommendation: evaluation.min_users); "
         "fewer: the gate is insufficient (its on_insufficient decides); a gate's own min_rows overrides",
     )
     min_positives: int | None = Field(

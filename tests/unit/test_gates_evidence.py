@@ -213,3 +213,22 @@ def test_recommendation_disparity_with_a_left_out_language_is_insufficient() -> 
     spec = gates(**{"hit_disparity@10": {"max": 0.10}})
     [gate] = evaluate_gates(spec, sections.metrics(), "recommendation", evidence=sections.evidence()).results
     assert gate.insufficient and not gate.passed and "language: ta" in gate.reason
+
+
+def test_vs_champion_on_the_rows_it_never_saw_shows_those_rows_not_the_slice_interval() -> None:
+    from pipeline.gates.evaluate import ChampionReference
+
+    keep = np.array([True, False, True])
+    champion = ChampionReference("c:1", {"auc": 0.80}, rows=300, positives=60, keep=keep, left_out=100)
+    spec = gates(g={"metric": "auc", "vs": "champion", "max_drop": 0.02})
+    evidence = {"auc": Evidence(low=0.78, high=0.86, rows=400, positives=80)}
+    [result] = evaluate_gates(
+        spec,
+        {"auc": 0.82},
+        TASK,
+        evidence=evidence,
+        champion_reference=champion,
+        challenger_on_compared_rows={"auc": 0.81},
+    ).results
+    assert result.passed and result.value == 0.81
+    assert (result.rows, result.positives, result.low) == (300, 60, None)
