@@ -91,13 +91,14 @@ def _check(report, name: str = "tpr_gap"):
 def test_the_churn_spec_declares_its_group_fields_and_tpr_bound(churn_spec) -> None:
     assert request_group_fields(churn_spec) == ("age_band", "plan_type")
     context = build_context(churn_spec, None, REPO)
-    assert (context.label, context.threshold, context.min_group_events) == ("churned", 0.2, 20)
+    assert (context.label, context.threshold, context.min_group_events) == ("churned", 0.2, 100)
     assert ["age_band"] in context.user_groupings
 
 
 def test_a_challenger_with_a_tpr_gap_above_its_gate_rolls_back(world, churn_spec) -> None:
     store, state = world
-    _traffic(store, state, 600, {"18-24": 0.05, "25-34": 0.05, "35-49": 0.05, "50+": 0.6}, np.random.default_rng(1))
+    # 1,400 requests a band, half to the challenger at 30% churn: ~210 churners a band, over min_group_events 100
+    _traffic(store, state, 1400, {"18-24": 0.05, "25-34": 0.05, "35-49": 0.05, "50+": 0.6}, np.random.default_rng(1))
     report = _evaluate(store, state, churn_spec)
     check = _check(report)
     assert check.passed is False and check.value > 0.15 and "tpr_gap[age_band]" in check.detail
@@ -107,11 +108,11 @@ def test_a_challenger_with_a_tpr_gap_above_its_gate_rolls_back(world, churn_spec
 def test_a_fair_challenger_passes_and_advances(world, churn_spec) -> None:
     store, state = world
     fair = dict.fromkeys(BANDS, 0.1)
-    _traffic(store, state, 600, fair, np.random.default_rng(2), unlabelled=400)
+    _traffic(store, state, 1400, fair, np.random.default_rng(2), unlabelled=400)
     report = _evaluate(store, state, churn_spec)
     check = _check(report)
     assert check.passed is True and check.value <= 0.15, check.detail
-    assert "18-24 300," in check.detail  # the 300 labelled challenger requests; the 400 unlabelled ones are not rows
+    assert "18-24 700," in check.detail  # the 700 labelled challenger requests; the 400 unlabelled ones are not rows
     assert report.decision == "advance", report.reason
 
 
