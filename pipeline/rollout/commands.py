@@ -1,4 +1,4 @@
-"""Bodies of `keel rollout approve|evaluate|drill|outcomes` and `keel simulate` (pipeline/cli.py parses and prints).
+"""Bodies of `keel rollout approve|evaluate|drill|outcomes` and `keel simulate` (pipeline/cli/ parses and prints).
 
 Each returns (exit code, text for people, payload for --json); refusals are exit 1 with the reason.
 """
