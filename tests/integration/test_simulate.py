@@ -112,7 +112,15 @@ def test_a_better_challenger_is_promoted_through_every_stage(bundles, capsys, mo
 # ---------------------------------------------------------------- StreamRec through two_phase_canary
 
 STREAMREC = SPEC_PATH.parent / "streamrec.yaml"
-REC_DATA = ["data.rows=8000", "data.scenario.items=600", "model.params.epochs=2"]
+# A tiny StreamRec whose bundles must pass their gates to be rolled out (the gates are not under test here):
+# ~86 evaluated users, so min_users 50, and equity on its point estimate (its interval is wide at this size)
+REC_DATA = [
+    "data.rows=8000",
+    "data.scenario.items=600",
+    "model.params.epochs=2",
+    "evaluation.min_users=50",
+    "gates.exposure_equity_language.decide_on=point",
+]
 # The shipped stages and durations; min_samples scaled from 2000 to 600 requests a day and the user
 # groups to language only with 50 users each (600 challenger requests at 25% over 4 days, ~100 a group).
 REC_SCALE = ["rollout.stages.1.min_samples=1500", "rollout.stages.2.min_samples=2000",
