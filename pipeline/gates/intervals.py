@@ -1,9 +1,10 @@
 """The evidence behind each metric gate: an interval and the rows/positives it rests on.
 
 One code path for every classification metric: the test rows are resampled (a seeded
-percentile bootstrap, the fairness module's `interval`) and `classification_metrics` is
-recomputed on each replicate, so AUC, PR-AUC, Brier, precision@k... all get their interval
-the same way, whatever their formula. With `source: cv` a gate reads the selected model's
+percentile bootstrap, the fairness module's `interval`) and every metric of
+`classification_metrics` is computed on each replicate (from its row counts, all replicates
+at once: pipeline/metrics/resampled.py), so AUC, PR-AUC, Brier, precision@k... all get their
+interval the same way, whatever their formula. With `source: cv` a gate reads the selected model's
 cross-validation instead: the folds' mean, and for the selection metric (whose per-fold values
 the selection keeps) a t interval over the folds. docs/adr/0027-gates-that-know-their-evidence.md.
 """
@@ -11,7 +12,6 @@ the selection keeps) a t interval over the folds. docs/adr/0027-gates-that-know-
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +21,7 @@ from scipy import stats
 from pipeline.fairness.bootstrap import interval
 from pipeline.gates.evaluate import Evidence
 from pipeline.metrics.classification import classification_metrics
+from pipeline.metrics.resampled import draw_counts, resampled_metrics
 
 
 def classification_evidence(
@@ -37,15 +38,10 @@ def classification_evidence(
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     n, positives = len(y), int(y.sum())
-    draws: dict[str, list[float]] = {}
+    draws: dict[str, np.ndarray] = {}
     if replicates and n:
-        rng = np.random.default_rng([seed, 26])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for _ in range(replicates):
-                rows = rng.integers(0, n, size=n)
-                for name, value in classification_metrics(y[rows], p[rows], threshold, top_k).items():
-                    draws.setdefault(name, []).append(value)
+        counts = draw_counts(np.random.default_rng([seed, 26]), n, replicates)
+        draws = resampled_metrics(y, p, threshold, top_k, counts)
     method = f"bootstrap of the {n:,} test rows ({replicates} replicates, {confidence:.0%})" if draws else ""
     names = draws or classification_metrics(y[:0], p[:0], threshold, top_k)
     out = {}
