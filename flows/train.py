@@ -27,12 +27,13 @@ def prepare_data(spec: Spec, base_dir: Path, data_path: Path | None = None) -> P
 
 @task(cache_policy=NO_CACHE)
 def select_challenger(spec: Spec, data: Prepared, always: bool = False) -> tuple[Any, list[dict[str, Any]]]:
-    """The declared model, or the cross-validated best of model + candidates.
+    """The declared model, or the cross-validated best of model + candidates (each at its best `search` point).
 
     `always`: cross-validate even a lone model (a sweep job: --promote-best ranks jobs on this
     score, never on the small test split). Folds train as the final fit does (pipeline/models/select.py).
+    A lone model with a `search` grid is cross-validated too: its best point is the one trained.
     """
-    if not spec.candidates and not always:
+    if not spec.candidates and not always and getattr(spec.model, "search", None) is None:
         return spec.model, []
     candidates = [spec.model, *spec.candidates]
     metric = spec.selection.metric or "auc"

@@ -207,7 +207,22 @@ def _selection(report: Mapping[str, Any]) -> list[str]:
             f"| {r['source']} | {r['family']} | {r['mean']:.4f} | {r['std']:.4f} | {'yes' if r['selected'] else ''} |"
             for r in rows
         ),
+        *_search(rows, metric),
     ]
+
+
+def _search(rows: list[Mapping[str, Any]], metric: str) -> list[str]:
+    """Every `search` point with its CV mean; each candidate's row above is its best (docs/adr/0032)."""
+    searched = [r for r in rows if r.get("search")]
+    if not searched:
+        return []
+    lines = ["", f"| candidate | search point | mean {metric} | std | best |", "|---|---|---:|---:|---|"]
+    for r in searched:
+        for point in r["search"]:
+            text = ", ".join(f"{k} {v}" for k, v in point["params"].items())
+            best = "yes" if point["params"] == r.get("params") else ""
+            lines.append(f"| {r['source']} | {text} | {point['mean']:.4f} | {point['std']:.4f} | {best} |")
+    return lines
 
 
 def _calibration(bins: list[Mapping[str, Any]]) -> list[str]:

@@ -4,7 +4,8 @@ Selection uses only training data, so the test split stays an unbiased estimate 
 winner. Each fold trains a candidate the way the final fit will: with the same params and, where
 the final fit stops early on the valid part (LightGBM with `early_stopping_rounds`), early stopping
 on an inner validation slice of the fold's training rows, never on the held-out fold.
-Boosted trees are not assumed to win: on small or near-linear data a regularised
+A candidate's `search` grid is cross-validated point by point on those same folds
+(docs/adr/0032-parameter-search.md). Boosted trees are not assumed to win: on small or near-linear data a regularised
 logistic model often generalises better, and the table shows by how much.
 """
 
@@ -17,9 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+from tqdm import tqdm
 
 from pipeline.metrics.classification import CLASSIFICATION_METRICS, classification_metrics
 from pipeline.models.registry import build_model
+from pipeline.models.search import configurations
 from pipeline.spec.catalog import metric_info
 from pipeline.spec.schema import LightGBMModel, LogisticModel
 
@@ -59,6 +62,11 @@ def select_model(
     valid part; None (no valid part) trains every fold on all its rows for all rounds, as the
     final fit does. The held-out fold never steers training. Every row of the table also carries
     the mean of every classification metric (`metrics`), so a sweep can rank on any of them.
+
+    A candidate with a `search` grid is cross-validated at every point on the same folds; its best
+    point (ties: the earlier) is its row, with `params` (that point) and `search` (every point's
+    mean and std), and the winner's spec is that point's: what the final fit and refit train.
+    A progress bar counts the fits when stderr is a terminal.
     """
     if not candidates:
         raise ValueError("select_model needs at least one candidate.")
@@ -68,33 +76,70 @@ def select_model(
     labels = np.asarray(y)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
     splits = list(splitter.split(np.zeros(len(labels)), labels))
-    table = []
-    for position, spec in enumerate(candidates):
-        frame = train.loc[:, list(spec.features)]
-        scores, fold_metrics, trees = [], [], []
-        for fit_rows, held_rows in splits:
-            model = _fit_fold(spec, frame, labels, fit_rows, seed, inner_valid_fraction)
-            p = model.predict_proba(frame.iloc[held_rows])
-            fold_metrics.append(classification_metrics(labels[held_rows], p, threshold, k))
-            scores.append(fold_metrics[-1][metric])
-            if getattr(model, "best_iteration", None) is not None:
-                trees.append(int(model.best_iteration))
-        finite = [s for s in scores if not math.isnan(s)]
-        row = {
-            "candidate": position,
-            "family": spec.family,
-            "mean": float(np.mean(finite)) if finite else math.nan,
-            "std": float(np.std(finite)) if finite else math.nan,
-            "folds": [float(s) for s in scores],
-            "metrics": _means(fold_metrics),
-        }
-        if trees:
-            row["trees"] = trees  # per fold: what early stopping kept (or all rounds)
-        table.append(row)
+    grids = [configurations(spec) for spec in candidates]
+    table, chosen = [], []
+    with tqdm(total=sum(map(len, grids)) * len(splits), desc="cross-validating", unit="fit", disable=None) as bar:
+        for position, (spec, grid) in enumerate(zip(candidates, grids, strict=True)):
+            frame = train.loc[:, list(spec.features)]
+            rows = []
+            for _, configured in grid:
+                row = _cross_validate(
+                    configured, frame, labels, splits, metric, seed, threshold, k, inner_valid_fraction, bar
+                )
+                rows.append({"candidate": position, "family": spec.family, **row})
+            best = _best(rows, info.higher_is_better)
+            row = rows[best]
+            if getattr(spec, "search", None) is not None:  # every point with its CV score; the best one competes
+                row["params"] = grid[best][0]
+                row["search"] = [
+                    {
+                        "params": point,
+                        "mean": r["mean"],
+                        "std": r["std"],
+                        **({"trees": r["trees"]} if "trees" in r else {}),
+                    }
+                    for (point, _), r in zip(grid, rows, strict=True)
+                ]
+            table.append(row)
+            chosen.append(grid[best][1])
     winner = _best(table, info.higher_is_better)
     for row in table:
         row["selected"] = row["candidate"] == winner
-    return Selection(winner, candidates[winner], metric, info.higher_is_better, table)
+    return Selection(winner, chosen[winner], metric, info.higher_is_better, table)
+
+
+def _cross_validate(
+    spec: CandidateSpec,
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    metric: str,
+    seed: int,
+    threshold: float,
+    k: int,
+    inner_valid_fraction: float | None,
+    bar: tqdm,
+) -> dict[str, Any]:
+    """One configuration's scores on every fold: mean, std, per fold, all metrics' means, trees kept."""
+    scores, fold_metrics, trees = [], [], []
+    for fit_rows, held_rows in splits:
+        model = _fit_fold(spec, frame, labels, fit_rows, seed, inner_valid_fraction)
+        p = model.predict_proba(frame.iloc[held_rows])
+        fold_metrics.append(classification_metrics(labels[held_rows], p, threshold, k))
+        scores.append(fold_metrics[-1][metric])
+        if getattr(model, "best_iteration", None) is not None:
+            trees.append(int(model.best_iteration))
+        bar.update()
+    finite = [s for s in scores if not math.isnan(s)]
+    row: dict[str, Any] = {
+        "mean": float(np.mean(finite)) if finite else math.nan,
+        "std": float(np.std(finite)) if finite else math.nan,
+        "folds": [float(s) for s in scores],
+        "metrics": _means(fold_metrics),
+    }
+    if trees:
+        row["trees"] = trees  # per fold: what early stopping kept (or all rounds)
+    return row
 
 
 def _stops_early(spec: CandidateSpec) -> bool:
@@ -134,13 +179,13 @@ def _means(fold_metrics: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _best(table: list[dict[str, Any]], higher_is_better: bool) -> int:
-    """Index of the best finite mean (NaN never wins; all NaN: the first candidate)."""
+    """Position of the best finite mean (ties: the earlier; NaN never wins; all NaN: the first)."""
     best = 0
     best_value = math.nan
-    for row in table:
+    for position, row in enumerate(table):
         value = row["mean"]
         if math.isnan(value):
             continue
         if math.isnan(best_value) or (value > best_value if higher_is_better else value < best_value):
-            best, best_value = row["candidate"], value
+            best, best_value = position, value
     return best

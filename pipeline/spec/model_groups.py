@@ -10,7 +10,12 @@ Two rules applied to the composed spec, before it is type-checked:
   model=logistic` (or a sweep `-m model=lightgbm,logistic`) on a spec whose defaults name
   `lightgbm` gets `conf/model/logistic.yaml`'s params: the spec's own `model.params` were
   written for lightgbm and are left out (they would not even type-check). A `model.params.X=`
-  override on the command line still applies.
+  override on the command line still applies. So does the spec's `model.search` only when it is
+  `default`: a grid written for lightgbm names lightgbm's keys.
+- **`search: default` takes the group's grid.** `conf/model/<family>.yaml`'s `default_search` (a
+  small documented grid) replaces it, so `keel show`, `keel diff` and the spec hash see the points
+  that will be tried. `default_search` itself never reaches the spec: a group composed into
+  `model` brings it along, and it is removed here (docs/adr/0032-parameter-search.md).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from pipeline.spec.source_map import YamlProblem, read_yaml
 
 GROUP = "model"
+DEFAULT_SEARCH = "default_search"  # a group file's grid for `search: default`
 
 
 def apply_model_groups(
@@ -45,9 +51,15 @@ def apply_model_groups(
             model["params"] = params
             if isinstance(group.get("family"), str) and "model.family" not in override_keys:
                 model["family"] = group["family"]
+            if model.get("search") != "default" and not any(k.startswith("model.search") for k in override_keys):
+                model.pop("search", None)
+    if isinstance(model, dict):
+        model.pop(DEFAULT_SEARCH, None)
+        _default_search(model, conf_dirs)
     for candidate in data.get("candidates") or []:
         if not isinstance(candidate, dict) or not isinstance(candidate.get("family"), str):
             continue
+        _default_search(candidate, conf_dirs)
         group = _group_model(candidate["family"], conf_dirs)
         if group is None or group.get("family") != candidate["family"]:
             continue
@@ -55,6 +67,16 @@ def apply_model_groups(
         if own is not None and not isinstance(own, dict):
             continue  # the type check says what is wrong with it
         candidate["params"] = {**(group.get("params") or {}), **(own or {})}
+
+
+def _default_search(model: dict[str, Any], conf_dirs: list[Path]) -> None:
+    """`search: default` -> the family group's `default_search` grid (left as is when the group has none)."""
+    if model.get("search") != "default" or not isinstance(model.get("family"), str):
+        return
+    group = _group_model(model["family"], conf_dirs)
+    grid = group.get(DEFAULT_SEARCH) if group is not None and group.get("family") == model["family"] else None
+    if isinstance(grid, dict):
+        model["search"] = {key: list(values) if isinstance(values, list) else values for key, values in grid.items()}
 
 
 def _declared_option(primary: Any) -> str | None:

@@ -11,10 +11,11 @@ Field order is the order `keel show` prints, so keep related keys together.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_serializer, model_validator
 
 from pipeline.spec.types import Column, Cron, Duration, Name
 
@@ -112,6 +113,42 @@ class TableSpec(Strict):
     csv_delimiter: str = ","
 
 
+AttributeType = Literal["categorical", "numeric", "timestamp", "multi"]
+
+
+class AttributeSpec(Strict):
+    """One item-table column's kind: what the ranker, the re-ranker, cold start and fairness may do with it."""
+
+    type: AttributeType
+    delimiter: str | None = Field(None, min_length=1, description="multi: the separator of the values, e.g. '|'")
+
+    @model_validator(mode="after")
+    def _delimiter_for_multi(self) -> AttributeSpec:
+        if self.type == "multi" and self.delimiter is None:
+            raise ValueError("a multi attribute needs a delimiter (e.g. {type: multi, delimiter: '|'})")
+        if self.type != "multi" and self.delimiter is not None:
+            raise ValueError(f"delimiter applies to type multi only, not {self.type}")
+        return self
+
+
+class ItemTableSpec(TableSpec):
+    """The item table (the catalogue) and which of its columns mean what (docs/adr/0033-item-attributes.md)."""
+
+    attributes: dict[Column, AttributeSpec] = Field(
+        default_factory=dict,
+        description="item columns by kind: categorical, numeric, timestamp, or {type: multi, delimiter: '|'}; only "
+        "declared columns feed ranking features, the re-ranker, cold start and creator fairness groups",
+    )
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        """`genre: categorical` is `genre: {type: categorical}`."""
+        if isinstance(value, dict):
+            return {k: ({"type": v} if isinstance(v, str) else v) for k, v in value.items()}
+        return value
+
+
 class DataSpec(SourceSpec):
     """The dataset a spec trains and validates on, and the roles of its columns."""
 
@@ -130,7 +167,7 @@ class DataSpec(SourceSpec):
     rating_threshold: float | None = Field(
         None, description="recommendation: explicit ratings -> implicit feedback; label >= this is positive"
     )
-    items: TableSpec | None = Field(None, description="recommendation: the item table (the full catalog)")
+    items: ItemTableSpec | None = Field(None, description="recommendation: the item table (the full catalog)")
     users: TableSpec | None = Field(None, description="recommendation: the user table (user-tower features)")
     reference: SourceSpec | None = Field(
         None, description="dataset whose profile is the drift reference; absent: profile the data itself"
@@ -211,6 +248,62 @@ class LogisticParams(Strict):
     class_weight: Literal["balanced"] | None = None
 
 
+SEARCH_MAX_POINTS = 24
+"""The most grid points one `search` may hold: each point costs `selection.cv_folds` trainings."""
+
+
+class SearchGrid(Strict):
+    """A grid over a family's params: at least one key, no value twice, at most SEARCH_MAX_POINTS points."""
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchGrid:
+        lists = self.lists()
+        if not lists:
+            raise ValueError("search names no params: list values to try, e.g. {num_leaves: [7, 31]}, or remove it")
+        repeated = [key for key, values in lists.items() if len({repr(v) for v in values}) < len(values)]
+        if repeated:
+            raise ValueError(f"search lists a value twice for {', '.join(repeated)}")
+        points = math.prod(len(values) for values in lists.values())
+        if points > SEARCH_MAX_POINTS:
+            sizes = " x ".join(f"{key} {len(values)}" for key, values in lists.items())
+            raise ValueError(
+                f"search holds {points} points ({sizes}); the most is {SEARCH_MAX_POINTS} (each point costs "
+                "selection.cv_folds trainings): shorten a list"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _named_only(self, handler: Any) -> dict[str, Any]:
+        """`keel show` and the spec hash see the keys the grid names, not a null per param."""
+        return {key: values for key, values in handler(self).items() if values is not None}
+
+    def lists(self) -> dict[str, list[Any]]:
+        """{param: values} for the keys the grid names, in declaration order of the params."""
+        return {key: list(getattr(self, key)) for key in type(self).model_fields if getattr(self, key) is not None}
+
+
+def _search_grid(params: type[BaseModel], family: str) -> type[SearchGrid]:
+    """`search` for a family: each of its params' keys takes a non-empty list of values that key accepts.
+
+    Built from the params model, so a typo gets a suggestion and a bad value is refused at its own key.
+    """
+    fields: dict[str, Any] = {}
+    for name, info in params.model_fields.items():
+        item = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[name] = (list[item] | None, Field(None, min_length=1, description=f"values of params.{name} to try"))
+    return create_model(
+        f"{params.__name__.removesuffix('Params')}Search",
+        __base__=SearchGrid,
+        __module__=__name__,
+        __doc__=f"A grid over {family} params, each point cross-validated (docs/adr/0032-parameter-search.md).",
+        **fields,
+    )
+
+
+LightGBMSearch = _search_grid(LightGBMParams, "lightgbm")
+LogisticSearch = _search_grid(LogisticParams, "logistic")
+
+
 class TwoTowerParams(Strict):
     embedding_dim: int = Field(32, ge=2, le=1024)
     hidden_dim: int = Field(64, ge=2)
@@ -233,14 +326,34 @@ class ModelBase(Strict):
     )
 
 
+SEARCH_DOC = (
+    "a grid over params ({key: [values]}, at most 24 points) or `default` (the family's default_search in "
+    "conf/model/<family>.yaml); every point is cross-validated on the selection folds and the best competes "
+    "(docs/adr/0032-parameter-search.md)"
+)
+
+
+def _unresolved_default(value: Any) -> Any:
+    """`search: default` is replaced by the group's grid at load; left here it had no grid to take."""
+    if value == "default":
+        raise ValueError("search: default takes conf/model/<family>.yaml's default_search, and there is none")
+    return value
+
+
 class LightGBMModel(ModelBase):
     family: Literal["lightgbm"]
     params: LightGBMParams = Field(default_factory=LightGBMParams)
+    search: LightGBMSearch | None = Field(None, description=SEARCH_DOC, exclude_if=lambda v: v is None)
+
+    _default = field_validator("search", mode="before")(_unresolved_default)
 
 
 class LogisticModel(ModelBase):
     family: Literal["logistic"]
     params: LogisticParams = Field(default_factory=LogisticParams)
+    search: LogisticSearch | None = Field(None, description=SEARCH_DOC, exclude_if=lambda v: v is None)
+
+    _default = field_validator("search", mode="before")(_unresolved_default)
 
 
 class IndexSpec(Strict):
@@ -300,7 +413,9 @@ def _default_baselines() -> list[RetrievalSourceSpec]:
 
 
 class RerankerSpec(Strict):
-    diversity_attribute: Column
+    diversity_attribute: Column = Field(
+        description="recommendation: a declared item attribute (data.items.attributes; multi: its first value)"
+    )
     diversity_weight: float = Field(0.3, ge=0, le=1)
     min_exposure_share: float = Field(0.05, ge=0, le=1)
     latency_budget_share: float = Field(0.8, gt=0, le=1, description="skip re-ranking past this share of the SLA")
@@ -321,13 +436,22 @@ class StageBudgets(Strict):
 
 
 class ColdStartSpec(Strict):
-    policy: Literal["popularity", "popular_in_language"] = Field(
-        "popularity", description="list for unknown and cold users (popular_in_language: within the user's language)"
+    policy: Literal["popularity", "popular_in"] = Field(
+        "popularity",
+        description="list for unknown and cold users (popular_in: popularity within the user's value of `attribute`)",
     )
     min_interactions: int = Field(1, ge=0, description="users with fewer known positive interactions are cold")
-    language_column: Column = Field(
-        "language", description="popular_in_language: the user- and item-table column holding the language"
+    attribute: Column | None = Field(
+        None,
+        description="popular_in: a declared categorical item attribute; the user's value comes from the user "
+        "table's column of that name, else the request's context",
     )
+
+    @model_validator(mode="after")
+    def _attribute_for_popular_in(self) -> ColdStartSpec:
+        if self.policy == "popular_in" and self.attribute is None:
+            raise ValueError("policy popular_in needs `attribute` (a declared categorical item attribute)")
+        return self
 
 
 class ServingSpec(Strict):
