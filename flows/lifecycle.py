@@ -27,6 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.evaluate import evaluate_model, fairness_causal, gate
 from flows.train import fingerprint, fit_model, prepare_data, refit_model, select_challenger
 from pipeline.contracts.profile import build_profile
+from pipeline.distributed.cluster import run_cluster
 from pipeline.fairness.sections import render_markdown as render_sections
 from pipeline.gates.champion import write_training_rows
 from pipeline.gates.report import render_gates, render_run_details
@@ -141,8 +142,14 @@ def run_flow(
     promote_on_pass=False (a triggered retrain of a spec with a rollout) registers a passed bundle and holds
     it for its staged rollout: the rollout, not the run, makes it champion (docs/adr/0014)."""
     loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
-    spec = loaded.spec
     run = create_run_dir(loaded, "run")
+    with run_cluster(loaded.spec.runtime, run):  # runtime.executor dask: one cluster for every step (ADR 0024)
+        return _run_steps(loaded, run, sweep, promote_on_pass)
+
+
+def _run_steps(loaded: LoadedSpec, run: RunDir, sweep: dict[str, Any] | None, promote_on_pass: bool) -> dict:
+    """The steps of one run, in the run directory (and on the cluster) run_flow opened."""
+    spec = loaded.spec
     store = bundle_store(loaded)
     data = prepare_data(spec, loaded.base_dir)
     model_spec, selection = select_challenger(spec, data, always=sweep is not None)  # a sweep ranks on CV

@@ -49,6 +49,13 @@ def atomic_write_text(target: Path, text: str) -> None:
     os.replace(tmp, target)
 
 
+def record_cluster(run: RunDir, cluster: dict[str, Any]) -> None:
+    """Set run.json's `cluster`: where the run's Dask steps ran (address, dashboard_link, n_workers, kind)."""
+    record = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    record["cluster"] = cluster
+    run.write_json("run.json", record)
+
+
 def code_version() -> str:
     """Package version plus the git commit (with '+dirty') when run from a checkout."""
     try:

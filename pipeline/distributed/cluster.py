@@ -1,19 +1,27 @@
-"""Open the run's Dask cluster: connect to runtime.dask.address, or start a LocalCluster and stop it after.
+"""The run's Dask cluster: connect to runtime.dask.address, or start a LocalCluster and stop it after.
 
 Workers are processes (never threads of this one): a worker's memory, GIL and crash are its own, as
-on a real cluster. The dashboard link is printed and recorded in run.json.
+on a real cluster. One run has one cluster: `run_cluster` opens it when the run starts, records it in
+run.json (`cluster`) and prints the dashboard link once; every Dask step of the run (`open_cluster`)
+reuses it and notes the scheduler it reached, and it is closed when the run ends, whatever happened.
+A step called outside a run (a test, a bench) opens and closes its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.distributed.errors import DistributedError, require_dask
+from pipeline.runs import RunDir, record_cluster
 from pipeline.spec.schema import RuntimeSpec
+
+_LOCK = threading.Lock()
+_RUN_CLUSTER: Cluster | None = None  # the cluster of the run in progress in this process (run_cluster)
 
 
 @dataclass
@@ -21,17 +29,67 @@ class Cluster:
     client: Any  # distributed.Client
     address: str
     dashboard: str | None
-    kind: str  # "local" (started for this run) or "remote" (runtime.dask.address)
+    kind: str  # "local" (a LocalCluster started for this run) or "address" (runtime.dask.address)
     workers: int
+    steps: list[dict[str, str]] = field(default_factory=list)  # the Dask steps that ran here, in order
 
     def record(self) -> dict[str, Any]:
         """What run.json keeps about the cluster."""
-        return {"kind": self.kind, "scheduler": self.address, "dashboard": self.dashboard, "workers": self.workers}
+        return {"address": self.address, "dashboard_link": self.dashboard, "n_workers": self.workers, "kind": self.kind}
+
+    def used_by(self, step: str) -> None:
+        """Note a step and the scheduler it reached (asked of the scheduler, so one id means one cluster)."""
+        self.steps.append({"step": step, "scheduler_id": str(self.client.scheduler_info()["id"])})
 
 
 @contextlib.contextmanager
-def open_cluster(runtime: RuntimeSpec, connect_timeout_s: float = 30.0) -> Iterator[Cluster]:
-    """The cluster for one run; a LocalCluster started here is closed on exit, whatever happened."""
+def open_cluster(
+    runtime: RuntimeSpec, step: str = "", run: RunDir | None = None, connect_timeout_s: float = 30.0
+) -> Iterator[Cluster]:
+    """The cluster for one step: the run's own when a run opened one, else one opened (and closed) here.
+
+    `run`: a cluster opened here is recorded in its run.json (with the steps that used it, at the end).
+    """
+    with _LOCK:
+        shared = _RUN_CLUSTER
+    if shared is not None:
+        if step:
+            shared.used_by(step)
+        yield shared
+        return
+    with _opened(runtime, connect_timeout_s) as cluster:
+        print(describe(cluster))
+        if run is not None:
+            record_cluster(run, cluster.record())
+        if step:
+            cluster.used_by(step)
+        try:
+            yield cluster
+        finally:
+            if run is not None:
+                record_cluster(run, cluster.record() | {"steps": cluster.steps})
+
+
+@contextlib.contextmanager
+def run_cluster(runtime: RuntimeSpec, run: RunDir) -> Iterator[Cluster | None]:
+    """The run's one cluster (None on the local executor): recorded in run.json, reused by every step."""
+    global _RUN_CLUSTER
+    if runtime.executor != "dask":
+        yield None
+        return
+    with open_cluster(runtime, run=run) as cluster:
+        with _LOCK:
+            _RUN_CLUSTER = cluster
+        try:
+            yield cluster
+        finally:
+            with _LOCK:
+                _RUN_CLUSTER = None
+
+
+@contextlib.contextmanager
+def _opened(runtime: RuntimeSpec, connect_timeout_s: float) -> Iterator[Cluster]:
+    """Connect to runtime.dask.address, or start a LocalCluster of worker processes and close it on exit."""
     require_dask()
     from distributed import Client, LocalCluster
 
@@ -44,9 +102,8 @@ def open_cluster(runtime: RuntimeSpec, connect_timeout_s: float = 30.0) -> Itera
         except OSError as exc:
             raise DistributedError(f"cannot reach the Dask scheduler at {spec.address}: {exc}") from None
         try:
-            yield Cluster(
-                client, spec.address, client.dashboard_link, "remote", len(client.scheduler_info()["workers"])
-            )
+            workers = len(client.scheduler_info()["workers"])
+            yield Cluster(client, spec.address, client.dashboard_link, "address", workers)
         finally:
             client.close()
         return

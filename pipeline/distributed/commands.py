@@ -6,7 +6,6 @@ have the local path's shape plus a `dask` block (scheduler, dashboard, partition
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,14 @@ from pipeline.contracts.validate import validate_frame
 from pipeline.data.derived import add_derived, derived_lineage
 from pipeline.data.partitioned import is_partitioned, list_partitions
 from pipeline.data.sources import load_source
-from pipeline.distributed.cluster import Cluster, describe, open_cluster
+from pipeline.distributed.cluster import open_cluster
 from pipeline.distributed.errors import DistributedError, worker_faults
 from pipeline.distributed.profile import build_profile_distributed, psi_against_distributed
 from pipeline.distributed.score import commit_directory, score_partitions
 from pipeline.distributed.validate import validate_partitions
-from pipeline.runs import RunDir, create_run_dir
+from pipeline.runs import create_run_dir, record_cluster
 from pipeline.spec.load import LoadedSpec
 from pipeline.spec.schema import Spec
-
-
-def record_cluster(run: RunDir, cluster: Cluster, extra: dict[str, Any] | None = None) -> None:
-    """Add the cluster (scheduler, dashboard link, workers) to run.json."""
-    record = json.loads((run / "run.json").read_text(encoding="utf-8"))
-    record["dask"] = cluster.record() | (extra or {})
-    run.write_json("run.json", record)
 
 
 def partitioned_source(spec: Spec, base_dir: Path, data_path: Path | None) -> str:
@@ -78,10 +70,9 @@ def validate_on_dask(loaded: LoadedSpec, data_path: Path | None) -> tuple[dict[s
     spec = loaded.spec
     source = partitioned_source(spec, loaded.base_dir, data_path)
     parts = list_partitions(source, loaded.base_dir)
-    with open_cluster(spec.runtime) as cluster, worker_faults():
-        print(describe(cluster))
+    with open_cluster(spec.runtime, "validate") as cluster, worker_faults():
         run = create_run_dir(loaded, "validate")
-        record_cluster(run, cluster, {"partitions": len(parts.paths)})
+        record_cluster(run, cluster.record() | {"partitions": len(parts.paths), "steps": cluster.steps})
         client = cluster.client
         result, accepted = validate_partitions(client, spec, parts, run / "quarantine")
         derived = _derived(client, spec, accepted)
@@ -138,10 +129,9 @@ def score_on_dask(
     parts = list_partitions(source, loaded.base_dir)
     ref = store.get(tag)
     bundle_key = (str(store.home), tag, dict(ref.manifest.files))
-    with open_cluster(spec.runtime) as cluster, worker_faults():
-        print(describe(cluster))
+    with open_cluster(spec.runtime, "score") as cluster, worker_faults():
         run = create_run_dir(loaded, "score")
-        record_cluster(run, cluster, {"partitions": len(parts.paths)})
+        record_cluster(run, cluster.record() | {"partitions": len(parts.paths), "steps": cluster.steps})
         client = cluster.client
         header = pd.Index(client.gather(client.submit(_header, parts.urls()[0], pure=False)))
         contract = scoring_contract(spec.contract, spec.data.label, header)

@@ -60,12 +60,14 @@ def high_risk_on_dask(
     reasons: int = 3,
 ) -> HighRiskList:
     """`score_high_risk(bundle, snapshot, entity_id, threshold, reasons=reasons)` on the run's cluster."""
-    from pipeline.distributed.cluster import describe, open_cluster
+    from pipeline.distributed.cluster import open_cluster
     from pipeline.distributed.errors import worker_faults
 
     key = (str(store.home), tag, dict(store.get(tag).manifest.files))
-    with tempfile.TemporaryDirectory(prefix="keel-dask-snapshot-") as tmp, open_cluster(runtime) as cluster:
-        print(describe(cluster))
+    with (
+        tempfile.TemporaryDirectory(prefix="keel-dask-snapshot-") as tmp,
+        open_cluster(runtime, "high_risk") as cluster,
+    ):
         client = cluster.client
         parts = max(2, 2 * cluster.workers)
         frame = snapshot.assign(**{POS: np.arange(len(snapshot)), LABEL: np.asarray(snapshot.index, dtype=np.int64)})

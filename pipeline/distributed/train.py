@@ -124,11 +124,10 @@ def fit_on_dask(
     runtime: Any, model: LightGBMTabularModel, train: pd.DataFrame, y: np.ndarray, valid
 ) -> LightGBMTabularModel:
     """Fit `model` (a LightGBMTabularModel from build_model) on the run's cluster; returns a LightGBMTabularModel."""
-    from pipeline.distributed.cluster import describe, open_cluster
+    from pipeline.distributed.cluster import open_cluster
     from pipeline.distributed.errors import worker_faults
 
-    with open_cluster(runtime) as cluster, worker_faults():
-        print(describe(cluster))
+    with open_cluster(runtime, "train") as cluster, worker_faults():
         fitted = DaskLightGBMModel(model, cluster.client).fit(train, y, valid)
     plain = LightGBMTabularModel(fitted.features, fitted.params, fitted.seed)
     plain.__dict__.update({k: v for k, v in fitted.__dict__.items() if k != "client"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -111,9 +112,10 @@ def test_validate_cli_on_dask_matches_the_local_path(data: dict, tmp_path: Path,
         assert got["mean"] == pytest.approx(column["mean"], rel=1e-12)
         assert got["std"] == pytest.approx(column["std"], rel=1e-12)
     assert profile["categorical"] == expected["categorical"]
-    record = json.loads((run / "run.json").read_text())
-    assert record["dask"]["kind"] == "local" and record["dask"]["workers"] == 2
-    assert record["dask"]["dashboard"].startswith("http://")
+    cluster = json.loads((run / "run.json").read_text())["cluster"]
+    assert cluster["kind"] == "local" and cluster["n_workers"] == 2 and cluster["address"].startswith("tcp://")
+    assert cluster["dashboard_link"].startswith("http://") and cluster["partitions"] == 3
+    assert [s["step"] for s in cluster["steps"]] == ["validate"]
 
 
 def test_profile_and_psi_from_partitions_equal_the_local_ones(data: dict, client) -> None:
@@ -276,6 +278,27 @@ def test_run_on_dask_trains_with_lightgbm_dask_and_registers_a_plain_booster(dat
     spec = load_spec(SPEC, [f"data.source={data['table']}"]).spec
     scored = score_frame(spec, bundle, load_source(spec.data, Path(".")), 0, "").frame  # served as a local one is
     assert len(scored) > 3000 and np.isfinite(scored["probability"]).all()
+
+
+def test_a_dask_run_starts_one_cluster_for_all_its_steps(data: dict, tmp_path: Path, monkeypatch, caplog) -> None:
+    """`keel run runtime=dask_local`: training and the weekly high-risk list reach one scheduler (its id, asked
+    of the scheduler by each step), the cluster is announced once and recorded in run.json, and it is closed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))  # no champion: the run promotes, the list is built
+    caplog.set_level(logging.INFO)
+    code, result = keel("run", SPEC, f"data.source={data['table']}", *DASK, "gates=[churn]", "~fairness", "~causal")
+    assert code == 0 and result["promoted"] and result["scoring"]["listed"] > 0, result
+    cluster = json.loads((Path(result["run_dir"]) / "run.json").read_text())["cluster"]
+    assert cluster["kind"] == "local" and cluster["n_workers"] == 2 and cluster["address"].startswith("tcp://")
+    assert cluster["dashboard_link"].startswith("http://")
+    assert [s["step"] for s in cluster["steps"]] == ["train", "high_risk"]
+    assert len({s["scheduler_id"] for s in cluster["steps"]}) == 1  # one cluster, not one per step
+    printed = [r.getMessage() for r in caplog.records if "dashboard http" in r.getMessage()]  # the flow logs prints
+    assert printed == [f"dask: LocalCluster {cluster['address']}, 2 worker(s); dashboard {cluster['dashboard_link']}"]
+    from distributed import Client
+
+    with pytest.raises(OSError):
+        Client(cluster["address"], timeout=2)  # stopped with the run
 
 
 def test_high_risk_list_on_dask_equals_the_local_list(data: dict, champion: dict) -> None:
