@@ -102,6 +102,7 @@ def start(
     database: a SQLAlchemy URL for the server's state; default the local PostgreSQL, else SQLite."""
     current = running(base)
     if current is not None:
+        _warm_runner(base)
         return current, False
     folder = state_dir(base)
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,11 +135,24 @@ def start(
         proc.pid, url, _redacted(database), str(log_path), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     )
     (folder / STATE_FILE).write_text(json.dumps(asdict(info), indent=2), encoding="utf-8")
+    _warm_runner(base)
     return info, True
+
+
+def _warm_runner(base: Path | None) -> None:
+    """Beside the server, the warm runner that saves each flow verb its imports (KEEL_WARM=0: none)."""
+    from pipeline.warm.client import OFF_VALUES
+    from pipeline.warm.control import start_runner
+
+    if os.environ.get("KEEL_WARM", "1").strip().lower() not in OFF_VALUES:
+        start_runner(base)
 
 
 def stop(base: Path | None = None, grace_s: float = 20) -> ServerInfo | None:
     """Stop the project's server (its whole process group); None when none was recorded."""
+    from pipeline.warm.control import stop_runner
+
+    stop_runner(base)
     info = read_info(base)
     if info is None:
         return None
