@@ -29,6 +29,7 @@ from flows.train import prepare_data
 from pipeline.data.errors import DataSourceError, TrainingDataError
 from pipeline.registry import promote
 from pipeline.runs import RunDir, atomic_write_text
+from pipeline.scoring.progress import bar
 from pipeline.spec.catalog import metric_info
 from pipeline.spec.errors import SpecError
 from pipeline.spec.load import load_spec
@@ -55,7 +56,9 @@ def sweep_flow(
     atomic_write_text(sweep_dir / "sweep.json", json.dumps(plan, indent=2) + "\n")
     rows = []
     batches: dict[int, Callable[[], dict[str, Any]]] = {}  # recommendation: the leading jobs' batch top-K
+    progress = bar(len(jobs), f"sweep {sweep_id}", "job")  # on stderr when it is a terminal (not with -q)
     for job in jobs:
+        progress.set_postfix_str(" ".join(job["swept"]), refresh=False)
         sweep = {"id": sweep_id, "job": job["index"], "jobs": len(jobs), "overrides": job["swept"]}
         print(f"sweep {sweep_id}: job {job['index']}/{len(jobs)} {' '.join(job['swept'])}")
         try:
@@ -70,6 +73,8 @@ def sweep_flow(
                 batches[job["index"]] = report["batch_after_promotion"]
         leaders = {row["job"] for row in rank(rows, metric, first.task).values()}
         batches = {index: run for index, run in batches.items() if index in leaders}  # free the others' models
+        progress.update(1)
+    progress.close()
     best = rank(rows, metric, first.task)
     for name, row in best.items():
         row["best"] = True

@@ -1,31 +1,28 @@
-"""The `keel` command: `keel <verb> SPEC [overrides...] [--json]`.
+"""The `keel` command: `keel [-q|-v] <verb> SPEC [overrides...] [--json]` (click, ADR 0030).
 
-Exit codes (docs/cli.md): 0 ok; 1 a gate or contract said no; 2 bad spec, bad
-input or usage; 3 the machine could not store the result (disk full, read-only).
-With --json the last line of stdout is one JSON object for scripts and CI. Heavy
-imports (Prefect, GE) happen inside the verbs that need them, so `keel show` and
-`keel diff` answer in about a second.
+Exit codes (docs/cli.md): 0 ok; 1 a gate or contract said no; 2 bad spec, bad input or usage; 3 the
+machine could not store the result (disk full, read-only). With --json stdout holds one JSON object and
+nothing else. Heavy imports (Prefect, GE, numpy) happen inside the verbs that need them, so `keel --help`,
+`keel show` and `keel diff` answer fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import json
+import logging
 import os
 import sys
+import time
 
 from pipeline.cli.common import EXIT_BAD, EXIT_NO, EXIT_OK, EXIT_STORAGE, QUIET_ENV, STORAGE_ERRNOS, UsageError, fail
-from pipeline.cli.parser import KeelParser, build_parser, split_diff_args, split_models_args
-from pipeline.data.errors import DataSourceError, TrainingDataError
-from pipeline.extras import MissingExtra, from_import_error
+from pipeline.cli.output import output_mode
+from pipeline.cli.parser import build_cli, parse
 from pipeline.permissions import apply_umask
-from pipeline.prefect_target import PrefectUnreachable
-from pipeline.spec.errors import SpecError
-from pipeline.spec.review import default_specs_folder
-from pipeline.spec.secrets import SecretError
 
-__all__ = ["EXIT_BAD", "EXIT_NO", "EXIT_OK", "EXIT_STORAGE", "QUIET_ENV", "UsageError", "build_parser", "main"]
+__all__ = ["EXIT_BAD", "EXIT_NO", "EXIT_OK", "EXIT_STORAGE", "QUIET_ENV", "UsageError", "build_cli", "main"]
+
+log = logging.getLogger("keel.cli")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,15 +30,25 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(name, value)
     apply_umask()  # owner-only files unless KEEL_UMASK says otherwise (pipeline/permissions.py)
     argv = list(sys.argv[1:] if argv is None else argv)
-    argv = split_models_args(split_diff_args(default_specs_folder(argv)))
-    parser = build_parser()
-    try:
-        args = _parse(parser, argv)
-    except SystemExit as exc:  # argparse's usage errors (exit 2) and --help (exit 0)
-        if exc.code and "--json" in argv:
-            reason = KeelParser.last_error or "usage error"
-            print(json.dumps({"status": "error", "problems": [{"reason": f"usage: {reason}"}]}))
-        return int(exc.code or 0)
+    args = parse(argv)
+    if isinstance(args, int):  # --help, --version or a usage error (already printed)
+        return args
+    with output_mode(args.quiet, args.verbose, args.json):
+        started = time.perf_counter()
+        log.debug("keel %s: %s", args.verb, {k: v for k, v in vars(args).items() if k != "handler"})
+        code = _run(args)
+        log.debug("keel %s: exit %d after %.2f s", args.verb, code, time.perf_counter() - started)
+        return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The verb, with every expected failure mapped to its exit code and message (no traceback)."""
+    from pipeline.data.errors import DataSourceError, TrainingDataError
+    from pipeline.extras import MissingExtra, from_import_error
+    from pipeline.prefect_target import PrefectUnreachable
+    from pipeline.spec.errors import SpecError
+    from pipeline.spec.secrets import SecretError
+
     try:
         return args.handler(args)
     except SpecError as exc:
@@ -67,15 +74,3 @@ def main(argv: list[str] | None = None) -> int:
         return fail(args, message, payload, EXIT_STORAGE)
     except KeyboardInterrupt:
         return 130
-
-
-def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    args, extras = parser.parse_known_args(argv)
-    # overrides may come after options (`--data x.csv a=b`); anything else unknown is a usage error
-    stray = [e for e in extras if e.startswith("-") or ("=" not in e and not e.startswith("~"))]
-    if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    args.overrides = [*getattr(args, "overrides", []), *extras]
-    if args.verb in ("server", "init-spec", "init", "schema") and args.overrides:
-        parser.error(f"keel {args.verb} takes no overrides: {' '.join(args.overrides)}")
-    return args

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.cli.output import is_quiet, print_json
 from pipeline.spec.errors import Problem, SpecError
 
 if TYPE_CHECKING:
@@ -37,10 +37,11 @@ class UsageError(Exception):
 
 
 def emit(args: argparse.Namespace, human: str, payload: dict[str, Any]) -> None:
-    if human:
-        print(human)
+    """Human text (stdout; stderr with --json; nothing with -q), then --json's one line on the real stdout."""
+    if human and not is_quiet(args):
+        print(human)  # with --json, stdout points at stderr while the verb runs (pipeline/cli/output.py)
     if args.json:
-        print(json.dumps(payload, default=str, sort_keys=False))
+        print_json(payload)
 
 
 def load(args: argparse.Namespace):
@@ -68,5 +69,5 @@ def load_sweep(args: argparse.Namespace) -> tuple[list[SweepJob], list[LoadedSpe
 def fail(args: argparse.Namespace, message: str, payload: dict[str, Any], code: int = EXIT_BAD) -> int:
     print(message, file=sys.stderr)
     if getattr(args, "json", False):
-        print(json.dumps(payload, default=str))
+        print_json(payload)
     return code

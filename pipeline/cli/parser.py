@@ -1,263 +1,452 @@
-"""The argparse tree: one subcommand per verb, each with its options (docs/cli.md is the user's view)."""
+"""The click tree: one command per verb with its options (docs/cli.md is the user's view, ADR 0030 the why).
+
+`parse(argv)` returns the `argparse.Namespace` a handler takes, or an exit code when click answered by
+itself (--help, --version, a usage error: exit 2, with `--json` still one JSON line on stdout).
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    pass
+import click
 
-from pipeline.cli.run_verbs import cmd_monitor, cmd_run, cmd_score, cmd_simulate, cmd_validate
-from pipeline.cli.server_verbs import cmd_schedule, cmd_server
-from pipeline.cli.spec_verbs import cmd_backtest, cmd_check, cmd_diff, cmd_init, cmd_init_spec, cmd_schema, cmd_show
-from pipeline.cli.store_verbs import ROLLOUT_ACTIONS, cmd_build, cmd_models, cmd_rollout, cmd_serve
+from pipeline.cli.options import (
+    CONTEXT,
+    action_group,
+    flag,
+    json_opt,
+    opt,
+    path_opt,
+    spec_params,
+    verb,
+    verbosity_opts,
+)
+
+DESCRIPTION = (
+    "Run ML systems described by YAML specs. Exit codes: 0 ok, 1 a gate/contract said no, "
+    "2 bad spec, input or usage, 3 the result could not be stored (disk full, read-only)."
+)
 
 
-class KeelParser(argparse.ArgumentParser):
-    """argparse that remembers its usage error, so `--json` still ends with a JSON line (exit 2)."""
+def parse(argv: list[str]) -> argparse.Namespace | int:
+    """Click's answer for `keel ARGV`: the verb's namespace, or the exit code of --help/--version/a usage error."""
+    try:
+        result = build_cli().main(args=argv, prog_name="keel", standalone_mode=False)
+    except click.exceptions.Abort:
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        if "--json" in argv:
+            print(json.dumps({"status": "error", "problems": [{"reason": f"usage: {_reason(exc)}"}]}))
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    return result if isinstance(result, argparse.Namespace) else int(result or 0)
 
-    last_error: str | None = None
 
-    def error(self, message: str):  # type: ignore[override]
-        KeelParser.last_error = message
-        super().error(message)
+def _reason(exc: click.ClickException) -> str:
+    if isinstance(exc, click.NoSuchOption):  # the argparse wording scripts already match on
+        return f"unrecognized arguments: {exc.option_name}"
+    return exc.format_message()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = KeelParser(
-        prog="keel",
-        description="Run ML systems described by YAML specs. Exit codes: 0 ok, 1 a gate/contract said no, "
-        "2 bad spec, input or usage, 3 the result could not be stored (disk full, read-only).",
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """`keel --version`: the installed package's version (plus the commit in a checkout); git runs only when asked."""
+    if not value or ctx.resilient_parsing:
+        return
+    from pipeline.runs import code_version
+
+    click.echo(f"keel {code_version()}")
+    ctx.exit()
+
+
+def _iso_date(ctx: click.Context, param: click.Parameter, text: str | None) -> str | None:
+    from datetime import date
+
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _looks_like_override(token: str) -> bool:
+    return "=" in token or token.startswith("~")
+
+
+def _diff_sides(ctx: click.Context, args: argparse.Namespace) -> None:
+    """`keel diff OLD NEW [overrides]`: NEW is the first positional after OLD when it is a .yaml file;
+    `keel diff --changed-since REV` without a folder reviews specs/."""
+    spec = None if args.spec is None else str(args.spec)
+    if spec is None or (args.changed_since and _looks_like_override(spec)):
+        if not args.changed_since:
+            raise click.UsageError("Missing argument 'SPEC'.", ctx)
+        args.overrides = [spec, *args.overrides] if spec else args.overrides
+        args.spec = Path("specs")
+    first = args.overrides[0] if args.overrides else ""
+    if args.new is None and first.endswith((".yaml", ".yml")) and "=" not in first:
+        args.new = Path(args.overrides.pop(0))
+
+
+def _spec_verbs() -> list[click.Command]:
+    check = verb(
+        "check",
+        "spec_verbs:cmd_check",
+        "compose and check a spec; print nothing else",
+        [
+            *spec_params(),
+            flag("-m", "--multirun", help="check every combination of a sweep"),
+            opt(
+                "--data",
+                is_flag=False,
+                flag_value="",
+                metavar="FILE",
+                help="also look at FILE (default: data.source)",
+                type=click.Path(path_type=str),
+            ),
+        ],
     )
-    parser.add_argument("--version", action=_ShowVersion, nargs=0, help="print keel's version and exit")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    def verb(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("spec", type=Path, help="the spec file, e.g. specs/streamflow_churn.yaml")
-        sub.add_argument("overrides", nargs="*", help="Hydra overrides: key=value, +new.key=value, ~key")
-        sub.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
-        sub.add_argument(
-            "--config-dir",
-            "--conf",
-            dest="conf",
-            action="append",
-            default=[],
-            metavar="DIR",
-            help="a config-group directory of yours (repeatable): searched in the order given, then "
-            "KEEL_CONF_PATH, then the conf/ beside the spec's folder, then Keel's own groups (always last)",
-        )
-        sub.set_defaults(handler=handler)
-        return sub
-
-    server = verbs.add_parser(
-        "server",
-        help="start, stop or show this project's Prefect server (every verb uses it when it is up)",
-        description="A Prefect server in the background on the local PostgreSQL (else SQLite under .keel/prefect/); "
-        "every keel verb run in this directory reports to it, and its UI shows runs, schedules and reports.",
+    show = verb(
+        "show",
+        "spec_verbs:cmd_show",
+        "print the fully resolved spec (defaults filled in, stable key order)",
+        spec_params(),
     )
-    server.add_argument("action", choices=["start", "stop", "status"])
-    server.add_argument("--port", type=int, default=4200, help="start: the port (a free one if taken)")
-    server.add_argument(
-        "--database",
-        default=None,
-        metavar="URL",
-        help="start: SQLAlchemy URL of the server's database (default: the local PostgreSQL's keel_prefect, "
-        "else SQLite under .keel/prefect/)",
+    diff = verb(
+        "diff",
+        "spec_verbs:cmd_diff",
+        "explain in words what changes between two specs",
+        [
+            *spec_params(spec_required=False, overrides_metavar="[NEW.yaml] [OVERRIDES]..."),
+            path_opt("--new", hidden=True),
+            opt("--against", metavar="REV", help="compare SPEC with itself at a git revision"),
+            opt(
+                "--change",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="an override applied to the new side only: what it changes "
+                "(positional overrides apply to both sides)",
+            ),
+            path_opt("--backtest", metavar="FILE", help="also replay a history under both specs"),
+            opt(
+                "--changed-since",
+                metavar="REV",
+                help="every spec under SPEC (a folder, default specs/) whose resolved configuration changed since REV",
+            ),
+            opt(
+                "--format",
+                type=click.Choice(["text", "markdown"]),
+                default="text",
+                help="markdown: for a PR comment",
+            ),
+            flag("--exit-code", help="exit 1 when the resolved specs differ (like git diff)"),
+        ],
+        finish=_diff_sides,
     )
-    server.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
-    server.set_defaults(handler=cmd_server, overrides=[])
-    init = verbs.add_parser(
+    backtest = verb(
+        "backtest",
+        "spec_verbs:cmd_backtest",
+        "replay a recorded daily history through the spec's triggers and gates",
+        [
+            *spec_params(),
+            path_opt("--history", required=True, help="Parquet: one row per day (docs/cli.md)"),
+            flag("--all", help="also list evaluations below threshold"),
+        ],
+    )
+    init_spec = verb(
         "init-spec",
-        help="write a contract and a spec from a Parquet/CSV file (a sample of a large one)",
+        "spec_verbs:cmd_init_spec",
+        "write a contract and a spec from a Parquet/CSV file (a sample of a large one)",
+        [
+            click.Argument(["file"], type=click.Path(path_type=Path), metavar="FILE"),
+            opt("--label", help="the target column (required for binary_classification)"),
+            opt("--positive", metavar="V", help="the label value that counts as positive"),
+            opt(
+                "--task",
+                type=click.Choice(["binary_classification", "recommendation"]),
+                default="binary_classification",
+            ),
+            path_opt("--out", help="the spec to write (default specs/NAME.yaml)"),
+            opt("--name", help="the spec's name (default: from FILE)"),
+            opt("--sample-rows", type=int, default=100_000, metavar="N", help="rows to read at most"),
+            flag("--force", help="overwrite files that exist and differ"),
+            opt("--user", metavar="COL", help="recommendation: the user id column"),
+            opt("--item", metavar="COL", help="recommendation: the item id column"),
+            opt("--timestamp", metavar="COL", help="the time column (default: detected)"),
+            path_opt("--items", metavar="FILE", help="recommendation: the item table"),
+            json_opt(),
+        ],
         description="Profile FILE (a sample of a large one) into conf/contract/NAME.yaml and a spec that pass keel "
         "check as they are, with comments to edit. Files that exist are not overwritten: the diff is printed and "
         "the command exits 1 unless --force.",
     )
-    init.add_argument("file", type=Path, metavar="FILE", help="the .parquet/.csv table")
-    init.add_argument("--label", default=None, help="the target column (required for binary_classification)")
-    init.add_argument("--positive", default=None, metavar="V", help="the label value that counts as positive")
-    init.add_argument("--task", choices=["binary_classification", "recommendation"], default="binary_classification")
-    init.add_argument("--out", type=Path, default=None, help="the spec to write (default specs/NAME.yaml)")
-    init.add_argument("--name", default=None, help="the spec's name (default: from FILE)")
-    init.add_argument("--sample-rows", type=int, default=100_000, metavar="N", help="rows to read at most")
-    init.add_argument("--force", action="store_true", help="overwrite files that exist and differ")
-    init.add_argument("--user", default=None, metavar="COL", help="recommendation: the user id column")
-    init.add_argument("--item", default=None, metavar="COL", help="recommendation: the item id column")
-    init.add_argument("--timestamp", default=None, metavar="COL", help="the time column (default: detected)")
-    init.add_argument("--items", type=Path, default=None, metavar="FILE", help="recommendation: the item table")
-    init.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
-    init.set_defaults(handler=cmd_init_spec, overrides=[])
-    project = verbs.add_parser(
+    init = verb(
         "init",
-        help="start a project of your own: specs/, conf/ groups, a review workflow and a pre-commit hook",
+        "spec_verbs:cmd_init",
+        "start a project of your own: specs/, conf/ groups, a review workflow and a pre-commit hook",
+        [
+            click.Argument(
+                ["dir"], type=click.Path(file_okay=False, path_type=Path), required=False, default=Path(".")
+            ),
+            json_opt(),
+        ],
         description="Write DIR/specs/churn.yaml, DIR/conf/gates/project.yaml, DIR/.github/workflows/keel-review.yml "
         "(keel diff --changed-since ... --format markdown on pull requests) and DIR/.pre-commit-config.yaml "
-        "(keel check). Files that exist are kept.",
+        "(keel check). Files that exist are kept. DIR defaults to here.",
     )
-    project.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=Path("."), help="default: here")
-    project.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
-    project.set_defaults(handler=cmd_init, overrides=[])
-    schema = verbs.add_parser(
+    schema = verb(
         "schema",
-        help="write the JSON Schema of a spec file (editors: yaml-language-server completes and checks keys)",
+        "spec_verbs:cmd_schema",
+        "write the JSON Schema of a spec file (editors: yaml-language-server completes and checks keys)",
+        [path_opt("--out", metavar="FILE", help="write it here (e.g. keel-spec.json)"), json_opt()],
         description="The JSON Schema of a spec file, from Keel's pydantic schema: no key required (groups fill "
         "them in), interpolations allowed, unknown keys refused. Without --out it is printed.",
     )
-    schema.add_argument("--out", type=Path, default=None, metavar="FILE", help="write it here (e.g. keel-spec.json)")
-    schema.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
-    schema.set_defaults(handler=cmd_schema, overrides=[])
-    check = verb("check", cmd_check, "compose and check a spec; print nothing else")
-    check.add_argument("-m", "--multirun", action="store_true", help="check every combination of a sweep")
-    check.add_argument(
-        "--data", nargs="?", const="", default=None, metavar="FILE", help="also look at FILE (default: data.source)"
-    )
-    verb("show", cmd_show, "print the fully resolved spec (defaults filled in, stable key order)")
-    diff = verb("diff", cmd_diff, "explain in words what changes between two specs")
-    diff.add_argument("--new", type=Path, default=None, help=argparse.SUPPRESS)
-    diff.add_argument("--against", metavar="REV", help="compare SPEC with itself at a git revision")
-    diff.add_argument(
-        "--change",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an override applied to the new side only: what it changes (positional overrides apply to both sides)",
-    )
-    diff.add_argument(
-        "--backtest", type=Path, default=None, metavar="FILE", help="also replay a history under both specs"
-    )
-    diff.add_argument(
-        "--changed-since",
-        metavar="REV",
-        default=None,
-        help="every spec under SPEC (a folder, default specs/) whose resolved configuration changed since REV",
-    )
-    diff.add_argument("--format", choices=["text", "markdown"], default="text", help="markdown: for a PR comment")
-    diff.add_argument("--exit-code", action="store_true", help="exit 1 when the resolved specs differ (like git diff)")
-    backtest = verb("backtest", cmd_backtest, "replay a recorded daily history through the spec's triggers and gates")
-    backtest.add_argument("--history", type=Path, required=True, help="Parquet: one row per day (docs/cli.md)")
-    backtest.add_argument("--all", action="store_true", help="also list evaluations below threshold")
-    schedule = verb("schedule", cmd_schedule, "register the spec's retrain/monitor Prefect deployments and serve them")
-    schedule.add_argument("--register-only", action="store_true", help="register the deployments, do not serve them")
-    validate = verb("validate", cmd_validate, "validate the spec's dataset against its contract")
-    validate.add_argument(
-        "--data", type=Path, default=None, help="validate this Parquet/CSV file instead of the spec's data.source"
-    )
-    score = verb("score", cmd_score, "score a Parquet/CSV file with a registered bundle (a Prefect flow)")
-    score.add_argument("--data", type=Path, required=True, help="the rows to score (the label column may be absent)")
-    score.add_argument("--bundle", default="champion", help="champion (default), challenger or NAME:VERSION")
-    score.add_argument("--out", type=Path, default=None, help=".parquet or .csv (default: run dir/scores.parquet)")
-    score.add_argument("--reasons", type=int, default=0, metavar="N", help="the top N reasons per row (default 0)")
-    run = verb("run", cmd_run, "train, evaluate, gate, register and batch-score the spec's model (a Prefect flow)")
-    run.add_argument(
-        "-m",
-        "--multirun",
-        action="store_true",
-        help="sweep: one run per combination of the overrides' values (a=1,2 b=range(1,4)), "
-        "each registered and gated, none promoted",
-    )
-    run.add_argument(
-        "--promote-best",
-        action="store_true",
-        help="with -m: promote the gate-passed job with the best test selection metric when the sweep ends",
-    )
-    run.add_argument(
-        "--abort-rollout",
-        action="store_true",
-        help="roll back the spec's live rollout first (without it, a run that would promote during one is refused)",
-    )
-    run.add_argument(
-        "--rollout",
-        action="store_true",
-        help="do what a triggered retrain does: register without promoting and start the spec's staged rollout "
-        "of a passed bundle (the first model, with no champion yet, is promoted)",
-    )
-    serve = verb("serve", cmd_serve, "serve the spec's champion bundle over HTTP (BentoML): /score, /cached_score")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=3000)
-    serve.add_argument("--workers", type=int, default=None, help="worker processes (default 1; one per core scales)")
-    build = verb("build", cmd_build, "build a Bento of one bundle (BentoML): ship it, import it, serve or containerize")
-    build.add_argument("--bundle", default="champion", help="champion (default), challenger or NAME:VERSION")
-    build.add_argument("--host", default="0.0.0.0", help="the address the Bento binds (default 0.0.0.0: a container)")
-    build.add_argument("--name", default=None, help="the Bento's name (default: the spec's name)")
-    monitor = verb("monitor", cmd_monitor, "PSI per feature vs the reference, segments, metrics; triggers decide")
-    monitor.add_argument("--data", type=Path, default=None, help="Parquet/CSV to monitor (default: monitoring.current)")
-    monitor.add_argument("--as-of", type=_iso_date, default=None, help="monitored day YYYY-MM-DD (default: today)")
-    monitor.add_argument("--retrain", action="store_true", help="start the retrain the triggers prescribe")
-    models = verb("models", cmd_models, "list, show, promote or roll back the spec's registered bundles")
-    models.add_argument(
-        "--action", choices=["list", "show", "verify", "promote", "rollback", "history"], default="list"
-    )
-    models.add_argument("--tag", default=None, help="bundle tag NAME:VERSION (show, promote)")
-    models.add_argument("--reason", default=None, help="recorded in the alias history")
-    rollout = verb("rollout", cmd_rollout, "start, advance, roll back or show the staged rollout of a challenger")
-    rollout.add_argument("--action", choices=ROLLOUT_ACTIONS, default="status")
-    rollout.add_argument("--tag", default=None, help="the challenger's bundle tag NAME:VERSION (start)")
-    rollout.add_argument("--reason", default=None, help="recorded in the rollout history")
-    rollout.add_argument("--approved-by", default=None, help="advance into an approval stage; approve: who")
-    rollout.add_argument("--comment", default=None, help="approve: recorded with the answer in the rollout history")
-    rollout.add_argument("--reject", action="store_true", help="approve: reject instead (the rollout rolls back)")
-    rollout.add_argument("--now", default=None, help="evaluate: ISO time to evaluate at (virtual time)")
-    rollout.add_argument("--approval-timeout", type=int, default=3600, help="evaluate: seconds a pause waits")
-    rollout.add_argument("--url", default="http://127.0.0.1:3000", help="drill: the running service")
-    rollout.add_argument("--cycles", type=int, default=3, help="drill: switches to the standby and back")
-    rollout.add_argument("--rate", type=float, default=100.0, help="drill: requests per second")
-    rollout.add_argument("--gap", type=float, default=1.0, help="drill: seconds between switches")
-    rollout.add_argument(
-        "--max-switch-ms",
-        type=float,
-        default=None,
-        help="drill: fail when a switch takes longer (default: report only)",
-    )
-    rollout.add_argument("--file", type=Path, default=None, help="outcomes: CSV with request_id, outcome, value")
-    simulate = verb("simulate", cmd_simulate, "walk a rollout through the real service on a virtual clock")
-    simulate.add_argument("--days", type=int, default=14, help="virtual days to simulate")
-    simulate.add_argument(
-        "--inject",
-        choices=["challenger_errors", "latency_spike", "worse_model", "event_format_change"],
-        default=None,
-        help="a fault from the first routed stage on; it must end in the rollback the spec prescribes",
-    )
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--requests-per-day", type=int, default=2000)
-    simulate.add_argument("--conns", type=int, default=None, help="concurrent connections (8 /score, 2 /recommend)")
-    simulate.add_argument("--url", default=None, help="a running service with KEEL_SIMULATION=1 (default: start one)")
-    simulate.add_argument("--challenger", default=None, help="bundle tag (default: newest gate-passed non-champion)")
-    return parser
+    return [check, show, diff, backtest, init_spec, init, schema]
 
 
-class _ShowVersion(argparse.Action):
-    """`keel --version`: the installed package's version (plus the commit in a checkout); git runs only when asked."""
+def _run_verbs() -> list[click.Command]:
+    validate = verb(
+        "validate",
+        "run_verbs:cmd_validate",
+        "validate the spec's dataset against its contract",
+        [
+            *spec_params(),
+            path_opt("--data", help="validate this Parquet/CSV file instead of the spec's data.source"),
+        ],
+    )
+    score = verb(
+        "score",
+        "run_verbs:cmd_score",
+        "score a Parquet/CSV file with a registered bundle (a Prefect flow)",
+        [
+            *spec_params(),
+            path_opt("--data", required=True, help="the rows to score (the label column may be absent)"),
+            opt("--bundle", default="champion", help="champion (default), challenger or NAME:VERSION"),
+            path_opt("--out", help=".parquet or .csv (default: run dir/scores.parquet)"),
+            opt("--reasons", type=int, default=0, metavar="N", help="the top N reasons per row (default 0)"),
+        ],
+    )
+    run = verb(
+        "run",
+        "run_verbs:cmd_run",
+        "train, evaluate, gate, register and batch-score the spec's model (a Prefect flow)",
+        [
+            *spec_params(),
+            flag(
+                "-m",
+                "--multirun",
+                help="sweep: one run per combination of the overrides' values (a=1,2 b=range(1,4)), "
+                "each registered and gated, none promoted",
+            ),
+            flag(
+                "--promote-best",
+                help="with -m: promote the gate-passed job with the best test selection metric when the sweep ends",
+            ),
+            flag(
+                "--abort-rollout",
+                help="roll back the spec's live rollout first (without it, a run that would promote during one "
+                "is refused)",
+            ),
+            flag(
+                "--rollout",
+                help="do what a triggered retrain does: register without promoting and start the spec's staged "
+                "rollout of a passed bundle (the first model, with no champion yet, is promoted)",
+            ),
+        ],
+    )
+    monitor = verb(
+        "monitor",
+        "run_verbs:cmd_monitor",
+        "PSI per feature vs the reference, segments, metrics; triggers decide",
+        [
+            *spec_params(),
+            path_opt("--data", help="Parquet/CSV to monitor (default: monitoring.current)"),
+            opt("--as-of", callback=_iso_date, metavar="DATE", help="monitored day YYYY-MM-DD (default: today)"),
+            flag("--retrain", help="start the retrain the triggers prescribe"),
+        ],
+    )
+    simulate = verb(
+        "simulate",
+        "run_verbs:cmd_simulate",
+        "walk a rollout through the real service on a virtual clock",
+        [
+            *spec_params(),
+            opt("--days", type=int, default=14, help="virtual days to simulate"),
+            opt(
+                "--inject",
+                type=click.Choice(["challenger_errors", "latency_spike", "worse_model", "event_format_change"]),
+                help="a fault from the first routed stage on; it must end in the rollback the spec prescribes",
+            ),
+            opt("--seed", type=int, default=0),
+            opt("--requests-per-day", type=int, default=2000),
+            opt("--conns", type=int, help="concurrent connections (8 /score, 2 /recommend)"),
+            opt("--url", help="a running service with KEEL_SIMULATION=1 (default: start one)"),
+            opt("--challenger", help="bundle tag (default: newest gate-passed non-champion)"),
+        ],
+    )
+    return [validate, score, run, monitor, simulate]
 
-    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
-        from pipeline.runs import code_version
 
-        print(f"keel {code_version()}")
-        parser.exit()
+def _store_verbs() -> list[click.Command]:
+    serve = verb(
+        "serve",
+        "store_verbs:cmd_serve",
+        "serve the spec's champion bundle over HTTP (BentoML): /score, /cached_score",
+        [
+            *spec_params(),
+            opt("--host", default="127.0.0.1"),
+            opt("--port", type=int, default=3000),
+            opt("--workers", type=int, help="worker processes (default 1; one per core scales)"),
+        ],
+    )
+    build = verb(
+        "build",
+        "store_verbs:cmd_build",
+        "build a Bento of one bundle (BentoML): ship it, import it, serve or containerize",
+        [
+            *spec_params(),
+            opt("--bundle", default="champion", help="champion (default), challenger or NAME:VERSION"),
+            opt("--host", default="0.0.0.0", help="the address the Bento binds (default 0.0.0.0: a container)"),
+            opt("--name", help="the Bento's name (default: the spec's name)"),
+        ],
+    )
+    return [serve, build, _models(), _rollout()]
 
 
-def _iso_date(text: str) -> str:
-    from datetime import date
+def _models() -> click.Group:
+    tag = lambda text: opt("--tag", metavar="NAME:VERSION", help=text)  # noqa: E731
+    reason = lambda: opt("--reason", help="recorded in the alias history")  # noqa: E731
+    return action_group(
+        "models",
+        "store_verbs:cmd_models",
+        "list, show, verify, promote or roll back the spec's registered bundles",
+        {
+            "list": ("the spec's bundles, their metrics and aliases (a dangling alias is marked)", []),
+            "show": ("one bundle's manifest (default: the champion's)", [tag("the bundle to show")]),
+            "verify": ("every bundle's files against their sha256 and every alias against the store", []),
+            "promote": ("make a bundle the champion", [tag("the bundle to promote"), reason()]),
+            "rollback": ("the standby becomes champion again", [reason()]),
+            "history": ("the alias history, one JSON object a line", []),
+        },
+        default_action="list",
+    )
 
-    try:
-        return date.fromisoformat(text).isoformat()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+def _rollout() -> click.Group:
+    reason = lambda: opt("--reason", help="recorded in the rollout history")  # noqa: E731
+    approved_by = lambda text: opt("--approved-by", metavar="WHO", help=text)  # noqa: E731
+    return action_group(
+        "rollout",
+        "store_verbs:cmd_rollout",
+        "start, advance, roll back or show the staged rollout of a challenger",
+        {
+            "status": ("the spec's rollout: stage, traffic, challenger", []),
+            "start": (
+                "start the staged rollout of a challenger",
+                [opt("--tag", metavar="NAME:VERSION", help="the challenger's bundle tag"), reason()],
+            ),
+            "advance": (
+                "move the rollout to its next stage",
+                [approved_by("advance into an approval stage: who approves"), reason()],
+            ),
+            "rollback": ("take the challenger out of traffic (or undo a completed promotion)", [reason()]),
+            "evaluate": (
+                "judge the current stage against its criteria (a Prefect flow)",
+                [
+                    opt("--now", metavar="ISO-TIME", help="ISO time to evaluate at (virtual time)"),
+                    opt("--approval-timeout", type=int, default=3600, help="seconds a pause waits"),
+                    reason(),
+                ],
+            ),
+            "approve": (
+                "answer an approval stage",
+                [
+                    approved_by("who approves"),
+                    opt("--comment", help="recorded with the answer in the rollout history"),
+                    flag("--reject", help="reject instead (the rollout rolls back)"),
+                    reason(),
+                ],
+            ),
+            "drill": (
+                "switch a running service to the standby and back under load; time each switch",
+                [
+                    opt("--url", default="http://127.0.0.1:3000", help="the running service"),
+                    opt("--cycles", type=int, default=3, help="switches to the standby and back"),
+                    opt("--rate", type=float, default=100.0, help="requests per second"),
+                    opt("--gap", type=float, default=1.0, help="seconds between switches"),
+                    opt("--max-switch-ms", type=float, help="fail when a switch takes longer (default: report only)"),
+                ],
+            ),
+            "outcomes": (
+                "record business outcomes of routed requests",
+                [path_opt("--file", help="CSV with request_id, outcome, value")],
+            ),
+        },
+        default_action="status",
+    )
 
 
-def split_models_args(argv: list[str]) -> list[str]:
-    """`keel models list SPEC` reads better than `keel models SPEC --action list` (same for `keel rollout`)."""
-    actions = {"models": {"list", "show", "verify", "promote", "rollback", "history"}, "rollout": set(ROLLOUT_ACTIONS)}
-    if len(argv) >= 2 and argv[0] in actions and argv[1] in actions[argv[0]]:
-        return [argv[0], *argv[2:], "--action", argv[1]]
-    return argv
+def _server_verbs() -> list[click.Command]:
+    server = verb(
+        "server",
+        "server_verbs:cmd_server",
+        "start, stop or show this project's Prefect server (every verb uses it when it is up)",
+        [
+            click.Argument(["action"], type=click.Choice(["start", "stop", "status"])),
+            opt("--port", type=int, default=4200, help="start: the port (a free one if taken)"),
+            opt(
+                "--database",
+                metavar="URL",
+                help="start: SQLAlchemy URL of the server's database (default: the local PostgreSQL's "
+                "keel_prefect, else SQLite under .keel/prefect/)",
+            ),
+            json_opt(),
+        ],
+        description="A Prefect server in the background on the local PostgreSQL (else SQLite under .keel/prefect/); "
+        "every keel verb run in this directory reports to it, and its UI shows runs, schedules and reports.",
+    )
+    schedule = verb(
+        "schedule",
+        "server_verbs:cmd_schedule",
+        "register the spec's retrain/monitor Prefect deployments and serve them",
+        [*spec_params(), flag("--register-only", help="register the deployments, do not serve them")],
+    )
+    return [server, schedule]
 
 
-def split_diff_args(argv: list[str]) -> list[str]:
-    """`keel diff OLD NEW [overrides]`: the second positional is the new spec, not an override."""
-    if len(argv) >= 3 and argv[0] == "diff" and argv[2].endswith((".yaml", ".yml")) and "=" not in argv[2]:
-        return ["diff", argv[1], *argv[3:], "--new", argv[2]]
-    return argv
+_CLI: list[click.Group] = []
+
+
+def build_cli() -> click.Group:
+    """The `keel` group (built once per process: tests call main() many times)."""
+    if _CLI:
+        return _CLI[0]
+
+    @click.pass_context
+    def root(ctx: click.Context, **_: Any) -> None:
+        """Run ML systems described by YAML specs."""
+
+    group = click.Group(
+        "keel",
+        help=DESCRIPTION,
+        callback=root,
+        context_settings=CONTEXT,
+        params=[
+            click.Option(
+                ["--version"],
+                is_flag=True,
+                expose_value=False,
+                is_eager=True,
+                callback=_show_version,
+                help="print keel's version and exit",
+            ),
+            *verbosity_opts(),
+        ],
+    )
+    for command in [*_spec_verbs(), *_run_verbs(), *_store_verbs(), *_server_verbs()]:
+        group.add_command(command)
+    _CLI.append(group)
+    return group

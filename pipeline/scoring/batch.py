@@ -20,10 +20,10 @@ import pandas as pd
 
 from pipeline.atomic_files import write_frame_atomic
 from pipeline.data.derived import add_derived
-from pipeline.models.explain import top_reasons
 from pipeline.registry import BundleStore
 from pipeline.registry.aliases import aliases
 from pipeline.registry.tabular import TabularBundle
+from pipeline.scoring.progress import reasons_with_progress
 from pipeline.serving.cache import RedisScoreCache, open_score_cache
 from pipeline.spec.schema import Spec
 from pipeline.spec.secrets import resolve
@@ -74,7 +74,10 @@ def score_high_risk(
     listed = features.iloc[chosen]
     with _gc_paused():
         if reasons > 0 and len(chosen):
-            worded = top_reasons(bundle.model, listed[bundle.model.features], bundle.reference, n=reasons)
+            features_listed = listed[bundle.model.features]
+            worded = reasons_with_progress(
+                bundle.model, features_listed, bundle.reference, reasons, "high-risk reasons"
+            )
         else:
             worded = [[] for _ in range(len(chosen))]
     result = pd.DataFrame(

@@ -22,11 +22,11 @@ from pipeline.atomic_files import write_frame_atomic
 from pipeline.contracts.result import ContractResult
 from pipeline.contracts.validate import validate_frame
 from pipeline.data.derived import add_derived
-from pipeline.models.explain import top_reasons
 from pipeline.registry import BundleStore
 from pipeline.registry.aliases import aliases
 from pipeline.registry.errors import RegistryError
 from pipeline.registry.tabular import TabularBundle, load_tabular_bundle
+from pipeline.scoring.progress import reasons_with_progress
 from pipeline.spec.schema import ContractSpec, Spec
 
 ROW_COLUMN = "row"  # the row's position in FILE (0-based); the id column when the spec has no entity id
@@ -116,7 +116,7 @@ def score_frame(
     out["decision"] = probability >= threshold
     out["rank"] = rank
     if reasons > 0:
-        out["reasons"] = top_reasons(bundle.model, features[bundle.model.features], bundle.reference, n=reasons)
+        out["reasons"] = reasons_with_progress(bundle.model, features[bundle.model.features], bundle.reference, reasons)
     out["bundle"] = bundle.tag
     out["spec_sha256"] = spec_sha256
     return Scored(out, result, bundle.tag, threshold, id_column, notes)

@@ -29,11 +29,12 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def keel(*args: str) -> tuple[int, dict, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    """Exit code, the --json object (alone on stdout) and the human text (on stderr with --json)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([*args, "--json"])
-    lines = out.getvalue().strip().splitlines()
-    return code, json.loads(lines[-1]), "\n".join(lines[:-1])
+    (line,) = out.getvalue().strip().splitlines()
+    return code, json.loads(line), err.getvalue()
 
 
 def test_recommendation_sweep_gates_every_job_and_promotes_only_the_best(tmp_path: Path) -> None:

@@ -31,11 +31,12 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def keel(*args: str) -> tuple[int, dict, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    """Exit code, the --json object (alone on stdout) and the human text (on stderr with --json)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([*args, "--json"])
-    lines = out.getvalue().strip().splitlines()
-    return code, json.loads(lines[-1]), "\n".join(lines[:-1])
+    (line,) = out.getvalue().strip().splitlines()
+    return code, json.loads(line), err.getvalue()
 
 
 def test_candidates_are_cross_validated_and_the_best_is_trained(tmp_path: Path) -> None:
