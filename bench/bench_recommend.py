@@ -59,7 +59,7 @@ data:
   positive: 1
   user: user_id
   item: item_id
-  items: {{table: items, id: item_id}}
+  items: {{table: items, id: item_id, attributes: {{language: categorical, genre: categorical}}}}
   users: {{table: users, id: user_id}}
   split: {{method: time, valid_fraction: 0.1, test_fraction: 0.2}}
 model:

@@ -1,4 +1,4 @@
-"""Groups from declared columns and their intersections (e.g. is_new_creator x language).
+"""Groups from declared columns and their intersections (e.g. is_new_creator x region).
 
 A missing value is a group of its own ("(missing)"): people whose attribute was not
 recorded are exactly the ones a fairness report must not lose.
@@ -17,7 +17,7 @@ MISSING = "(missing)"
 
 
 def grouping_name(columns: Sequence[str]) -> str:
-    """`age_band`, or `is_new_creator*language` for an intersection; used in metric names."""
+    """`age_band`, or `is_new_creator*region` for an intersection; used in metric names."""
     return "*".join(columns)
 
 

@@ -16,7 +16,7 @@ compares them). What it adds is the request discipline of `spec.serving`:
 * Re-ranking is optional work: skipped once the request has used reranker.latency_budget_share
   of serving.sla_ms (the response says so).
 * Cold start: unknown users and users with fewer than cold_start.min_interactions known
-  positives get the cold-start policy (popularity, or popularity within the user's language).
+  positives get the cold-start policy (popularity, or popularity within a declared attribute).
 * The hot path uses arrays, not frames: candidates as `Candidates`, the merge as `merge_one`,
   and a LightGBM ranker's input as `RankerMatrix` (online_features.py), which the first request
   checks bit for bit against the offline frame path (`_same_as_frame`); on any difference, and
@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.recsys import attributes as item_attributes
 from pipeline.recsys import system
 from pipeline.recsys.bundle import RecsysBundle
 from pipeline.recsys.cold_start import ColdStart, _minus_seen
@@ -163,7 +164,8 @@ class OnlineRecommender:
         self.attribute, self.exposure = state.attribute()
         self.reranker = info.get("reranker")
         self.online_user, self.online_item = online_names(self.builder)
-        self.cold_start = ColdStart.build(serving.cold_start, state.popularity, state.items, state.users)
+        declared = item_attributes.from_json(info["attributes"])
+        self.cold_start = ColdStart.build(serving.cold_start, state.popularity, state.items, state.users, declared)
         self._popular = self.cold_start.popular  # ties: lower index
         self.levels = list(serving.fallback)
         self._matrix = self._matrix_path(bundle.ranker)

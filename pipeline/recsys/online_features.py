@@ -35,7 +35,7 @@ import numpy as np
 import redis
 import scipy.sparse as sp
 
-from pipeline.recsys.ranking_features import FEATURES, CooccurrenceSum, RankingFeatureBuilder
+from pipeline.recsys.ranking_features import CooccurrenceSum, RankingFeatureBuilder
 
 log = logging.getLogger("keel.recsys")
 
@@ -151,9 +151,6 @@ def publish_online_features(
 
 # ---------------------------------------------------------------- the ranker's matrix without pandas
 
-ITEM_ONLY = frozenset({"item_popularity", "item_age_days", "item_language", "item_genre", "item_creator"})
-ITEM_ONLY |= {"item_impressions", "item_ctr"}
-USER_ONLY = frozenset({"user_positives", "user_language", "user_impressions"})
 FROM_CANDIDATES = frozenset({"retrieval_score", "retrieval_rank", "source"})
 
 
@@ -176,7 +173,7 @@ class RankerMatrix:
             raise TypeError("only a fitted lightgbm_ranker has a matrix path")
         self.builder = builder
         self.features = list(ranker.features)
-        unknown = [f for f in self.features if f not in FEATURES]
+        unknown = [f for f in self.features if f not in builder.available]
         if unknown:
             raise ValueError(f"unknown ranking feature(s) {unknown}")
         n_users, n_items = builder.history.shape
@@ -185,8 +182,8 @@ class RankerMatrix:
         for name in self.features:
             if kinds[name] is not None:
                 self.recode[name] = _recode(self._categories(name, sources), kinds[name], next(trained))
-        self.item_columns = [j for j, n in enumerate(self.features) if n in ITEM_ONLY]
-        self.user_columns = [j for j, n in enumerate(self.features) if n in USER_ONLY]
+        self.item_columns = [j for j, n in enumerate(self.features) if builder.kind(n) == "item"]
+        self.user_columns = [j for j, n in enumerate(self.features) if builder.kind(n) == "user"]
         every_item, every_user = np.arange(n_items, dtype=np.int64), np.arange(n_users, dtype=np.int64)
         self.item_table = np.empty((n_items, len(self.item_columns)), dtype=np.float64)
         for c, j in enumerate(self.item_columns):
@@ -195,6 +192,7 @@ class RankerMatrix:
         for c, j in enumerate(self.user_columns):
             self.user_table[:, c] = self._static(self.features[j], every_user, np.zeros(n_users, dtype=np.int64))
         self.column = {name: j for j, name in enumerate(self.features)}
+        self.static = frozenset(self.item_columns) | frozenset(self.user_columns)
         self.cooccurrence = {
             name: OneUserCooccurrence(getattr(builder, attr))
             for name, attr in (("history_cooccurrence", "_history_cooc"), ("impression_cooccurrence", "_impressions"))
@@ -209,7 +207,7 @@ class RankerMatrix:
         out[:, self.item_columns] = self.item_table[items]
         out[:, self.user_columns] = self.user_table[user]
         for j, name in enumerate(self.features):
-            if name in ITEM_ONLY or name in USER_ONLY:
+            if j in self.static:
                 continue
             if name == "retrieval_score":
                 out[:, j] = retrieval_score
@@ -227,21 +225,16 @@ class RankerMatrix:
         b = self.builder
         if name == "source":
             return [str(s) for s in sources]
-        if name == "user_language" and b._user_language is not None:
-            return [str(c) for c in b._user_language[1]]
-        if name.startswith("item_") and name.removeprefix("item_") in b._codes:
-            return [str(c) for c in b._codes[name.removeprefix("item_")][1]]
+        categories = b.categories(name)
+        if categories is not None:
+            return [str(c) for c in categories]
         raise ValueError(f"{name} is categorical for the ranker but the builder has no codes for it")
 
     def _static(self, name: str, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """A user-only or item-only feature for many rows at once, as the builder computes it."""
         b = self.builder
         if name in self.recode:  # categorical: the builder's codes, then the final codes
-            if name == "user_language":
-                codes = b._user_language[0][users]
-            else:
-                codes = b._codes[name.removeprefix("item_")][0][items]
-            return self.recode[name][codes]
+            return self.recode[name][b.category_codes(name, users, items)]
         return np.asarray(b._feature(name, None, users, items, b.as_of), dtype=np.float64)
 
 

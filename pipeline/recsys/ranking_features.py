@@ -10,42 +10,36 @@ serving frame: a feature cannot be computed one way offline and another way onli
 
 Candidate rows are a DataFrame with columns `user_idx`, `item_idx` (dense indices, as in
 `pipeline.recsys.examples`), `retrieval_score` and `source` (which retriever proposed the
-item). The feature names (the ones a spec's `ranker.features` lists) are in FEATURES.
+item). The feature names (the ones a spec's `ranker.features` lists) are FEATURES plus
+those of the item attributes the spec declares (`attributes.attribute_features`: e.g.
+`user_A_affinity`, `same_A`, `item_A_age_days`); no column is known by name (ADR 0033).
 
 Missing is NaN, never a made-up 0: a user without history has no affinity, an item without
-a language has no language match. Trees route NaN on their own and the MLP ranker imputes
+a value has no match. Trees route NaN on their own and the MLP ranker imputes
 the training mean, so neither is told something false.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from pipeline.recsys.attributes import Attribute, attribute_features, codes, multi_matrix
 
 CANDIDATE_COLUMNS = ("user_idx", "item_idx", "retrieval_score", "source")
 
 FEATURES: dict[str, str] = {
     # user
     "user_positives": "positive training interactions of the user (activity; 0 for a cold user)",
-    "user_language": "the user's language (categorical)",
     # item
     "item_popularity": "positive training interactions of the item",
-    "item_age_days": "days between the item's release and the feature time (as_of)",
-    "item_language": "the item's (creator's) language (categorical)",
-    "item_genre": "the item's genre (categorical)",
-    "item_creator": "the item's creator id (categorical)",
     # user x item
     "retrieval_score": "the retriever's score for the pair (comparable only within one source)",
     "retrieval_rank": "0-based rank of the item in the user's candidates by retrieval score",
     "source": "the retriever that proposed the item (categorical)",
-    "same_language": "1 when the user's and the item's languages are equal, 0 when not, NaN if either is unknown",
-    "user_creator_affinity": "share of the user's training positives by the item's creator",
-    "user_language_affinity": "share of the user's training positives in the item's language",
-    "user_genre_affinity": "share of the user's training positives in the item's genre",
     "history_cooccurrence": "sum of cosine co-occurrence (over positives) between the item and the user's positives",
     # need the impressions matrix (every logged exposure, clicked or not)
     "user_impressions": "training impressions of the user (exposure-based activity)",
@@ -56,23 +50,6 @@ FEATURES: dict[str, str] = {
 NEEDS_IMPRESSIONS = frozenset({"user_impressions", "item_impressions", "item_ctr", "impression_cooccurrence"})
 CTR_PRIOR = 10.0  # impressions' worth of the global CTR added to every item: a 1-of-1 item is not a sure click
 MAX_NEIGHBOURS = 200  # co-occurrence neighbours kept per item: bounds memory at O(items x 200)
-
-
-@dataclass(frozen=True)
-class ItemColumns:
-    """Where the item table keeps each attribute; None leaves the features that need it unavailable."""
-
-    creator: str | None = "creator_id"
-    language: str | None = "language"
-    genre: str | None = "genre"
-    release: str | None = "release_date"
-
-
-@dataclass(frozen=True)
-class UserColumns:
-    """Where the user table keeps each attribute; None leaves the features that need it unavailable."""
-
-    language: str | None = "language"
 
 
 def aligned(table: pd.DataFrame, id_column: str, ids: np.ndarray) -> pd.DataFrame:
@@ -206,9 +183,10 @@ class RankingFeatureBuilder:
 
     `history` is a users x items CSR of positive training interactions (e.g.
     RecExamples.train_positives); `items` and `users` are the tables aligned with the dense
-    indices (see `aligned`). `as_of` is the time item ages are measured at: the training
-    cut-off offline, the request time online (override per call in `build`). `impressions`
-    (users x items counts of every training exposure) enables NEEDS_IMPRESSIONS.
+    indices (see `aligned`); `attributes` the declared item attributes (columns of `items`).
+    `as_of` is the time item ages are measured at: the training cut-off offline, the request
+    time online (override per call in `build`). `impressions` (users x items counts of every
+    training exposure) enables NEEDS_IMPRESSIONS.
     """
 
     def __init__(
@@ -216,8 +194,7 @@ class RankingFeatureBuilder:
         history: sp.csr_matrix,
         items: pd.DataFrame,
         users: pd.DataFrame | None = None,
-        item_columns: ItemColumns | None = None,
-        user_columns: UserColumns | None = None,
+        attributes: Mapping[str, Attribute] | None = None,
         as_of: object = None,
         impressions: sp.csr_matrix | None = None,
         max_neighbours: int = MAX_NEIGHBOURS,
@@ -228,20 +205,36 @@ class RankingFeatureBuilder:
             raise ValueError(f"items has {len(items)} rows but history has {n_items} item columns; use aligned().")
         if users is not None and len(users) != n_users:
             raise ValueError(f"users has {len(users)} rows but history has {n_users} user rows; use aligned().")
-        self.item_columns = item_columns or ItemColumns()
-        self.user_columns = user_columns or UserColumns()
+        self.attributes = dict(attributes or {})
         self.as_of = as_of
         self.user_positives = np.asarray(self.history.sum(axis=1)).ravel()
         self.item_popularity = np.asarray(self.history.sum(axis=0)).ravel()
-        ic, uc = self.item_columns, self.user_columns
-        self._codes: dict[str, tuple[np.ndarray, pd.Index]] = {}  # attribute -> (item codes, categories)
-        for name, column in (("creator", ic.creator), ("language", ic.language), ("genre", ic.genre)):
-            if column is not None:
-                self._codes[name] = _codes(_column(items, column, "items"))
-        self._affinity = {name: self._share_lookup(codes, len(cats)) for name, (codes, cats) in self._codes.items()}
-        self._release_ns: np.ndarray | None = None
-        if ic.release is not None:
-            self._release_ns = _time_ns(_column(items, ic.release, "items"))
+        self.attribute_features = attribute_features(self.attributes, list(users.columns) if users is not None else [])
+        clash = sorted(set(self.attribute_features) & set(FEATURES))
+        if clash:
+            raise ValueError(f"item attribute feature(s) {clash} clash with built-in ranking features; rename them")
+        self._codes: dict[str, tuple[np.ndarray, pd.Index]] = {}  # categorical attribute -> (item codes, categories)
+        self._multi: dict[str, sp.csr_matrix] = {}  # multi attribute -> items x values
+        self._values: dict[str, np.ndarray] = {}  # numeric attribute -> float per item; timestamp -> int64 ns
+        self._affinity: dict[str, PairLookup] = {}  # users x values counts of training positives
+        for name, a in self.attributes.items():
+            column = _column(items, name, "items")
+            if a.type == "categorical":
+                self._codes[name] = codes(column)
+                self._affinity[name] = self._share_lookup(*self._codes[name])
+            elif a.type == "multi":
+                assert a.delimiter is not None
+                self._multi[name] = multi_matrix(column, a.delimiter)[0]
+                self._affinity[name] = PairLookup(self.history @ self._multi[name])
+            elif a.type == "numeric":
+                self._values[name] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+            else:
+                self._values[name] = _time_ns(column)
+        self._user_codes = {
+            attr: codes(_column(users, attr, "users"))
+            for kind, attr, _ in self.attribute_features.values()
+            if kind == "user_code" and users is not None
+        }
         self._history_cooc = CooccurrenceSum(self.history, max_neighbours)
         self._impressions: CooccurrenceSum | None = None
         if impressions is not None:
@@ -253,41 +246,49 @@ class RankingFeatureBuilder:
             self.item_impressions = np.asarray(imp.sum(axis=0)).ravel()
             global_ctr = self.item_popularity.sum() / max(self.item_impressions.sum(), 1.0)
             self.item_ctr = (self.item_popularity + CTR_PRIOR * global_ctr) / (self.item_impressions + CTR_PRIOR)
-        self._user_language: tuple[np.ndarray, pd.Index] | None = None
-        if uc.language is not None and users is not None:
-            self._user_language = _codes(_column(users, uc.language, "users"))
 
     @property
     def available(self) -> list[str]:
-        """Feature names this builder can produce with the columns it was given."""
-        needs = {
-            "user_language": self._user_language is not None,
-            "item_age_days": self._release_ns is not None,
-            "item_language": "language" in self._codes,
-            "item_genre": "genre" in self._codes,
-            "item_creator": "creator" in self._codes,
-            "same_language": self._user_language is not None and "language" in self._codes,
-            "user_creator_affinity": "creator" in self._codes,
-            "user_language_affinity": "language" in self._codes,
-            "user_genre_affinity": "genre" in self._codes,
-        }
-        needs.update({name: self._impressions is not None for name in NEEDS_IMPRESSIONS})
-        return [name for name in FEATURES if needs.get(name, True)]
+        """Feature names this builder can produce with the inputs it was given."""
+        base = [n for n in FEATURES if n not in NEEDS_IMPRESSIONS or self._impressions is not None]
+        return [*base, *self.attribute_features]
+
+    def kind(self, name: str) -> str:
+        """`user` (depends on the user only), `item` (on the item only) or `pair`."""
+        if name in ("user_positives", "user_impressions"):
+            return "user"
+        if name in ("item_popularity", "item_impressions", "item_ctr"):
+            return "item"
+        spec = self.attribute_features.get(name)
+        if spec is not None and spec[0] in ("item_code", "numeric", "age"):
+            return "item"
+        if spec is not None and spec[0] == "user_code":
+            return "user"
+        return "pair"
+
+    def categories(self, name: str) -> pd.Index | None:
+        """The category names of a categorical attribute feature (None for other features)."""
+        spec = self.attribute_features.get(name)
+        if spec is None or spec[0] not in ("item_code", "user_code"):
+            return None
+        return (self._codes if spec[0] == "item_code" else self._user_codes)[spec[1]][1]
+
+    def category_codes(self, name: str, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Builder codes (-1 missing) of a categorical attribute feature at the rows."""
+        kind, attr, _ = self.attribute_features[name]
+        return self._codes[attr][0][items] if kind == "item_code" else self._user_codes[attr][0][users]
 
     def build(
         self, candidates: pd.DataFrame, features: Sequence[str] | None = None, as_of: object = None
     ) -> pd.DataFrame:
         """The feature frame (one row per candidate, input order) with `features` (default: all available)."""
         names = list(self.available if features is None else features)
-        unknown = [f for f in names if f not in FEATURES]
-        if unknown:
-            raise ValueError(f"unknown ranking feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}.")
         unavailable = [f for f in names if f not in self.available]
         if unavailable:
             given = "given" if self._impressions is not None else "not given"
             raise ValueError(
-                f"feature(s) {', '.join(unavailable)} cannot be built: they need an input this builder was not "
-                f"given (item columns {self.item_columns}, user columns {self.user_columns}, impressions: {given})."
+                f"feature(s) {', '.join(unavailable)} cannot be built here; available: {', '.join(self.available)} "
+                f"(declared item attributes: {', '.join(self.attributes) or 'none'}, impressions: {given})."
             )
         missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
         if missing:
@@ -309,26 +310,12 @@ class RankingFeatureBuilder:
             return self.user_positives[users]
         if name == "item_popularity":
             return self.item_popularity[items]
-        if name == "user_language":
-            codes, categories = self._user_language
-            return pd.Categorical.from_codes(codes[users], categories=categories)
-        if name in ("item_language", "item_genre", "item_creator"):
-            codes, categories = self._codes[name.removeprefix("item_")]
-            return pd.Categorical.from_codes(codes[items], categories=categories)
-        if name == "item_age_days":
-            if when is None:
-                raise ValueError("item_age_days needs as_of (the time ages are measured at).")
-            release = self._release_ns[items].astype(np.float64)
-            release[self._release_ns[items] == _NAT] = np.nan
-            return (float(_time_ns(pd.Series([when]))[0]) - release) / 86_400e9
         if name == "retrieval_score":
             return candidates["retrieval_score"].to_numpy(dtype=np.float64)
         if name == "retrieval_rank":
             return _rank_within_user(users, items, candidates["retrieval_score"].to_numpy(dtype=np.float64))
         if name == "source":
             return _categorical(candidates["source"])
-        if name == "same_language":
-            return self._same_language(users, items)
         if name in ("user_impressions", "item_impressions", "item_ctr"):
             table = getattr(self, name)
             return table[users] if name.startswith("user") else table[items]
@@ -336,25 +323,54 @@ class RankingFeatureBuilder:
             return self._history_cooc(users, items)
         if name == "impression_cooccurrence":
             return self._impressions(users, items)
-        attribute = name.removeprefix("user_").removesuffix("_affinity")
-        codes = self._codes[attribute][0][items]
-        counts = self._affinity[attribute](users, codes)
+        return self._attribute_feature(name, users, items, when)
+
+    def _attribute_feature(self, name: str, users: np.ndarray, items: np.ndarray, when: object):
+        kind, attr, _ = self.attribute_features[name]
+        if kind in ("item_code", "user_code"):
+            return pd.Categorical.from_codes(self.category_codes(name, users, items), categories=self.categories(name))
+        if kind == "numeric":
+            return self._values[attr][items]
+        if kind == "age":
+            if when is None:
+                raise ValueError(f"{name} needs as_of (the time ages are measured at).")
+            stamps = self._values[attr][items]
+            release = stamps.astype(np.float64)
+            release[stamps == _NAT] = np.nan
+            return (float(_time_ns(pd.Series([when]))[0]) - release) / 86_400e9
+        if kind == "same":
+            return self._same(attr, users, items)
         total = self.user_positives[users]
+        if kind == "affinity":
+            counts = self._affinity[attr](users, self._codes[attr][0][items])
+        else:  # multi: mean share over the item's values
+            counts = self._multi_share(attr, users, items)
         return np.divide(counts, total, out=np.full(len(users), np.nan), where=total > 0)
 
-    def _share_lookup(self, codes: np.ndarray, n_levels: int) -> PairLookup:
+    def _multi_share(self, attr: str, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Per pair: mean over the item's values of the user's positives with that value (NaN: no value)."""
+        matrix = self._multi[attr]
+        n = np.diff(matrix.indptr)[items]
+        pair = np.repeat(np.arange(len(items)), n)
+        offset = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        values = matrix.indices[np.repeat(matrix.indptr[items], n) + offset]
+        sums = np.bincount(pair, weights=self._affinity[attr](users[pair], values), minlength=len(items))
+        return np.divide(sums, n, out=np.full(len(items), np.nan), where=n > 0)
+
+    def _share_lookup(self, codes: np.ndarray, categories: pd.Index) -> PairLookup:
         """users x levels counts of training positives (history @ one-hot of the item attribute)."""
         n_items = len(codes)
         known = codes >= 0
         onehot = sp.csr_matrix(
-            (np.ones(int(known.sum())), (np.flatnonzero(known), codes[known])), shape=(n_items, max(n_levels, 1))
+            (np.ones(int(known.sum())), (np.flatnonzero(known), codes[known])),
+            shape=(n_items, max(len(categories), 1)),
         )
         return PairLookup(self.history @ onehot)
 
-    def _same_language(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Compared on the item vocabulary: a user language no item has is known but never equal."""
-        item_codes, item_categories = self._codes["language"]
-        user_codes, user_categories = self._user_language
+    def _same(self, attr: str, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Compared on the item vocabulary: a user value no item has is known but never equal."""
+        item_codes, item_categories = self._codes[attr]
+        user_codes, user_categories = self._user_codes[attr]
         in_item_vocab = np.r_[item_categories.get_indexer(user_categories), -1]  # last entry: user code -1
         user_code = user_codes[users]
         item_code = item_codes[items]
@@ -372,22 +388,9 @@ def _column(table: pd.DataFrame, column: str, what: str) -> pd.Series:
     return table[column]
 
 
-def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Integer codes (-1 missing) and string categories; a Categorical keeps its declared categories."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        categories = pd.Index([str(c) for c in column.cat.categories])
-        return column.cat.codes.to_numpy(dtype=np.int64), categories
-    present = column.notna().to_numpy()
-    text = np.array([str(v) for v in column.to_numpy(dtype=object)[present]], dtype=object)
-    categories = pd.Index(sorted(set(text)), dtype=object)
-    codes = np.full(len(column), -1, dtype=np.int64)
-    codes[present] = categories.get_indexer(pd.Index(text, dtype=object))
-    return codes, categories
-
-
 def _categorical(column: pd.Series) -> pd.Categorical:
-    codes, categories = _codes(column)
-    return pd.Categorical.from_codes(codes, categories=categories)
+    values, categories = codes(column)
+    return pd.Categorical.from_codes(values, categories=categories)
 
 
 def _time_ns(column: pd.Series) -> np.ndarray:

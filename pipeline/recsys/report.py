@@ -77,11 +77,22 @@ def render_summary(report: dict[str, Any]) -> str:
             "",
             f"- lists re-ranked: {d['rerank']['lists']:,}, skipped: {d['rerank']['skipped']}, "
             f"slots filled by the exposure guarantee: {d['rerank']['filled_by_guarantee']:,}",
+            *_rerank_cost(report["stages"]),
         ]
     if report["scoring"]:
         s = report["scoring"]
         lines += ["", f"- batch: top-{s['top_k']} for {s['users']:,} users ({s['rows']:,} rows): `{s['parquet']}`"]
     return "\n".join(lines) + "\n"
+
+
+def _rerank_cost(stages: dict[str, dict[str, float]]) -> list[str]:
+    """The re-ranker's accuracy cost: NDCG@10 of the same users' lists without and with it (same run)."""
+    before = (stages.get("ranked_before_rerank") or {}).get("ndcg@10")
+    after = (stages.get("final") or {}).get("ndcg@10")
+    if before is None or after is None:
+        return []
+    change = f" ({(after - before) / before:+.1%})" if before else ""
+    return [f"- accuracy cost of re-ranking: NDCG@10 {before:.4f} without, {after:.4f} with{change}"]
 
 
 def _wrap(text: str, width: int = 150) -> list[str]:

@@ -1,6 +1,6 @@
 """Re-ranking the ranker's list for diversity and minimum exposure, within a latency budget.
 
-Greedy MMR over one item attribute (e.g. creator language): slot by slot, pick the
+Greedy MMR over one declared item attribute (e.g. genre): slot by slot, pick the
 candidate maximising (1 - w) * relevance - w * redundancy, where relevance is the score
 min-max normalised over the candidates and redundancy is the share of already-picked
 items with the candidate's attribute value. Within one attribute value every candidate

@@ -32,15 +32,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from pipeline.recsys import attributes as item_attributes
 from pipeline.recsys import system
 from pipeline.recsys.baselines import CoOccurrence, Popularity
 from pipeline.recsys.examples import RecExamples, interaction_matrix
-from pipeline.recsys.ranking_features import ItemColumns, RankingFeatureBuilder, UserColumns
+from pipeline.recsys.ranking_features import RankingFeatureBuilder
 from pipeline.spec.schema import Spec
 
 SERVING_DIR = "serving"
 STATE_FILE = "state.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: declared item attributes (data.items.attributes) instead of fixed column roles
 ATTRIBUTE_COLUMN = "__diversity__"  # the re-ranker's attribute as codes into state.json's "attribute_values"
 
 
@@ -63,8 +64,7 @@ class ServingState:
             self.history,
             self.items,
             self.users,
-            ItemColumns(**self.info["item_columns"]),
-            UserColumns(**self.info["user_columns"]),
+            item_attributes.from_json(self.info["attributes"]),
             as_of=_time_from_json(self.info["as_of"]),
             impressions=self.impressions,
         )
@@ -98,17 +98,15 @@ def serving_state(
     data = spec.data
     assert data.items is not None
     items = system._aligned(tables.items, data.items.id, ex.item_map.ids)
-    item_columns = {k: (c if c in items.columns else None) for k, c in system.ITEM_COLUMNS.items()}
+    declared = item_attributes.declared(spec)
     users = None
-    user_columns: dict[str, str | None] = {"language": None}
     if tables.users is not None and data.users is not None:
         users = system._aligned(tables.users, data.users.id, ex.user_map.ids)
-        user_columns = {"language": "language" if "language" in users.columns else None}
-    cold = spec.serving.cold_start.language_column
-    keep_items = sorted({c for c in (*item_columns.values(), cold) if c is not None and c in items.columns})
-    keep_users = sorted(
-        {c for c in (*user_columns.values(), cold) if c is not None and users is not None and c in users}
-    )
+    cold = spec.serving.cold_start.attribute
+    keep_items = [c for c in declared if c in items.columns]
+    # the user side of categorical attributes (user_A, same_A) and the cold-start attribute
+    wanted_users = {c for c, a in declared.items() if a.type == "categorical"} | ({cold} if cold else set())
+    keep_users = sorted(c for c in wanted_users if users is not None and c in users.columns)
     item_frame = items[keep_items].reset_index(drop=True)
     attribute, exposure = system.diversity_attribute(spec, tables, ex)
     attribute_values: list[Any] = []
@@ -119,8 +117,7 @@ def serving_state(
     info = {
         "format_version": FORMAT_VERSION,
         "as_of": _time_to_json(ex.valid_start),
-        "item_columns": item_columns,
-        "user_columns": user_columns,
+        "attributes": item_attributes.to_json(declared),
         "attribute_values": attribute_values,
         "exposure": [[_key_to_json(k), v] for k, v in (exposure or {}).items()],
         "reranker": spec.reranker.model_dump() if spec.reranker is not None else None,

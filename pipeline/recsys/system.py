@@ -28,24 +28,19 @@ from tqdm import tqdm
 
 from pipeline.data.errors import DataSourceError, TrainingDataError
 from pipeline.data.sources import SYNTHETIC_PREFIX, load_source
+from pipeline.recsys import attributes as item_attributes
 from pipeline.recsys.candidates import (  # noqa: F401  (re-exported: tests and benches import them from here)
     _first_unbanned,
     cooccurrence_top_k,
     merge_round_robin,
     popularity_top_k,
 )
-from pipeline.recsys.cold_start import ColdStart
+from pipeline.recsys.cold_start import COLD_SOURCES, ColdStart
 from pipeline.recsys.examples import FeedbackColumns, RecExamples, build_examples, interaction_matrix
 from pipeline.recsys.index import IndexParams, ItemIndex, build_item_index
 from pipeline.recsys.metrics import evaluate_scores, ranking_metrics
 from pipeline.recsys.ranker import Ranker, build_ranker, ndcg_at_k
-from pipeline.recsys.ranking_features import (
-    CANDIDATE_COLUMNS,
-    ItemColumns,
-    RankingFeatureBuilder,
-    UserColumns,
-    pair_labels,
-)
+from pipeline.recsys.ranking_features import CANDIDATE_COLUMNS, RankingFeatureBuilder, pair_labels
 from pipeline.recsys.rerank import rerank
 from pipeline.recsys.retrieval import SOURCE_WEIGHTS, SOURCES, Retrieval, candidate_rows  # noqa: F401
 from pipeline.recsys.same_run import baseline_margins, same_run_baselines  # noqa: F401
@@ -56,7 +51,6 @@ from pipeline.spec.schema import DataSpec, SourceSpec, Spec, TableSpec
 MAX_RANKER_USERS = 3000  # validation users whose candidates train the ranker (bounds time on 2 cores)
 EARLY_STOP_SHARE = 0.2  # of those, held out for early stopping and the ranker-vs-retrieval check
 BATCH_CHUNK = 1024  # users per chunk of batch top-K
-ITEM_COLUMNS = {"creator": "creator_id", "language": "language", "genre": "genre", "release": "release_date"}
 
 
 # ---------------------------------------------------------------- data
@@ -97,6 +91,9 @@ def _side_table(data: DataSpec, table: TableSpec, base_dir: Path, what: str) -> 
         raise DataSourceError(f"data.{what}: the {what} table has no id column {table.id!r} (columns: {list(frame)})")
     if frame[table.id].isna().any() or frame[table.id].duplicated().any():
         raise DataSourceError(f"data.{what}: {table.id!r} must identify one row per {what[:-1]} (missing or repeated)")
+    undeclared = [c for c in getattr(table, "attributes", {}) if c not in frame.columns]
+    if undeclared:
+        raise DataSourceError(f"data.{what}.attributes {undeclared} are not columns of the {what} table: {list(frame)}")
     if len(frame) == 0:
         raise DataSourceError(f"data.{what}: the {what} table is empty")
     return frame
@@ -240,19 +237,15 @@ def feature_builder(spec: Spec, tables: RecTables, ex: RecExamples) -> RankingFe
     data = spec.data
     assert data.items is not None
     items = _aligned(tables.items, data.items.id, ex.item_map.ids)
-    item_columns = ItemColumns(**{k: (c if c in items.columns else None) for k, c in ITEM_COLUMNS.items()})
     users = None
-    user_columns = UserColumns(language=None)
     if tables.users is not None and data.users is not None:
         users = _aligned(tables.users, data.users.id, ex.user_map.ids)
-        user_columns = UserColumns(language="language" if "language" in users.columns else None)
     impressions = interaction_matrix(ex.train, (ex.n_users, ex.n_items), positive_only=False)
     return RankingFeatureBuilder(
         ex.train_positives,
         items,
         users,
-        item_columns,
-        user_columns,
+        item_attributes.declared(spec),
         as_of=ex.valid_start,
         impressions=impressions,
     )
@@ -263,8 +256,8 @@ def ranker_features(spec: Spec, builder: RankingFeatureBuilder) -> list[str]:
     unavailable = [f for f in wanted if f not in builder.available]
     if unavailable:
         raise DataSourceError(
-            f"ranker.features {unavailable} need item/user table columns this data lacks; "
-            f"available here: {', '.join(builder.available)}"
+            f"ranker.features {unavailable} are not ranking features of this data (declared item attributes: "
+            f"{', '.join(builder.attributes) or 'none'}); available here: {', '.join(builder.available)}"
         )
     return wanted
 
@@ -427,9 +420,6 @@ class Recommender:
         }
 
 
-COLD_SOURCES = ("popularity", "popular_in_language")
-
-
 def _cold_lists(rec: Recommender, users, seen, k, ranked, final, final_scores, final_sources) -> None:
     """Users without enough history get the cold-start policy's list, never a history model's guess."""
     assert rec.cold_start is not None
@@ -455,7 +445,9 @@ def cold_start_for(spec: Spec, tables: RecTables, ex: RecExamples, retrieval: Re
     users = None
     if tables.users is not None and data.users is not None:
         users = _aligned(tables.users, data.users.id, ex.user_map.ids)
-    return ColdStart.build(spec.serving.cold_start, retrieval.popularity.item_counts, items, users)
+    return ColdStart.build(
+        spec.serving.cold_start, retrieval.popularity.item_counts, items, users, item_attributes.declared(spec)
+    )
 
 
 def diversity_attribute(spec: Spec, tables: RecTables, ex: RecExamples) -> tuple[np.ndarray | None, dict | None]:
@@ -465,12 +457,14 @@ def diversity_attribute(spec: Spec, tables: RecTables, ex: RecExamples) -> tuple
         return None, None
     assert data.items is not None
     column = spec.reranker.diversity_attribute
-    if column not in tables.items.columns:
+    declared = item_attributes.declared(spec)
+    if column not in declared or column not in tables.items.columns:
         raise DataSourceError(
-            f"reranker.diversity_attribute {column!r} is not a column of the item table (columns: {list(tables.items)})"
+            f"reranker.diversity_attribute {column!r} is not a declared item attribute present in the item table "
+            f"(data.items.attributes: {list(declared) or 'none'})"
         )
-    values = _aligned(tables.items, data.items.id, ex.item_map.ids)[column].astype(object)
-    attribute = values.where(values.notna(), None).to_numpy(dtype=object)
+    values = _aligned(tables.items, data.items.id, ex.item_map.ids)[column]
+    attribute = item_attributes.one_value(values, declared[column])
     shown = np.asarray(interaction_matrix(ex.train, (ex.n_users, ex.n_items), positive_only=False).sum(axis=0)).ravel()
     exposure = pd.Series(shown).groupby(pd.Series(attribute).astype(str)).sum()
     counts = {value: float(exposure.get(str(value), 0.0)) for value in pd.unique(attribute)}
@@ -578,19 +572,7 @@ def batch_top_k(
     try:
         for start in range(0, ex.n_users, BATCH_CHUNK):
             users = np.arange(start, min(start + BATCH_CHUNK, ex.n_users))
-            out = recommender.recommend(users, all_positives, k)
-            final = out["final"]
-            keep = final >= 0
-            n = keep.sum(axis=1)
-            frame = pd.DataFrame(
-                {
-                    user_col: np.repeat(user_ids[users], n),
-                    "rank": np.broadcast_to(np.arange(1, k + 1), final.shape)[keep],
-                    item_col: item_ids[final[keep]],
-                    "score": out["final_scores"][keep],
-                    "source": np.asarray(recommender.source_labels, dtype=object)[out["final_sources"][keep]],
-                }
-            )
+            frame = top_k_rows(recommender, users, all_positives, k, user_ids, item_ids, user_col, item_col)
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if writer is None:
                 schema = table.schema
@@ -603,6 +585,31 @@ def batch_top_k(
         if writer is not None:
             writer.close()
     return {"users": ex.n_users, "rows": rows, "top_k": k, "parquet": str(path)}
+
+
+def top_k_rows(
+    recommender: Recommender,
+    users: np.ndarray,
+    seen: sp.csr_matrix,
+    k: int,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    user_col: str,
+    item_col: str,
+) -> pd.DataFrame:
+    """The batch rows (user, rank, item, score, source) of one chunk of users: batch_top_k's and a Dask worker's."""
+    out = recommender.recommend(users, seen, k)
+    final = out["final"]
+    keep = final >= 0
+    return pd.DataFrame(
+        {
+            user_col: np.repeat(user_ids[users], keep.sum(axis=1)),
+            "rank": np.broadcast_to(np.arange(1, k + 1), final.shape)[keep],
+            item_col: item_ids[final[keep]],
+            "score": out["final_scores"][keep],
+            "source": np.asarray(recommender.source_labels, dtype=object)[out["final_sources"][keep]],
+        }
+    )
 
 
 def all_positive_matrix(ex: RecExamples) -> sp.csr_matrix:

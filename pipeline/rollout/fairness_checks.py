@@ -7,7 +7,7 @@ frames and decides pass / fail / not yet (docs/adr/0016-rollout-evaluation-and-s
 - a check names a metric (`exposure_equity`, `hit_disparity@10`, `outcome_gap`, each with an
   optional `[grouping]`); its bound is the `gates` entry of that metric (the gate's `metric:` or
   its key). A bare check bounded by grouped gates (`exposure_equity` and a gate on
-  `exposure_equity[language]`) is measured on those groupings; a bare check with a bare gate on
+  `exposure_equity[region]`) is measured on those groupings; a bare check with a bare gate on
   every declared grouping (`fairness.groups` / `creator_groups`), the worst one counting, as offline.
 - groups come from the spec's side tables (`data.users`, `data.items`: every group column), over
   the challenger bundle's catalogue (its `id_maps/items.parquet`, sha256-checked); the reference
@@ -53,7 +53,7 @@ REPLICATES = 200
 
 @dataclass(frozen=True)
 class Bound:
-    metric: str  # with its grouping, e.g. exposure_equity[language]
+    metric: str  # with its grouping, e.g. exposure_equity[region]
     min: float | None
     max: float | None
 

@@ -66,7 +66,7 @@ _CAUSAL = [
 ]
 
 # Group metrics also exist per grouping, as `name[columns]`
-# (e.g. tpr_gap[age_band], exposure_equity[is_new_creator*language]).
+# (e.g. tpr_gap[age_band], exposure_equity[is_new_creator*region]).
 GROUPED_METRICS = frozenset(
     {"tpr_gap", "fpr_gap", "auc_gap", "precision_gap", "flagged_share_gap", "equalized_odds_gap"}
     | {"exposure_equity", "hit_disparity", "ndcg_disparity"}
@@ -164,24 +164,37 @@ RANKER_FAMILIES = ("lightgbm_ranker", "mlp_ranker")
 
 # Names a recommendation spec's `ranker.features` may use: computed per (user, candidate) by
 # pipeline.recsys.ranking_features (kept equal to its FEATURES by a unit test; spec/ imports nothing of ours).
+# Declared item attributes (data.items.attributes) add their own: `attribute_feature_names`.
 RANKING_FEATURES = (
     "user_positives",
-    "user_language",
     "item_popularity",
-    "item_age_days",
-    "item_language",
-    "item_genre",
-    "item_creator",
     "retrieval_score",
     "retrieval_rank",
     "source",
-    "same_language",
-    "user_creator_affinity",
-    "user_language_affinity",
-    "user_genre_affinity",
     "history_cooccurrence",
     "user_impressions",
     "item_impressions",
     "item_ctr",
     "impression_cooccurrence",
 )
+
+
+def attribute_feature_names(attributes: dict[str, str], with_users: bool) -> list[str]:
+    """Ranking features of declared item attributes (name -> type), as pipeline.recsys.attributes names them.
+
+    with_users: the spec declares a user table, whose column of a categorical attribute's name
+    would give `user_A` and `same_A` (checked again when the table is loaded).
+    """
+    names: list[str] = []
+    for name, kind in attributes.items():
+        if kind == "categorical":
+            names.append(f"item_{name}")
+            names += [f"user_{name}", f"same_{name}"] if with_users else []
+            names.append(f"user_{name}_affinity")
+        elif kind == "multi":
+            names.append(f"user_{name}_affinity")
+        elif kind == "numeric":
+            names.append(f"item_{name}")
+        else:
+            names.append(f"item_{name}_age_days")
+    return names

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from pipeline.spec.catalog import MODEL_FAMILIES, RANKING_FEATURES, metric_info, metric_names
+from pipeline.spec.catalog import MODEL_FAMILIES, metric_info, metric_names
 from pipeline.spec.compose import Provenance
 from pipeline.spec.errors import Problem, unknown
 from pipeline.spec.expressions import check_expressions
+from pipeline.spec.item_checks import check_item_attributes, ranking_feature_names
 from pipeline.spec.schema import RECOMMENDATION_SPLITS, TABULAR_SPLITS, Spec
 
 Finding = tuple[str, str]
@@ -156,7 +157,7 @@ def check_models(spec: Spec) -> Iterator[Finding]:
     known = _feature_names(spec)
     if spec.ranker is not None:
         # a ranker scores (user, candidate) pairs: its features are the ranking features, not log columns
-        ranker_known = RANKING_FEATURES if spec.task == "recommendation" else known
+        ranker_known = ranking_feature_names(spec) if spec.task == "recommendation" else known
         for index, feature in enumerate(spec.ranker.features):
             yield from _must_exist(f"ranker.features.{index}", feature, ranker_known, "ranking feature")
     if spec.reranker is not None and spec.task != "recommendation":  # recommendation: an item-table column
@@ -295,6 +296,7 @@ CHECKS: list[Callable[[Spec], Iterator[Finding]]] = [
     check_data_roles,
     check_split,
     check_retrieval,
+    check_item_attributes,
     check_label_and_time,
     check_contract,
     check_derived,

@@ -144,7 +144,7 @@ data:
   rating_threshold: 4
   user: viewer
   item: film
-  items: {{source: {data}/films.parquet, id: film_id}}
+  items: {{source: {data}/films.parquet, id: film_id, attributes: {{studio: categorical}}}}
   split: {{method: time, valid_fraction: 0.15, test_fraction: 0.2}}
 contract:
   name: ratings

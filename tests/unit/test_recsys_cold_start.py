@@ -6,9 +6,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 
 from pipeline.recsys import system
+from pipeline.recsys.attributes import Attribute
 from pipeline.recsys.baselines import CoOccurrence, Popularity
 from pipeline.recsys.cold_start import ColdStart
 from pipeline.recsys.sources import make_source
@@ -17,18 +19,28 @@ from pipeline.spec.schema import ColdStartSpec
 COUNTS = np.array([1.0, 9.0, 5.0, 7.0, 3.0, 8.0])
 ITEMS = pd.DataFrame({"language": ["en", "es", "en", "es", "en", "en"]})
 USERS = pd.DataFrame({"language": ["es", None, "en"]})
+DECLARED = {"language": Attribute("language", "categorical")}
 
 
-def test_popular_in_language_then_global_popularity() -> None:
-    cold = ColdStart.build(ColdStartSpec(policy="popular_in_language"), COUNTS, ITEMS, USERS)
+def test_popular_in_the_users_value_then_global_popularity() -> None:
+    spec = ColdStartSpec(policy="popular_in", attribute="language")
+    cold = ColdStart.build(spec, COUNTS, ITEMS, USERS, DECLARED)
     seen = sp.csr_matrix(([1.0], ([0], [3])), shape=(3, 6))
     chosen, source = cold.choose(0, 3, seen)  # es: items 1 and 3 (3 seen), then global popularity
-    assert source == "popular_in_language" and chosen.tolist() == [1, 5, 2]
+    assert source == "popular_in" and chosen.tolist() == [1, 5, 2]
     chosen, source = cold.choose(1, 2, seen, {"language": "en"})  # no language in the table: the request's
-    assert source == "popular_in_language" and chosen.tolist() == [5, 2]
+    assert source == "popular_in" and chosen.tolist() == [5, 2]
     chosen, source = cold.choose(None, 2, seen)  # unknown user, no context
     assert source == "popularity" and chosen.tolist() == [1, 5]
     assert cold.cold(seen, np.arange(3)).tolist() == [False, True, True]
+
+
+def test_popular_in_needs_a_declared_categorical_attribute() -> None:
+    with pytest.raises(ValueError, match="popular_in needs `attribute`"):
+        ColdStartSpec(policy="popular_in")
+    spec = ColdStartSpec(policy="popular_in", attribute="language")
+    with pytest.raises(ValueError, match="not a declared categorical item attribute"):
+        ColdStart.build(spec, COUNTS, ITEMS, USERS, {})
 
 
 def test_batch_lists_of_cold_users_follow_the_policy() -> None:

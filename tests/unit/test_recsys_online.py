@@ -51,7 +51,10 @@ data:
   positive: 1
   user: user_id
   item: item_id
-  items: {table: items, id: item_id}
+  items:
+    table: items
+    id: item_id
+    attributes: {creator_id: categorical, language: categorical, genre: categorical, release_date: timestamp}
   users: {table: users, id: user_id}
   split: {method: time, valid_fraction: 0.1, test_fraction: 0.2}
 model:
@@ -69,7 +72,7 @@ serving:
   sla_ms: 200
   max_k: 50
   stage_budget_ms: {retrieval: 500, features: 200, ranking: 150}
-  cold_start: {policy: popular_in_language, min_interactions: 1}
+  cold_start: {policy: popular_in, attribute: language, min_interactions: 1}
 evaluation: {top_k: 10}
 """
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -213,7 +216,7 @@ def test_unknown_and_cold_users_get_the_cold_start_policy(fitted: dict) -> None:
     unknown = rec.recommend("no-such-user", 5)
     assert unknown.cold_start and [i["source"] for i in unknown.items] == ["popularity"] * 5
     assert _ids(unknown) == [str(fitted["ex"].item_map.ids[i]) for i in rec._popular[:5]]
-    serving = ServingSpec(stage_budget_ms=GENEROUS, cold_start={"policy": "popular_in_language"})
+    serving = ServingSpec(stage_budget_ms=GENEROUS, cold_start={"policy": "popular_in", "attribute": "language"})
     by_language = online(fitted, serving=serving).recommend("no-such-user", 5, {"language": "es"})
     items = fitted["bundle"].serving.items
     languages = items["language"].astype(str).to_numpy()[[_position(rec, i) for i in _ids(by_language)]]

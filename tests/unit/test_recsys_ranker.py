@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from pipeline.data.synthetic import streamrec
 from pipeline.models.base import ChecksumError
 from pipeline.models.errors import FeatureMismatchError, ModelFormatError
+from pipeline.recsys.attributes import Attribute
 from pipeline.recsys.baselines import CoOccurrence
 from pipeline.recsys.examples import FeedbackColumns, RecExamples, build_examples, interaction_matrix
 from pipeline.recsys.metrics import per_user_metrics, top_k_excluding_seen
@@ -39,8 +40,8 @@ from pipeline.recsys.ranker import (
 )
 from pipeline.recsys.ranking_features import (
     FEATURES,
+    NEEDS_IMPRESSIONS,
     CooccurrenceSum,
-    ItemColumns,
     RankingFeatureBuilder,
     aligned,
     candidate_frame,
@@ -60,6 +61,13 @@ RANKER_FEATURES = [
     "user_positives",
 ]
 CANDIDATES = 100
+# what specs/streamrec.yaml declares (data.items.attributes); the builder knows no column by name
+STREAMREC_ATTRIBUTES = {
+    "creator_id": Attribute("creator_id", "categorical"),
+    "language": Attribute("language", "categorical"),
+    "genre": Attribute("genre", "categorical"),
+    "release_date": Attribute("release_date", "timestamp"),
+}
 
 
 # ---------------------------------------------------------------- synthetic StreamRec
@@ -80,6 +88,7 @@ class StreamRec:
             ex.train_positives,
             aligned(data["items"], "item_id", ex.item_map.ids),
             aligned(data["users"], "user_id", ex.user_map.ids),
+            STREAMREC_ATTRIBUTES,
             impressions=interaction_matrix(ex.train, ex.seen.shape, positive_only=False),
         )
 
@@ -354,7 +363,9 @@ def _tiny_builder(**kwargs: object) -> RankingFeatureBuilder:
         }
     )
     users = pd.DataFrame({"user_id": [7, 8, 9], "language": ["en", "pt", None]})
-    return RankingFeatureBuilder(history, items, users, as_of=pd.Timestamp("2024-03-01"), **kwargs)
+    return RankingFeatureBuilder(
+        history, items, users, STREAMREC_ATTRIBUTES, as_of=pd.Timestamp("2024-03-01"), **kwargs
+    )
 
 
 def test_features_are_computed_by_name_from_the_history_and_tables() -> None:
@@ -372,22 +383,44 @@ def test_features_are_computed_by_name_from_the_history_and_tables() -> None:
     np.testing.assert_array_equal(f["user_positives"], [3, 3, 3, 2, 2, 0])
     np.testing.assert_array_equal(f["item_popularity"], [1, 0, 1, 1, 0, 2])
     np.testing.assert_array_equal(f["retrieval_rank"], [2, 0, 1, 1, 0, 0])  # ties: lower item index first
-    np.testing.assert_allclose(f["user_creator_affinity"], [0, 0, 2 / 3, 0, 0.5, np.nan])  # user 2: no history
+    np.testing.assert_allclose(f["user_creator_id_affinity"], [0, 0, 2 / 3, 0, 0.5, np.nan])  # user 2: no history
     np.testing.assert_allclose(f["user_language_affinity"], [0, np.nan, 2 / 3, 0, np.nan, np.nan])
     np.testing.assert_allclose(f["user_genre_affinity"], [0, 0, 2 / 3, 0, 0.5, np.nan])
     np.testing.assert_allclose(f["same_language"], [0, np.nan, 1, 0, np.nan, np.nan])  # pt is no item's language
-    np.testing.assert_allclose(f["item_age_days"], [np.nan, 0, 29, 60, 0, 425])
+    np.testing.assert_allclose(f["item_release_date_age_days"], [np.nan, 0, 29, 60, 0, 425])
     assert f["item_language"].astype(object).fillna("?").tolist()[:3] == ["hi", "?", "en"]
     assert list(f["item_language"].cat.categories) == ["en", "es", "hi", "pt"]
-    assert f["source"].tolist() == list(cand["source"]) and f["item_creator"].tolist()[0] == "12"
+    assert f["source"].tolist() == list(cand["source"]) and f["item_creator_id"].tolist()[0] == "12"
     only = builder.build(cand, ["same_language", "retrieval_score"])
     assert list(only.columns) == ["same_language", "retrieval_score"]
+
+
+def test_declared_attributes_name_the_features_multi_values_included() -> None:
+    """Features follow data.items.attributes: any column name, multi-valued genres, numbers; nothing assumed."""
+    history = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]], dtype=float))
+    items = pd.DataFrame(
+        {"genres": ["Action|Comedy", "Action", "Drama|Comedy", None], "minutes": [90.0, 120.0, None, 100.0]}
+    )
+    attributes = {"genres": Attribute("genres", "multi", "|"), "minutes": Attribute("minutes", "numeric")}
+    builder = RankingFeatureBuilder(history, items, attributes=attributes)
+    assert builder.available == [
+        *(f for f in FEATURES if f not in NEEDS_IMPRESSIONS),
+        "user_genres_affinity",
+        "item_minutes",
+    ]
+    assert not any("language" in f or "genre_" in f or "creator" in f for f in builder.available)
+    cand = pd.DataFrame({"user_idx": [0, 0, 1, 2], "item_idx": [2, 3, 0, 1], "retrieval_score": 0.0, "source": "x"})
+    f = builder.build(cand, ["user_genres_affinity", "item_minutes"])
+    # user 0 liked Action|Comedy and Action: item 2 (Drama|Comedy) -> mean(0/2, 1/2); item 3 has no genre
+    # user 1 liked Drama|Comedy: item 0 (Action|Comedy) -> mean(0, 1); user 2 has no history
+    np.testing.assert_allclose(f["user_genres_affinity"], [0.25, np.nan, 0.5, np.nan])
+    np.testing.assert_allclose(f["item_minutes"], [np.nan, 100.0, 90.0, 120.0])
 
 
 def test_feature_errors_name_the_problem() -> None:
     builder = _tiny_builder()
     cand = pd.DataFrame({"user_idx": [0], "item_idx": [1], "retrieval_score": [1.0], "source": ["x"]})
-    with pytest.raises(ValueError, match="unknown ranking feature\\(s\\) watch_hours"):
+    with pytest.raises(ValueError, match=r"watch_hours cannot be built here.*declared item attributes: creator_id"):
         builder.build(cand, ["watch_hours"])
     with pytest.raises(ValueError, match=r"impression_cooccurrence cannot be built.*impressions: not given"):
         builder.build(cand, ["impression_cooccurrence"])
@@ -419,21 +452,10 @@ def test_impression_features_and_cooccurrence_sum_match_brute_force() -> None:
     np.testing.assert_allclose(CooccurrenceSum(impressions, max_neighbours=3)(users, items), (x @ pruned)[users, items])
 
     items_table = pd.DataFrame({"item_id": np.arange(12)})
-    none = {"creator": None, "language": None, "genre": None, "release": None}
-    builder = RankingFeatureBuilder(history, items_table, item_columns=ItemColumns(**none), impressions=impressions)
+    builder = RankingFeatureBuilder(history, items_table, impressions=impressions)  # no attribute declared
     cand = pd.DataFrame({"user_idx": users, "item_idx": items, "retrieval_score": 0.0, "source": "x"})
     f = builder.build(cand)
-    assert set(f.columns) == set(FEATURES) - {
-        "user_language",
-        "item_age_days",
-        "item_language",
-        "item_genre",
-        "item_creator",
-        "same_language",
-        "user_creator_affinity",
-        "user_language_affinity",
-        "user_genre_affinity",
-    }
+    assert set(f.columns) == set(FEATURES)
     np.testing.assert_array_equal(f["user_impressions"], x.sum(axis=1)[users])
     pos, imp = history.toarray().sum(axis=0), x.sum(axis=0)
     ctr = pos.sum() / imp.sum()
