@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.contracts.coerce import stored_kind
 from pipeline.spec.sample import Sample
 from pipeline.spec.types import COLUMN_PATTERN
 
@@ -154,17 +155,13 @@ def profile_column(series: pd.Series, name: str, sample: Sample) -> ColumnGuess:
 
 
 def _dtype(series: pd.Series, present: pd.Series) -> str:
-    dt = series.dtype
-    if isinstance(dt, pd.CategoricalDtype):
-        return "category" if len(dt.categories) <= MAX_CATEGORIES * 4 and _nameable(dt.categories) else "str"
-    if pd.api.types.is_bool_dtype(dt):
-        return "bool"
-    if pd.api.types.is_integer_dtype(dt):
-        return "int"
-    if pd.api.types.is_float_dtype(dt):
-        return "float"
-    if pd.api.types.is_datetime64_any_dtype(dt):
-        return "datetime"
+    """The contract dtype to propose: the stored kind (the one the contract's coercion reads), else a guess."""
+    stored = stored_kind(series)
+    if stored == "category":
+        categories = series.dtype.categories
+        return "category" if len(categories) <= MAX_CATEGORIES * 4 and _nameable(categories) else "str"
+    if stored in ("bool", "int", "float", "datetime"):
+        return stored
     kind = pd.api.types.infer_dtype(present, skipna=True)
     if kind == "boolean":
         return "bool"
