@@ -156,6 +156,8 @@ def _fit_fold(
 ):
     """One fold's model, trained as the final fit is: early stopping on an inner slice when the final fit has one."""
     model = build_model(spec, seed=seed)
+    if hasattr(model, "predict_threads"):
+        model.predict_threads = 1  # a held-out fold is small: more threads would only spin (lightgbm_model.py)
     if not inner_valid_fraction or not _stops_early(spec):
         return model.fit(frame.iloc[fit_rows], labels[fit_rows])
     inner = StratifiedShuffleSplit(n_splits=1, test_size=inner_valid_fraction, random_state=seed % 2**32)

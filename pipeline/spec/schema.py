@@ -319,10 +319,23 @@ class TwoTowerParams(Strict):
     seed: int = 0
 
 
+def _selector_in_json_schema(schema: dict[str, Any]) -> None:
+    """A spec FILE may write `features: all` or a rule (resolved to the list at load): editors accept them too."""
+    listed = {key: schema.pop(key) for key in ("type", "items") if key in schema}
+    globs = {"type": "array", "items": {"type": "string"}}
+    rule = {
+        "type": "object",
+        "properties": {"include": globs, "exclude": globs, "dtypes": globs},
+        "additionalProperties": False,
+    }
+    schema["anyOf"] = [listed, {"type": "string", "const": "all"}, rule]
+
+
 class ModelBase(Strict):
     features: list[Column] = Field(
         description="features the model takes, by name; a spec may also write `all` or {include, exclude, dtypes}, "
-        "resolved to this list at load (pipeline/spec/selectors.py)"
+        "resolved to this list at load (pipeline/spec/selectors.py)",
+        json_schema_extra=_selector_in_json_schema,
     )
 
 
@@ -331,6 +344,11 @@ SEARCH_DOC = (
     "conf/model/<family>.yaml); every point is cross-validated on the selection folds and the best competes "
     "(docs/adr/0032-parameter-search.md)"
 )
+
+
+def _default_in_json_schema(schema: dict[str, Any]) -> None:
+    """A spec FILE may say `search: default` (replaced by the group's grid at load): editors accept it too."""
+    schema.setdefault("anyOf", []).insert(0, {"type": "string", "const": "default"})
 
 
 def _unresolved_default(value: Any) -> Any:
@@ -343,7 +361,9 @@ def _unresolved_default(value: Any) -> Any:
 class LightGBMModel(ModelBase):
     family: Literal["lightgbm"]
     params: LightGBMParams = Field(default_factory=LightGBMParams)
-    search: LightGBMSearch | None = Field(None, description=SEARCH_DOC, exclude_if=lambda v: v is None)
+    search: LightGBMSearch | None = Field(
+        None, description=SEARCH_DOC, exclude_if=lambda v: v is None, json_schema_extra=_default_in_json_schema
+    )
 
     _default = field_validator("search", mode="before")(_unresolved_default)
 
@@ -351,7 +371,9 @@ class LightGBMModel(ModelBase):
 class LogisticModel(ModelBase):
     family: Literal["logistic"]
     params: LogisticParams = Field(default_factory=LogisticParams)
-    search: LogisticSearch | None = Field(None, description=SEARCH_DOC, exclude_if=lambda v: v is None)
+    search: LogisticSearch | None = Field(
+        None, description=SEARCH_DOC, exclude_if=lambda v: v is None, json_schema_extra=_default_in_json_schema
+    )
 
     _default = field_validator("search", mode="before")(_unresolved_default)
 

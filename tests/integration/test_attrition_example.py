@@ -75,13 +75,17 @@ def test_check_validate_run_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert (same["probability_list"] - same["probability_score"]).abs().max() < 1e-15  # CSV round trip
     assert scores["decision"].sum() == len(listing) - (3 in set(listing["row"]))
 
-    # evaluation.refit: all — the registered model learns from every row, and every report says so
-    code, refit = keel("run", spec, "evaluation.refit=all")
-    assert code == 0, refit
-    assert refit["trained_on"]["parts"] == ["train", "valid", "test"] and refit["trained_on"]["rows"] == 1470
-    assert run["trained_on"]["parts"] == ["train"]
-    report = (Path(refit["run_dir"]) / "gate_report.md").read_text()
+    # the spec's evaluation.refit: all — the registered model learns from every row, and every report says so
+    assert run["trained_on"]["parts"] == ["train", "valid", "test"] and run["trained_on"]["rows"] == 1470
+    report = (Path(run["run_dir"]) / "gate_report.md").read_text()
     assert "trained on train + valid + test (1,470 rows" in report and "evaluation.refit: all" in report
+    # search: default — every grid point's CV score is in the report; the best point is what was trained
+    model_row, logistic_row = run["selection"]
+    assert len(model_row["search"]) == 12 and len(logistic_row["search"]) == 6, run["selection"]
+    assert model_row["mean"] == max(p["mean"] for p in model_row["search"])
+    assert "| model | num_leaves 7, learning_rate 0.03, min_child_samples 10 |" in report
+    code, refit = keel("run", spec, "evaluation.refit=none", "model.search=null", "candidates.0.search=null")
+    assert code == 0 and refit["trained_on"]["parts"] == ["train"] and not refit["selection"][0].get("search"), refit
 
     # --bundle NAME:VERSION scores with an earlier bundle (the first run's), not the refit champion
     code, earlier = keel("score", spec, "--data", "new.parquet", "--bundle", run["bundle"], "--out", "earlier.parquet")

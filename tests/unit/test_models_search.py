@@ -111,17 +111,16 @@ def test_search_default_takes_the_group_grid_and_keel_show_sees_it() -> None:
 
 
 def test_a_bad_grid_is_a_spec_error_at_its_file_and_line(tmp_path: Path) -> None:
-    text = ATTRITION.read_text()
-    assert "\nmodel:\n" in text
+    lines = ATTRITION.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  search: default"))  # model's, the first
     spec = tmp_path / "attrition.yaml"
-    spec.write_text(text.replace("\nmodel:\n", "\nmodel:\n  search:\n    num_leafs: [7, 15]\n", 1))
-    line = spec.read_text().splitlines().index("    num_leafs: [7, 15]") + 1
+    spec.write_text("\n".join([*lines[:at], "  search:", "    num_leafs: [7, 15]", *lines[at + 1 :]]) + "\n")
     with pytest.raises(SpecError) as error:
         load_spec(spec)
     rendered = error.value.render()
-    assert f"attrition.yaml:{line}" in rendered and "model.search.num_leafs" in rendered
+    assert f"attrition.yaml:{at + 2}: model.search.num_leafs" in rendered, rendered
     assert "did you mean 'num_leaves'" in rendered
-    big = "  search: {num_leaves: [3, 7, 15, 31, 63], learning_rate: [0.01, 0.03, 0.1, 0.2, 0.3]}\n"
-    spec.write_text(text.replace("\nmodel:\n", "\nmodel:\n" + big, 1))
-    with pytest.raises(SpecError, match=r"model.search: search holds 25 points \(num_leaves 5 x learning_rate 5\)"):
+    big = "  search: {num_leaves: [3, 7, 15, 31, 63], learning_rate: [0.01, 0.03, 0.1, 0.2, 0.3]}"
+    spec.write_text("\n".join([*lines[:at], big, *lines[at + 1 :]]) + "\n")
+    with pytest.raises(SpecError, match=rf"attrition.yaml:{at + 1}: model.search: search holds 25 points"):
         load_spec(spec)

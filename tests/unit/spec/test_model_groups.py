@@ -33,6 +33,6 @@ def test_choosing_another_family_takes_that_groups_params() -> None:
     tuned = load_spec(ATTRITION, ["model=logistic", "model.params.C=0.3"]).spec
     assert tuned.model.params.C == 0.3  # a command-line param still applies
     same = load_spec(ATTRITION, ["model=lightgbm"]).spec  # the spec's own family keeps the spec's params
-    assert same.model.params.num_leaves == 7 and same.model.params.early_stopping_rounds == 30
+    assert same.model.params.n_estimators == 1000 and same.model.params.early_stopping_rounds == 30
     with pytest.raises(SpecError, match="num_leaves"):
         load_spec(ATTRITION, ["model=logistic", "model.params.num_leaves=3"])  # not a logistic param
