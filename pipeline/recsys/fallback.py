@@ -6,6 +6,7 @@ name the error without importing the models: a churn service never loads them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from pipeline.spec.schema import FALLBACK_ORDER
@@ -13,7 +14,8 @@ from pipeline.spec.schema import FALLBACK_ORDER
 # the level a failed stage asks for: features -> embedded values, ranking -> retrieval order,
 # retrieval -> the popularity list
 DEGRADES = {"features": "STALE_FEATURES", "ranking": "SIMPLE_RANKING", "retrieval": "POPULARITY"}
-# stages a test can break through KEEL_TEST_FAULTS (retrieval sources as in pipeline.recsys.system.SOURCES)
+# stages a test can break through KEEL_TEST_FAULTS; a retrieval source by its name: `retrieval.<name>`
+# (the defaults of pipeline.recsys.system.SOURCES, or a declared retrieval.sources name)
 FAULT_STAGES = (
     "retrieval.two_tower",
     "retrieval.cooccurrence",
@@ -22,6 +24,7 @@ FAULT_STAGES = (
     "ranking",
     "rerank",
 )
+_SOURCE_STAGE = re.compile(r"^retrieval\.[a-z0-9][-._a-z0-9]*$")
 
 
 class NoFallbackLeft(RuntimeError):
@@ -44,8 +47,9 @@ def parse_faults(text: str | None) -> dict[str, tuple[str, float]]:
         if not part.strip():
             continue
         stage, _, action = part.strip().partition("=")
-        if stage not in FAULT_STAGES:
-            raise ValueError(f"KEEL_TEST_FAULTS: unknown stage {stage!r}; known: {', '.join(FAULT_STAGES)}")
+        if stage not in FAULT_STAGES and not _SOURCE_STAGE.match(stage):
+            known = ", ".join((*FAULT_STAGES, "retrieval.<source name>"))
+            raise ValueError(f"KEEL_TEST_FAULTS: unknown stage {stage!r}; known: {known}")
         if action == "raise":
             faults[stage] = ("raise", 0.0)
         elif action.startswith("sleep:"):

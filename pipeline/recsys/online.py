@@ -45,8 +45,10 @@ from pipeline.recsys import system
 from pipeline.recsys.bundle import RecsysBundle
 from pipeline.recsys.cold_start import ColdStart, _minus_seen
 from pipeline.recsys.fallback import NoFallbackLeft, degrade
+from pipeline.recsys.online_candidates import Candidates, _padded, _runner, merge_one
 from pipeline.recsys.online_features import RankerMatrix, RedisFeatures, online_names
 from pipeline.recsys.rerank import LatencyBudget, rerank
+from pipeline.recsys.source_state import restore_sources
 from pipeline.spec.schema import ServingSpec
 
 log = logging.getLogger("keel.serving")
@@ -55,33 +57,6 @@ POOL = cf.ThreadPoolExecutor(max_workers=16, thread_name_prefix="keel-stage")
 
 
 RankerInput = np.ndarray | pd.DataFrame  # the LightGBM matrix (RankerMatrix) or the feature frame
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """One user's merged candidates as arrays (the frame `system.candidate_rows` makes, without pandas)."""
-
-    user: int
-    items: np.ndarray  # dense item indices, merged order
-    sources: np.ndarray  # codes into system.SOURCES
-    retrieval_score: np.ndarray  # two-tower cosine of each pair
-
-    @classmethod
-    def merged(cls, retrieval: system.Retrieval, user: int, items: np.ndarray, sources: np.ndarray) -> Candidates:
-        scores = retrieval.pair_scores(np.full(len(items), user, dtype=np.int64), items)
-        return cls(user, items, sources, scores)
-
-    def frame(self) -> pd.DataFrame:
-        """What system.candidate_rows gives for this user (the builder's and the frame path's input)."""
-        return pd.DataFrame(
-            {
-                "user_idx": np.full(len(self.items), self.user, dtype=np.int64),
-                "item_idx": self.items,
-                "retrieval_score": self.retrieval_score,
-                "source": pd.Categorical.from_codes(self.sources, categories=list(system.SOURCES)),
-                "merged_rank": np.arange(len(self.items)),
-            }
-        )
 
 
 @dataclass
@@ -130,12 +105,6 @@ class OnlineRecommender:
         state = bundle.serving
         if state is None:
             raise ValueError(f"bundle {tag} has no serving/ state: retrain it with this version of keel run")
-        declared = list(bundle.info.get("sources") or system.SOURCES)
-        if declared != list(system.SOURCES):
-            raise ValueError(
-                f"bundle {tag} merges retrieval.sources {declared}: /recommend serves the default sources "
-                f"({', '.join(system.SOURCES)}) only so far; its batch lists come from `keel run`"
-            )
         self.tag = tag
         self.serving = serving
         self.redis = redis
@@ -157,6 +126,11 @@ class OnlineRecommender:
             k=int(info["retrieval_k"]),
             weights=tuple(info["weights"]),
         )
+        declared_sources = info.get("declared_sources")
+        if declared_sources:  # retrieval.sources: the batch lists' merge, the fitted sources from the bundle
+            self.retrieval.names = tuple(d["name"] for d in declared_sources)
+            self.retrieval.per_source_features = True
+            self.retrieval.extra = restore_sources(declared_sources, state.source_arrays, state.history)
         self.seen = state.seen
         self.builder = state.builder()
         features = list(bundle.info.get("ranker_features") or [])
@@ -194,14 +168,16 @@ class OnlineRecommender:
         t = time.perf_counter()
         lists, failed = self._retrieve(users)
         timings["retrieval"] = _ms(t)
-        if len(failed) == len(system.SOURCES):
+        names = self.retrieval.names
+        if len(failed) == len(names):
             level = self._degrade("FULL", "retrieval")
             return self._popularity_answer(uid, u, k, level, start, timings, failed)
-        items, sources = merge_one([lists[s][0] for s in system.SOURCES], self.retrieval.k, self.retrieval.weights)
+        items, sources = merge_one([lists[s][0] for s in names], self.retrieval.k, self.retrieval.weights)
         if not len(items):
             level = self._degrade("FULL", "retrieval")
             return self._popularity_answer(uid, u, k, level, start, timings, failed)
-        rows = Candidates.merged(self.retrieval, u, items, sources)
+        declared = lists if self.retrieval.per_source_features else None
+        rows = Candidates.merged(self.retrieval, u, items, sources, declared)
         level, features_from, scores = "FULL", None, None
         if self.ranking.ranker is not None:
             t = time.perf_counter()
@@ -222,7 +198,7 @@ class OnlineRecommender:
             {
                 "item_id": self.item_ids[rows.items[p]],
                 "score": float(shown[p]),
-                "source": system.SOURCES[rows.sources[p]],
+                "source": names[rows.sources[p]],
             }
             for p in picked
         ]
@@ -242,11 +218,12 @@ class OnlineRecommender:
     def _retrieve(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """Every source at once; whatever has not answered within the retrieval budget is left out."""
         r = self.retrieval
-        runners: dict[str, Callable[[], np.ndarray]] = {
+        builtin: dict[str, Callable[[], np.ndarray]] = {
             "two_tower": lambda: (_one_omp_thread(), r._ann(users, self.seen))[1],
             "cooccurrence": lambda: _padded(self._cooccurrence(int(users[0]), r.k), r.k),
             "popularity": lambda: _padded(_minus_seen(int(users[0]), r.k, self._popular, self.seen), r.k),
         }
+        runners = {name: _runner(r, name, users, self.seen, builtin) for name in r.names}
         futures = {POOL.submit(self._guarded, f"retrieval.{name}", run): name for name, run in runners.items()}
         done, pending = cf.wait(futures, timeout=self.serving.stage_budget_ms.retrieval / 1000.0)
         lists: dict[str, np.ndarray] = {}
@@ -261,7 +238,7 @@ class OnlineRecommender:
             except Exception as exc:  # one source down must not take retrieval down
                 failed[name] = f"{type(exc).__name__}: {exc}"
         empty = np.full((1, r.k), -1, dtype=np.int64)
-        return {name: lists.get(name, empty) for name in system.SOURCES}, failed
+        return {name: lists.get(name, empty) for name in r.names}, failed
 
     def _features(self, uid: str, rows: Candidates, level: str) -> tuple[RankerInput | None, str | None, str]:
         """The ranker's input: embedded features, with the online counters from Redis when configured."""
@@ -300,10 +277,10 @@ class OnlineRecommender:
 
     def _matrix_path(self, ranker: Any) -> RankerMatrix | None:
         """The pandas-free input builder for a LightGBM ranker; None (the frame path) for anything else."""
-        if getattr(ranker, "booster", None) is None:
-            return None
+        if getattr(ranker, "booster", None) is None or self.retrieval.per_source_features:
+            return None  # declared sources' score and rank columns come from the frame path only
         try:
-            return RankerMatrix(self.builder, ranker, system.SOURCES)
+            return RankerMatrix(self.builder, ranker, self.retrieval.names)
         except Exception as exc:  # a feature it cannot build: the frame path still can
             log.warning("%s: no matrix path for the ranker (%s); using the frame path", self.tag, exc)
             return None
@@ -311,10 +288,10 @@ class OnlineRecommender:
     def _ranker_input(self, rows: Candidates) -> RankerInput:
         """The matrix (verified once against the frame path, which answers if they differ) or the frame."""
         if self._matrix is None or self._matrix_ok is False:
-            return self.builder.build(rows.frame(), self.ranking.features)
+            return system.ranker_frame(self.builder, rows.frame(self.retrieval), self.ranking.features)
         x = self._matrix.build(rows.user, rows.items, rows.retrieval_score, rows.sources)
         if self._matrix_ok is None:
-            frame = self.builder.build(rows.frame(), self.ranking.features)
+            frame = system.ranker_frame(self.builder, rows.frame(self.retrieval), self.ranking.features)
             self._matrix_ok = self._same_as_frame(x, frame)
             if not self._matrix_ok:
                 log.warning("%s: the ranker's matrix path differs from the frame path; not used", self.tag)
@@ -446,27 +423,6 @@ def _lightgbm_matrix(x: pd.DataFrame, booster: Any) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def merge_one(lists: list[np.ndarray], k: int, weights: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """`system.merge_round_robin` for one user (same items, same order, same sources), without -1 padding.
-
-    The general version sorts every user's rows by (user, item, priority) twice; for one row the
-    round-robin order is a fixed priority per (rank, list) position, so one argsort and a unique do.
-    """
-    stacked = np.stack([np.asarray(x, dtype=np.int64) for x in lists], axis=1)  # rank x source
-    depth, n_lists = stacked.shape
-    w = np.asarray(weights)[None, :]
-    top = max(weights)
-    rank = np.arange(depth)[:, None]
-    priority = (rank // w) * (n_lists * top) + np.arange(n_lists)[None, :] * top + rank % w  # round, list, rank
-    source = np.broadcast_to(np.arange(n_lists), stacked.shape)
-    ok = stacked >= 0
-    order = np.argsort(priority[ok], kind="stable")
-    items, source = stacked[ok][order], source[ok][order]
-    _, first = np.unique(items, return_index=True)
-    keep = np.sort(first)[:k]
-    return items[keep], source[keep]
-
-
 _THREAD = threading.local()
 
 
@@ -479,13 +435,6 @@ def _one_omp_thread() -> None:
 
         faiss.omp_set_num_threads(1)
         _THREAD.omp_single = True
-
-
-def _padded(items: np.ndarray, k: int) -> np.ndarray:
-    """One (1, k) source row, -1 padded (the merge stacks the sources' rows)."""
-    out = np.full((1, k), -1, dtype=np.int64)
-    out[0, : len(items)] = items
-    return out
 
 
 def _ms(start: float) -> float:

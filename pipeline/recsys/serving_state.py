@@ -18,13 +18,14 @@ read through `BundleRef.open_file`, which checks it right before reading.
     serving/popularity.npy    positive training interactions per item (the popularity source)
     serving/items.parquet     item attributes the features, the re-ranker and cold start read (dense order)
     serving/users.parquet     user attributes (dense order; absent without a user table)
-    serving/state.json        feature time, column roles, exposure per diversity value, merge settings
+    serving/sources/<name>/   declared retrieval sources' fitted arrays (pipeline/recsys/source_state.py)
+    serving/state.json        feature time, declared item attributes, exposure per diversity value, merge settings
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from pipeline.recsys import system
 from pipeline.recsys.baselines import CoOccurrence, Popularity
 from pipeline.recsys.examples import RecExamples, interaction_matrix
 from pipeline.recsys.ranking_features import RankingFeatureBuilder
+from pipeline.recsys.source_state import declared_sources, read_sources, source_arrays, write_sources
 from pipeline.spec.schema import Spec
 
 SERVING_DIR = "serving"
@@ -57,6 +59,7 @@ class ServingState:
     items: pd.DataFrame
     users: pd.DataFrame | None
     info: dict[str, Any]
+    source_arrays: dict[str, dict[str, Any]] = field(default_factory=dict)  # declared sources' fitted arrays
 
     def builder(self) -> RankingFeatureBuilder:
         """The ranking feature builder exactly as `system.feature_builder` made it offline."""
@@ -123,6 +126,7 @@ def serving_state(
         "reranker": spec.reranker.model_dump() if spec.reranker is not None else None,
         "retrieval_k": retrieval.k,
         "weights": list(retrieval.weights),
+        "declared_sources": declared_sources(spec),
     }
     return ServingState(
         history=sp.csr_matrix(ex.train_positives),
@@ -133,6 +137,7 @@ def serving_state(
         items=item_frame,
         users=users[keep_users].reset_index(drop=True) if users is not None else None,
         info=info,
+        source_arrays=source_arrays(retrieval.extra),
     )
 
 
@@ -148,7 +153,8 @@ def write_serving_state(directory: Path, state: ServingState) -> None:
     _object_as_string(state.items).to_parquet(out / "items.parquet", index=False)
     if state.users is not None:
         _object_as_string(state.users).to_parquet(out / "users.parquet", index=False)
-    (out / STATE_FILE).write_text(json.dumps(state.info, indent=2, default=str) + "\n", encoding="utf-8")
+    info = {**state.info, "source_files": write_sources(out, state.source_arrays)}
+    (out / STATE_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def load_serving_state(ref: Any) -> ServingState:
@@ -177,6 +183,7 @@ def load_serving_state(ref: Any) -> ServingState:
         items=pd.read_parquet(path("items.parquet")),
         users=pd.read_parquet(path("users.parquet")) if has("users.parquet") else None,
         info=info,
+        source_arrays=read_sources(info.get("source_files") or {}, path),
     )
 
 
