@@ -95,6 +95,7 @@ def gate(
     model: TabularModel | None = None,
     evidence: dict[str, Any] | None = None,
     selection: list[dict[str, Any]] | None = None,
+    same_run: dict[str, dict[str, float]] | None = None,
 ) -> tuple[GateReport, str | None]:
     """`insufficient`: fairness/causal metrics without enough data, reported as such (docs/adr/0015).
 
@@ -105,6 +106,8 @@ def gate(
     `evidence` (e.g. `Sections.evidence()`: fairness intervals and groups left out) joins the test
     metrics' own (a bootstrap of the test rows when `data` and `model` are given); `selection` (the
     cross-validation table) is what `source: cv` gates read (docs/adr/0027-gates-that-know-their-evidence.md).
+    `same_run` (recommendation: each same-run baseline's metrics on the same users) is what `vs: baseline`
+    gates with a `baseline.name` compare with.
     """
     champion, baseline, champion_tag = reference_metrics(spec, store)
     ev = slice_evidence(spec, model, data) | dict(evidence or {})
@@ -132,6 +135,7 @@ def gate(
         evidence=ev,
         cv=cv,
         evaluation=spec.evaluation,
+        same_run=same_run,
     )
     return report, champion_tag
 

@@ -210,7 +210,8 @@ def recsys_flow(
     metrics |= sections.metrics()  # gate-able by name, stored for vs champion / baseline
     gated = {k: v for k, v in metrics.items() if k not in too_few}
     insufficient = sections.insufficient() | too_few
-    gate_report, champion_tag = gate(spec, gated, store, insufficient, evidence=sections.evidence())
+    same_run = {name: stages[name] for name in baseline_fits if name in stages}  # vs: baseline with a name
+    gate_report, champion_tag = gate(spec, gated, store, insufficient, evidence=sections.evidence(), same_run=same_run)
     evaluation = {"metrics": metrics, "stages": stages}
     hold = sweep is not None or not promote_on_pass
     # evaluation.refit: the chosen configuration refit on the full history; the bundle and batch lists come from it

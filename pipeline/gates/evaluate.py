@@ -165,6 +165,7 @@ def evaluate_gates(
     evidence: Mapping[str, Evidence] | None = None,
     cv: Mapping[str, Evidence] | None = None,
     evaluation: Any = None,
+    same_run: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> GateReport:
     """Apply every gate; each result says which rule, the value, the bound and the reference.
 
@@ -178,7 +179,8 @@ def evaluate_gates(
     `evidence`: metric -> Evidence (interval, rows, positives, groups left out) of the test-slice
     values; `cv`: metric -> Evidence of the selected model's cross-validation (its `value` the
     folds' mean), read by `source: cv` gates; `evaluation` (the spec's) gives the default
-    `min_rows` / `min_positives`.
+    `min_rows` / `min_positives`. `same_run`: baseline name -> its metrics on the same users in this
+    run, read by `vs: baseline` gates that name one (a name not there fails closed).
     """
     report = GateReport()
     for name, gate in gates.items():
@@ -216,6 +218,13 @@ def evaluate_gates(
             reference = champion if gate.vs == "champion" else baseline
             if gate.vs == "baseline" and history is not None:
                 reference = baseline_reference(history, metric, gate.baseline, higher)
+            named = getattr(gate.baseline, "name", None) if gate.vs == "baseline" else None
+            if named is not None:
+                reference = (same_run or {}).get(named)
+                if reference is None:  # declared but not fitted (skipped, or not this task): never a pass
+                    why = f"no same-run baseline '{named}' in this run: nothing to compare with"
+                    report.results.append(GateResult(name, metric, value, False, gate.blocking, "vs baseline", why))
+                    continue
             if gate.vs == "champion" and champion_reference is not None:
                 subset = challenger_on_compared_rows
                 result = _vs_rescored(name, metric, value, gate, champion_reference, higher, subset)
@@ -379,7 +388,9 @@ def _relative(
         parts.append(f"drop <= {gate.max_drop:g}")
     if gate.max_relative_drop is not None:
         parts.append(f"relative drop <= {gate.max_relative_drop:.1%}")
-    window = f"baseline ({gate.baseline.statistic} of last {gate.baseline.window})"
+    named = getattr(gate.baseline, "name", None)
+    history_window = f"baseline ({gate.baseline.statistic} of last {gate.baseline.window})"
+    window = f"baseline {named} (same run)" if named else history_window
     against = gate.vs if gate.vs == "champion" else window
     rule = f"vs {against}: " + " and ".join(parts)
     if reference is None:
@@ -404,7 +415,8 @@ def _relative(
         gate.max_relative_drop is not None and relative > gate.max_relative_drop
     )
     verdict = "worse than allowed" if too_far else "within bounds"
-    reason = f"{metric} {_fmt(value)} vs {gate.vs} {_fmt(ref)}: drop {drop:+.4g} ({relative:+.1%}), {verdict}"
+    versus = f"baseline {named}" if named else gate.vs
+    reason = f"{metric} {_fmt(value)} vs {versus} {_fmt(ref)}: drop {drop:+.4g} ({relative:+.1%}), {verdict}"
     return GateResult(name, metric, value, not too_far, gate.blocking, rule, reason, ref)
 
 

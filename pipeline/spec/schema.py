@@ -535,11 +535,18 @@ class EvaluationSpec(Strict):
 
 
 class BaselineSpec(Strict):
-    """What `vs: baseline` compares with: a statistic of the last N promoted models' metric.
+    """What `vs: baseline` compares with: a statistic of the last N promoted models' metric, or, with
+    `name`, a same-run baseline (recommendation: one of `evaluation.baselines`) on the same users.
 
     A slow slide (each model within 1-2% of the last) passes every champion gate; against the
     best (or mean) of several earlier champions it shows (docs/adr/0014-triggers-backtest-schedule.md).
     """
+
+    name: Name | None = Field(
+        None,
+        description="a same-run baseline (recommendation: the name or type of an evaluation.baselines entry, e.g. "
+        "ease): compare with its metric on the same users in this run; window/statistic are then unused",
+    )
 
     window: int = Field(5, ge=1, le=100, description="the last N promoted models (newest first)")
     statistic: Literal["best", "mean", "median"] = Field(
@@ -557,7 +564,8 @@ class GateSpec(Strict):
     max_drop: float | None = Field(None, ge=0, description="largest allowed absolute worsening vs `vs`")
     max_relative_drop: float | None = Field(None, ge=0, le=1)
     baseline: BaselineSpec = Field(
-        default_factory=BaselineSpec, description="vs: baseline — window and statistic of the promoted history"
+        default_factory=BaselineSpec,
+        description="vs: baseline — window and statistic of the promoted history, or name: a same-run baseline",
     )
     blocking: bool = True
     on_insufficient: Literal["report", "fail"] = Field(

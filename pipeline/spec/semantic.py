@@ -183,8 +183,24 @@ def check_gates(spec: Spec) -> Iterator[Finding]:
                 yield key, "'max_drop'/'max_relative_drop' need 'vs: champion' or 'vs: baseline'"
         elif gate.max_drop is None and gate.max_relative_drop is None:
             yield key, f"a gate 'vs: {gate.vs}' needs 'max_drop' or 'max_relative_drop'"
+        yield from _same_run_baseline(spec, key, gate)
         if gate.min is not None and gate.max is not None and gate.min > gate.max:
             yield f"{key}.min", f"min {gate.min} is above max {gate.max}: the gate can never pass"
+
+
+def _same_run_baseline(spec: Spec, key: str, gate) -> Iterator[Finding]:
+    """`baseline.name` names a baseline this run fits: recommendation's evaluation.baselines (name or type)."""
+    name = gate.baseline.name
+    if name is None:
+        return
+    if gate.vs != "baseline":
+        yield f"{key}.baseline.name", "a same-run baseline is compared only with 'vs: baseline'"
+    elif spec.task != "recommendation":
+        yield f"{key}.baseline.name", f"task {spec.task} fits no same-run baselines: drop 'name' (promoted history)"
+    else:
+        known = [b.name or b.type for b in spec.evaluation.baselines]
+        if name not in known:
+            yield f"{key}.baseline.name", unknown("same-run baseline (evaluation.baselines)", name, known)
 
 
 def check_rollout(spec: Spec) -> Iterator[Finding]:

@@ -81,3 +81,38 @@ def test_promoted_history_from_the_registry(tmp_path) -> None:
     assert [m["auc"] for m in promoted_history(spec, store)] == [0.70, 0.82, 0.80]
     rollback(spec.name, reason="bad in production", store=store)
     assert [m["auc"] for m in promoted_history(spec, store)] == [0.82, 0.80]
+
+
+# ---------------------------------------------------------------- a same-run baseline by name (issue 14.3)
+
+SAME_RUN = {"ease": {"ndcg@10": 0.0777}, "popularity": {"ndcg@10": 0.0558}}
+
+
+def test_a_named_baseline_is_this_runs_on_the_same_users_not_the_history() -> None:
+    vs_ease = GateSpec(metric="ndcg@10", vs="baseline", max_drop=0.0, baseline=BaselineSpec(name="ease"))
+    history = [{"ndcg@10": 0.01}]  # a weak promoted history that the named gate must ignore
+    [result] = evaluate_gates(
+        {"beats_ease": vs_ease}, {"ndcg@10": 0.0655}, "recommendation", history=history, same_run=SAME_RUN
+    ).results
+    assert not result.passed and result.reference == pytest.approx(0.0777)
+    assert "vs baseline ease 0.0777" in result.reason and "same run" in result.rule
+    [result] = evaluate_gates({"beats_ease": vs_ease}, {"ndcg@10": 0.081}, "recommendation", same_run=SAME_RUN).results
+    assert result.passed
+
+
+def test_a_named_baseline_missing_from_the_run_fails_closed() -> None:
+    vs_als = GateSpec(metric="ndcg@10", vs="baseline", max_drop=0.01, baseline=BaselineSpec(name="als"))
+    [result] = evaluate_gates({"g": vs_als}, {"ndcg@10": 0.5}, "recommendation", same_run=SAME_RUN).results
+    assert not result.passed and "no same-run baseline 'als'" in result.reason
+
+
+def test_check_refuses_a_baseline_name_the_spec_does_not_fit(tmp_path: Path) -> None:
+    from pipeline.spec.errors import SpecError
+    from pipeline.spec.load import load_spec
+
+    spec = Path(__file__).resolve().parents[2] / "specs" / "streamrec.yaml"
+    ok = load_spec(spec, ["+gates.beats_ease={metric: ndcg@10, vs: baseline, max_drop: 0.0, baseline: {name: ease}}"])
+    assert ok.spec.gates["beats_ease"].baseline.name == "ease"
+    with pytest.raises(SpecError) as bad:
+        load_spec(spec, ["+gates.beats_x={metric: ndcg@10, vs: baseline, max_drop: 0.0, baseline: {name: svd}}"])
+    assert "gates.beats_x.baseline.name" in bad.value.render() and "ease" in bad.value.render()
