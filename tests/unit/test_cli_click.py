@@ -157,7 +157,9 @@ def test_argparse_era_command_lines_parse_the_same() -> None:
     assert not isinstance(args, int) and (args.action, args.port, args.overrides) == ("start", 4300, [])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["check", "--help"], ["check", SPEC]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["check", "--help"], ["check", SPEC], ["show", SPEC], ["diff", SPEC, SPEC, "--json"]]
+)
 def test_the_click_layer_imports_no_heavy_library(argv: list[str]) -> None:
     code = (
         "import sys; from pipeline.cli import main; main(sys.argv[1:]); "
