@@ -46,6 +46,8 @@ def test_server_runs_in_the_background_and_every_verb_uses_it(tmp_path: Path) ->
         validated = keel(tmp_path, env, "validate", SPEC, "data.rows=500")
         assert validated.returncode == 0, validated.stderr[-3000:]
         assert "temporary server" not in validated.stdout + validated.stderr  # no 10-15 s ephemeral server
+        served = (tmp_path / ".keel" / "runner" / "runner.log").read_text()  # the warm runner forked it (ADR 0034)
+        assert f"in {tmp_path}: keel validate {SPEC}" in served
         request = urllib.request.Request(
             info["url"] + "/flow_runs/filter", data=b"{}", headers={"content-type": "application/json"}
         )
@@ -55,5 +57,6 @@ def test_server_runs_in_the_background_and_every_verb_uses_it(tmp_path: Path) ->
     finally:
         stopped = keel(tmp_path, env, "server", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert not (tmp_path / ".keel" / "runner" / "runner.sock").exists()  # the runner stopped with the server
     assert keel(tmp_path, env, "server", "status").returncode == 1
     assert keel(tmp_path, env, "server", "start", "data.rows=5").returncode == 2  # no overrides here
