@@ -1,10 +1,11 @@
 """Serving latency: /score through the BentoML ChurnService vs the same routes on bare uvicorn.
 
-Both servers run the same Scorer and the same FastAPI routes (pipeline.serving.app), so the
-difference is exactly what BentoML adds (its ASGI stack, middlewares, metrics, tracing, access
-log). The load generator is a minimal keep-alive HTTP/1.1 client on asyncio streams: httpx costs
-~1 ms of CPU per request, which on a 2-core box would be charged to whichever server it sits
-beside. Loopback only, a fixed number of requests per level; prints, asserts nothing.
+Both servers run the same Scorer, the same FastAPI routes (pipeline.serving.app), the request
+log and Keel's body cap and path guard, so the difference is exactly what BentoML adds (its ASGI
+stack, middlewares, metrics, tracing, timeout, access log). The load generator is a minimal
+keep-alive HTTP/1.1 client on asyncio streams: httpx costs ~1 ms of CPU per request, which on a
+2-core box would be charged to whichever server it sits beside. Loopback only, a fixed number
+of requests per level; prints, asserts nothing.
 
     PYTHONPATH=. python bench/bench_serving.py [--requests 600] [--levels 1,8,32]
 """
@@ -33,14 +34,21 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def bare_app():
-    """The serving routes on plain FastAPI/uvicorn, loaded the way the service loads them."""
+    """The serving routes on plain uvicorn with the Keel parts the service runs on every request.
+
+    The request log (on by default in the service), the body cap and the path guard are Keel's,
+    not BentoML's: the bare server runs them too, so the difference is what BentoML adds.
+    """
     from pipeline.serving.app import ServingState, build_app
+    from pipeline.serving.limits import BodySizeLimit, PathGuard
     from pipeline.serving.loader import load_champion
+    from pipeline.serving.request_log import RequestLog
 
     state = ServingState()
     state.scorer = load_champion(os.environ["KEEL_SPEC"]).scorer
     state.error = None
-    return build_app(state)
+    state.request_log = RequestLog(Path(os.environ["BENTOML_HOME"]) / "bare-requests").start()  # in the bench tmp
+    return BodySizeLimit(PathGuard(build_app(state)))
 
 
 async def _one_connection(port: int, request: bytes, count: int, latencies: list[float]) -> None:

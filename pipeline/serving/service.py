@@ -56,6 +56,7 @@ from pipeline.rollout.simulate.faults import enabled as sim_faults_enabled
 from pipeline.serving.admin import admin_token_from_env
 from pipeline.serving.app import ServingState, build_app
 from pipeline.serving.cache import open_score_cache
+from pipeline.serving.direct import DirectRoutes
 from pipeline.serving.dispatch import report_shadow
 from pipeline.serving.limits import BodySizeLimit, PathGuard
 from pipeline.serving.loader import NotServable, load_serving_spec
@@ -191,3 +192,4 @@ ChurnService.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
 ChurnService.add_asgi_middleware(PathGuard)
 if sim_faults_enabled():  # KEEL_SIMULATION=1 only: `keel simulate` injects faults per request (ADR 0016)
     ChurnService.add_asgi_middleware(SimFaultMiddleware)
+ChurnService.add_asgi_middleware(DirectRoutes, target=app)  # last: Keel's routes skip BentoML's inner layers (ADR 0031)
