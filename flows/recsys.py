@@ -88,8 +88,11 @@ def inputs_task(spec: Spec, base_dir: Path, run: RunDir) -> dict[str, Any]:
 
 @task(cache_policy=NO_CACHE)
 def fit_retrieval(spec: Spec, accepted: pd.DataFrame, tables: system.RecTables, ex: RecExamples):
-    model = system.fit_two_tower(spec, accepted, tables, ex)
-    index = system.build_index(spec, model)
+    """The declared sources; the two-tower (and its index) only when one is merged (system.needs_two_tower)."""
+    model = index = None
+    if system.needs_two_tower(spec):
+        model = system.fit_two_tower(spec, accepted, tables, ex)
+        index = system.build_index(spec, model)
     sources = spec.retrieval.sources if spec.retrieval is not None else None
     return model, index, system.Retrieval.fit(model, index, ex, spec.model.candidates, sources)
 
@@ -152,7 +155,7 @@ def register(
             metrics=evaluation["metrics"],
             gate_passed=gate_report.passed,
             extra={
-                "family": "two_tower",
+                "family": _family(recommender.retrieval),
                 "run_dir": str(run.path),
                 "ranker_used": recommender.ranking.ranker is not None,
                 "trained_on": (refit or {}).get("parts", "none"),
@@ -168,8 +171,14 @@ def register(
 
 
 @task(cache_policy=NO_CACHE)
-def batch_task(spec: Spec, recommender: system.Recommender, ex: RecExamples, run: RunDir) -> dict[str, Any]:
+def batch_task(
+    spec: Spec, recommender: system.Recommender, ex: RecExamples, run: RunDir, store: BundleStore, tag: str
+) -> dict[str, Any]:
     assert spec.data.user and spec.data.item
+    if spec.runtime.executor == "dask":  # user chunks on the workers, one Parquet dataset (ADR 0024)
+        from pipeline.distributed.topk import batch_top_k
+
+        return batch_top_k(spec, ex, run, store, tag)  # the registered bundle, rebuilt on each worker
     return system.batch_top_k(
         recommender,
         ex,
@@ -225,7 +234,7 @@ def recsys_flow(
     bundle = (served_model, served_index, served, tables, served_ex)
     tag = register(loaded, *bundle, evaluation, gate_report, run, store, sweep, hold, refit)
     promoted = gate_report.passed and not hold
-    scoring = batch_task(spec, served, ex, run) if promoted else {}
+    scoring = batch_task(spec, served, ex, run, store, tag) if promoted else {}
     report = {
         "spec_name": spec.name,
         "spec_sha256": loaded.sha256,
@@ -236,7 +245,7 @@ def recsys_flow(
         "promoted": promoted,
         "promotion": "promoted to champion" if promoted else _held(gate_report.passed, sweep, promote_on_pass),
         "previous_champion": champion_tag,
-        "model_family": "two_tower",
+        "model_family": _family(retrieval),
         "selection_metric": spec.selection.metric or "ndcg@10",
         "selection": [],
         "sweep": sweep,
@@ -258,11 +267,7 @@ def recsys_flow(
             "weights": list(retrieval.weights),
             "candidates_per_user": retrieval.k,
             "failed_sources": dict(retrieval.failures),
-            "two_tower_positives": spec.model.positives,
-            "index": spec.model.index.type,
-            "two_tower_epochs": [round(h["loss"], 4) for h in model.history],
-            "two_tower_valid_ndcg@10": [round(h["valid"], 4) for h in model.history if "valid" in h],
-            "two_tower_best_epoch": model.best_epoch,
+            **_two_tower_facts(spec, model),
         },
         "ranker": recommender.ranking.info,
         "diversity": diversity,
@@ -271,7 +276,8 @@ def recsys_flow(
         "outputs": outputs,
         "fairness_causal": sections.to_dict() if sections.declared else None,
     }
-    facts = [f"bundle `{tag}` (two_tower + FAISS + ranker); previous champion: {champion_tag or 'none'}"]
+    parts = "two_tower + FAISS" if model is not None else " + ".join(retrieval.names)
+    facts = [f"bundle `{tag}` ({parts} + ranker); previous champion: {champion_tag or 'none'}"]
     title = f"Gate report — {spec.name} ({tag})"
     markdown = render_gates(gate_report, title, report["promotion"], promoted, facts) + render_summary(report)
     markdown += render_sections(sections)
@@ -279,8 +285,26 @@ def recsys_flow(
     run.write_text("gate_report.md", markdown)
     publish_markdown(markdown, f"{spec.name}-gates", "Keel recommendation report", run.path)
     if sweep and gate_report.passed:  # kept in memory (not in the report file) for `--promote-best`
-        report["batch_after_promotion"] = lambda: batch_task(spec, served, ex, run)
+        report["batch_after_promotion"] = lambda: batch_task(spec, served, ex, run, store, tag)
     return report
+
+
+def _family(retrieval: system.Retrieval) -> str:
+    """`two_tower` when the towers are trained, else the merged sources (e.g. item_knn+popularity)."""
+    return "two_tower" if retrieval.has_two_tower else "+".join(retrieval.names)
+
+
+def _two_tower_facts(spec: Spec, model: Any) -> dict[str, Any]:
+    """The two-tower's training curve for the report; nothing when retrieval.sources declares no two-tower."""
+    if model is None:
+        return {"two_tower": "not trained (retrieval.sources declares no two_tower source)"}
+    return {
+        "two_tower_positives": spec.model.positives,
+        "index": spec.model.index.type,
+        "two_tower_epochs": [round(h["loss"], 4) for h in model.history],
+        "two_tower_valid_ndcg@10": [round(h["valid"], 4) for h in model.history if "valid" in h],
+        "two_tower_best_epoch": model.best_epoch,
+    }
 
 
 def _held(passed: bool, sweep: dict[str, Any] | None, promote_on_pass: bool = True) -> str:

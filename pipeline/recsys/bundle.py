@@ -6,7 +6,7 @@ file in the manifest), so model, index and ranker are promoted and rolled back t
 of them, and `load_retrieval` refuses an index that another model built.
 
 Layout:
-    retrieval/model/...  retrieval/index/...   pipeline.recsys.index.save_retrieval
+    retrieval/model/...  retrieval/index/...   pipeline.recsys.index.save_retrieval (absent: no two-tower declared)
     ranker/...                                 Ranker.save (absent when retrieval order is final)
     id_maps/items.parquet, id_maps/users.parquet   dense index -> external id (+ diversity attribute)
     serving/...                                pipeline.recsys.serving_state (what /recommend needs per user)
@@ -36,8 +36,8 @@ INFO_FILE = "recsys.json"
 
 @dataclass(eq=False)
 class RecsysBundle:
-    model: TwoTowerModel
-    index: ItemIndex
+    model: TwoTowerModel | None  # None with model index: retrieval.sources declares no two-tower
+    index: ItemIndex | None
     ranker: Ranker | None
     items: pd.DataFrame
     users: pd.DataFrame
@@ -47,8 +47,8 @@ class RecsysBundle:
 
 def write_recsys_dir(
     directory: Path,
-    model: TwoTowerModel,
-    index: ItemIndex,
+    model: TwoTowerModel | None,
+    index: ItemIndex | None,
     ranker: Ranker | None,
     items: pd.DataFrame,
     users: pd.DataFrame,
@@ -60,7 +60,10 @@ def write_recsys_dir(
 ) -> None:
     """Write every file of one bundle under `directory` (save_retrieval refuses a foreign index)."""
     directory = Path(directory)
-    save_retrieval(directory / RETRIEVAL_DIR, model, index)
+    if (model is None) != (index is None):
+        raise ValueError("a bundle has both the two-tower and its index, or neither")
+    if model is not None and index is not None:
+        save_retrieval(directory / RETRIEVAL_DIR, model, index)
     if ranker is not None:
         ranker.save(directory / RANKER_DIR)
     (directory / "id_maps").mkdir(parents=True, exist_ok=True)
@@ -71,7 +74,8 @@ def write_recsys_dir(
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
     if serving is not None:
         write_serving_state(directory, serving)
-    payload = {"format_version": FORMAT_VERSION, "has_ranker": ranker is not None, **info}
+    payload = {"format_version": FORMAT_VERSION, "has_ranker": ranker is not None, "has_two_tower": model is not None}
+    payload |= info
     (directory / INFO_FILE).write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
 
 
@@ -81,7 +85,9 @@ def load_recsys_bundle(ref: BundleRef) -> RecsysBundle:
     files = ref.manifest.files
     info = json.loads(ref.open_file(INFO_FILE).read_text(encoding="utf-8"))
     retrieval_files = _under(files, RETRIEVAL_DIR)
-    model, index = load_retrieval(ref.path / RETRIEVAL_DIR, retrieval_files)
+    model = index = None
+    if info.get("has_two_tower", True):  # bundles before the key always had one
+        model, index = load_retrieval(ref.path / RETRIEVAL_DIR, retrieval_files)
     ranker = load_ranker(ref.path / RANKER_DIR, _under(files, RANKER_DIR)) if info.get("has_ranker") else None
     items = pd.read_parquet(ref.open_file("id_maps/items.parquet"))
     users = pd.read_parquet(ref.open_file("id_maps/users.parquet"))

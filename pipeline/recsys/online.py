@@ -114,13 +114,14 @@ class OnlineRecommender:
         self.item_ids = np.array([str(i) for i in bundle.items.iloc[:, 0].to_numpy()], dtype=object)
         self.user_ids = np.array([str(u) for u in user_ids], dtype=object)
         self.user_index = {u: i for i, u in enumerate(self.user_ids)}
-        vectors, known = bundle.model.user_embeddings(user_ids)
+        model = bundle.model
+        vectors, known = model.user_embeddings(user_ids) if model is not None else (None, None)
         cooc, popularity = state.sources()
         self.retrieval = system.Retrieval(
             index=bundle.index,
             user_vectors=vectors,
             user_known=known,
-            item_vectors=bundle.model.item_embeddings(),
+            item_vectors=model.item_embeddings() if model is not None else None,
             cooccurrence=cooc,
             popularity=popularity,
             k=int(info["retrieval_k"]),

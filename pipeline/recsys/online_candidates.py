@@ -37,7 +37,7 @@ class Candidates:
         sources: np.ndarray,
         lists: dict[str, np.ndarray] | None = None,
     ) -> Candidates:
-        scores = retrieval.pair_scores(np.full(len(items), user, dtype=np.int64), items)
+        scores = retrieval.pair_scores(np.full(len(items), user, dtype=np.int64), items, sources)
         return cls(user, items, sources, scores, tuple(retrieval.names), lists)
 
     def frame(self, retrieval: system.Retrieval | None = None) -> pd.DataFrame:

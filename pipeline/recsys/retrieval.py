@@ -6,6 +6,10 @@ registered types (pipeline/recsys/sources: two_tower, item_knn, ease, als, coocc
 popularity) with params and a merge weight; then the ranker also sees every source's score
 and rank for every candidate (`<name>_score`, `<name>_rank`). A source that raises is
 reported in `failures` and left out; only all of them failing is an error.
+
+The two-tower is trained only when it is merged: sources omitted, or one of type `two_tower`
+declared (`needs_two_tower`). Without it, a candidate's `retrieval_score` is the score of the
+source that proposed it (comparable only within one source, as the feature says).
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from pipeline.recsys.sources import CandidateSource, make_source
 from pipeline.recsys.two_tower import TwoTowerModel
 
 SOURCES = ("two_tower", "cooccurrence", "popularity")
+
+
+def needs_two_tower(spec) -> bool:
+    """Train the two-tower only when it is merged: the default sources, or a declared `two_tower`."""
+    return spec.retrieval is None or any(s.type == "two_tower" for s in spec.retrieval.sources)
+
+
 # Slots each source gets per round of the merge: the two-tower ANN list has the best recall, so it
 # leads (validation-period recall@500 of the merged list: 0.775 at 1:1:1, 0.821 at 4:1:1; ADR 0011).
 SOURCE_WEIGHTS = (4, 1, 1)
@@ -36,16 +47,16 @@ NOT_LISTED = 10**6  # rank feature of a candidate a source did not list
 class Retrieval:
     """Candidate sources over dense indices; `candidates` merges their top-k round-robin.
 
-    The two-tower (index, vectors), co-occurrence and popularity are always fitted: the
-    two-tower cosine is every candidate's `retrieval_score`, popularity answers cold users,
-    and /recommend serves them. `names` are the sources merged (in order, with `weights`);
-    `extra` holds the fitted sources of other types.
+    Co-occurrence and popularity are always fitted (popularity answers cold users); the
+    two-tower (index, vectors) when it is merged, and then its cosine is every candidate's
+    `retrieval_score`. `names` are the sources merged (in order, with `weights`); `extra`
+    holds the fitted sources of other types.
     """
 
-    index: ItemIndex
-    user_vectors: np.ndarray  # (n_users, dim); zero rows for users the towers never saw
-    user_known: np.ndarray
-    item_vectors: np.ndarray
+    index: ItemIndex | None  # None: no two-tower merged (retrieval.sources without one)
+    user_vectors: np.ndarray | None  # (n_users, dim); zero rows for users the towers never saw
+    user_known: np.ndarray | None
+    item_vectors: np.ndarray | None
     cooccurrence: CoOccurrence
     popularity: Popularity
     k: int
@@ -57,14 +68,17 @@ class Retrieval:
     per_source_features: bool = False  # declared sources: the ranker sees each one's score and rank
 
     @classmethod
-    def fit(cls, model: TwoTowerModel, index: ItemIndex, ex: RecExamples, k: int, spec_sources=None) -> Retrieval:
-        """`spec_sources`: the spec's retrieval.sources (None: the three default sources)."""
-        vectors, known = model.user_embeddings(ex.user_map.ids)
+    def fit(
+        cls, model: TwoTowerModel | None, index: ItemIndex | None, ex: RecExamples, k: int, spec_sources=None
+    ) -> Retrieval:
+        """`spec_sources`: the spec's retrieval.sources (None: the three default sources); `model` and
+        `index` None when no two-tower is declared."""
+        vectors, known = model.user_embeddings(ex.user_map.ids) if model is not None else (None, None)
         retrieval = cls(
             index=index,
             user_vectors=vectors,
             user_known=known,
-            item_vectors=model.item_embeddings(),
+            item_vectors=model.item_embeddings() if model is not None else None,
             cooccurrence=CoOccurrence().fit(ex.train_positives),
             popularity=Popularity().fit(ex.train_positives),
             k=min(k, ex.n_items),
@@ -123,9 +137,24 @@ class Retrieval:
         items, sources = merge_round_robin([lists[name] for name in self.names], self.k, self.weights)
         return items, sources, lists
 
-    def pair_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Two-tower cosine of each (user, item) pair: the one retrieval score defined for every source."""
-        return np.einsum("ij,ij->i", self.user_vectors[users], self.item_vectors[items]).astype(np.float64)
+    @property
+    def has_two_tower(self) -> bool:
+        return self.item_vectors is not None
+
+    def pair_scores(self, users: np.ndarray, items: np.ndarray, sources: np.ndarray | None = None) -> np.ndarray:
+        """Each candidate's `retrieval_score`: the two-tower cosine when there is a two-tower (one score
+        defined for every source), else the score of the source that proposed it (`sources`: codes into names)."""
+        if self.has_two_tower:
+            assert self.user_vectors is not None and self.item_vectors is not None
+            return np.einsum("ij,ij->i", self.user_vectors[users], self.item_vectors[items]).astype(np.float64)
+        if sources is None:
+            raise ValueError("without a two-tower, retrieval scores need the proposing source of each pair")
+        out = np.zeros(len(items), dtype=np.float64)
+        for code, name in enumerate(self.names):
+            mine = sources == code
+            if mine.any():
+                out[mine] = self.source_scores(name, users[mine], items[mine])
+        return out
 
     def source_scores(self, name: str, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """One source's score of each (user, item) pair."""
@@ -139,6 +168,8 @@ class Retrieval:
         return np.asarray(scores.sum(axis=1), dtype=np.float64).ravel()
 
     def _ann(self, users: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
+        if self.index is None or self.user_known is None or self.user_vectors is None:
+            raise RuntimeError("no two-tower was trained (retrieval.sources declares none)")
         out = np.full((len(users), self.k), -1, dtype=np.int64)
         known = np.flatnonzero(self.user_known[users])
         if len(known):
@@ -172,7 +203,7 @@ def candidate_rows(
         {
             "user_idx": user_idx,
             "item_idx": item_idx,
-            "retrieval_score": retrieval.pair_scores(user_idx, item_idx),
+            "retrieval_score": retrieval.pair_scores(user_idx, item_idx, sources[keep]),
             "source": pd.Categorical.from_codes(sources[keep], categories=list(retrieval.names)),
             "merged_rank": np.concatenate([np.arange(c) for c in n]) if len(n) else np.zeros(0, dtype=np.int64),
         }

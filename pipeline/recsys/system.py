@@ -42,7 +42,13 @@ from pipeline.recsys.metrics import evaluate_scores, ranking_metrics
 from pipeline.recsys.ranker import Ranker, build_ranker, ndcg_at_k
 from pipeline.recsys.ranking_features import CANDIDATE_COLUMNS, RankingFeatureBuilder, pair_labels
 from pipeline.recsys.rerank import rerank
-from pipeline.recsys.retrieval import SOURCE_WEIGHTS, SOURCES, Retrieval, candidate_rows  # noqa: F401
+from pipeline.recsys.retrieval import (  # noqa: F401
+    SOURCE_WEIGHTS,
+    SOURCES,
+    Retrieval,
+    candidate_rows,
+    needs_two_tower,
+)
 from pipeline.recsys.same_run import baseline_margins, same_run_baselines  # noqa: F401
 from pipeline.recsys.splits import RecSplit
 from pipeline.recsys.two_tower import TwoTowerModel
@@ -491,14 +497,13 @@ def evaluate(
     final = ranking_metrics(out["final"], relevant, ks)
     ranked = ranking_metrics(out["ranked"], relevant, ks)
     r = recommender.retrieval
-    stages: dict[str, dict[str, float]] = {
-        "final": final,
-        "ranked_before_rerank": ranked,
-        "candidates": candidates,
-        "two_tower_full_catalogue": evaluate_scores(
-            lambda u: r.user_vectors[u] @ r.item_vectors.T, users, ex.seen, ex.test_relevant, [*ks, k]
-        ),
-    }
+    stages: dict[str, dict[str, float]] = {"final": final, "ranked_before_rerank": ranked, "candidates": candidates}
+    if r.has_two_tower:
+        vectors, item_vectors = r.user_vectors, r.item_vectors
+        assert vectors is not None and item_vectors is not None
+        stages["two_tower_full_catalogue"] = evaluate_scores(
+            lambda u: vectors[u] @ item_vectors.T, users, ex.seen, ex.test_relevant, [*ks, k]
+        )
     baselines, baseline_info = same_run_baselines(spec, r, ex, users, [*ks, k])
     stages |= baselines
     metrics = {f"recall@{k}": candidates[f"recall@{k}"], **{n: v for n, v in final.items() if "@" in n}}

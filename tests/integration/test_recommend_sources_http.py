@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
+from pipeline.registry import BundleStore
 from tests.integration.serving_fixtures import running_service
 from tests.unit.test_recsys_online import TINY_SPEC
 
@@ -40,6 +41,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     result = json.loads(out.getvalue().strip().splitlines()[-1])
     assert code == 0 and result["promoted"], result
     return {"spec": spec, "home": home, "result": result, "run_dir": base / result["run_dir"]}
+
+
+def test_a_spec_with_only_classical_sources_never_trains_the_two_tower(run: dict) -> None:
+    report = json.loads((run["run_dir"] / "run_report.json").read_text())
+    assert report["model_family"] == "item_knn+popularity" and "two_tower_epochs" not in report["retrieval"]
+    ref = BundleStore(run["home"]).get(run["result"]["bundle"])
+    assert not any(f.startswith("retrieval/") for f in ref.manifest.files)  # no towers, no FAISS index
 
 
 def test_recommend_serves_declared_sources_with_the_batch_lists(run: dict) -> None:

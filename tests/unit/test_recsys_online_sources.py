@@ -1,7 +1,8 @@
 """/recommend serves a bundle with declared retrieval.sources: the same merge, ranker input and list as batch.
 
 The fitted sources travel in the bundle (serving/sources/, no refit at start-up), so ALS factors
-and item-kNN neighbours online are the ones the batch lists came from.
+and item-kNN neighbours online are the ones the batch lists came from. No source is a two-tower,
+so none is trained: the bundle has no retrieval/ model and index, and serving needs none.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from flows.recsys import fit_retrieval
 from flows.validate import check_contract
 from pipeline.data.prepare import load_frame
 from pipeline.recsys import system
@@ -40,9 +42,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tables = system.load_side_tables(spec, loaded.base_dir)
     ex = system.make_examples(spec, accepted, tables)
     builder = system.feature_builder(spec, tables, ex)
-    model = system.fit_two_tower(spec, accepted, tables, ex)
-    index = system.build_index(spec, model)
-    retrieval = system.Retrieval.fit(model, index, ex, spec.model.candidates, spec.retrieval.sources)
+    model, index, retrieval = fit_retrieval.fn(spec, accepted, tables, ex)  # keel run's step
+    assert model is None and index is None and not retrieval.has_two_tower  # no two_tower source declared
     ranking = system.train_ranker(spec, builder, retrieval, ex, 0)
     attribute, exposure = system.diversity_attribute(spec, tables, ex)
     cold = system.cold_start_for(spec, tables, ex, retrieval)
@@ -74,6 +75,7 @@ def test_declared_sources_answer_with_the_batch_list(served: dict) -> None:
 def test_the_fitted_sources_travel_in_the_bundle(served: dict) -> None:
     files = sorted(str(p.relative_to(served["source"])) for p in (served["source"] / "serving" / "sources").rglob("*"))
     assert "serving/sources/mf/item_factors.npy" in files and "serving/sources/item_knn/similarity.npz" in files
+    assert not (served["source"] / "retrieval").exists()  # no two-tower, no FAISS index
     rec = OnlineRecommender(served["ref"].tag, load_recsys_bundle(served["ref"]), ServingSpec(stage_budget_ms=GENEROUS))
     fitted = served["offline"].retrieval.extra["mf"].scorer
     np.testing.assert_array_equal(rec.retrieval.extra["mf"].scorer.item_factors, fitted.item_factors)
