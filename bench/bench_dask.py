@@ -2,6 +2,7 @@
 
     GX_ANALYTICS_ENABLED=false PYTHONPATH=. python bench/bench_dask.py --rows 2000000      # ~4 min here
     GX_ANALYTICS_ENABLED=false PYTHONPATH=. python bench/bench_dask.py --rows 10000000 --train-rows 0
+    GX_ANALYTICS_ENABLED=false PYTHONPATH=. python bench/bench_dask.py --rows 0 --train-rows 0 --topk-users 100000
 
 Scoring: the table is `--parts` Parquet files (synthetic StreamFlow rows, unique ids); a bundle from one
 `keel run` (20k rows). `local` = what `keel score` does in one process (read the directory, contract,
@@ -13,6 +14,12 @@ the bundle loaded once per worker) is reported apart; local 1 thread is the best
 
 Training: the spec's data prepared once; `lightgbm.train` locally vs `DaskLGBMClassifier` on 2 workers
 (pipeline/distributed/train.py), test AUC and wall time.
+
+Top-K (`--topk-users`): a StreamRec bundle registered by one `keel run` (1 epoch, fairness/causal off, 4
+impressions a user); `local` = the same per-part work (recommender rebuilt from the bundle, chunks of 1024
+users, one Parquet part per range) in this process, one after another; `dask k` =
+pipeline/distributed/topk.py on a LocalCluster of k single-threaded worker processes, bundle pre-loaded
+(start-up reported apart). All three outputs are asserted equal.
 """
 
 from __future__ import annotations
@@ -193,11 +200,92 @@ def bench_training(args) -> list[str]:
     ]
 
 
+def recsys_bundle(root: Path, users: int, items: int, k: int) -> tuple[object, str, list[str]]:
+    """One `keel run` of a small-epoch StreamRec with `users` users: (store, tag, overrides)."""
+    from pipeline.cli import main
+    from pipeline.registry import BundleStore
+
+    overrides = [
+        f"data.rows={4 * users}",
+        f"data.scenario.users={users}",
+        f"data.scenario.items={items}",
+        "model.params.epochs=1",
+        "model.params.batch_size=2048",
+        f"evaluation.top_k={k}",
+        "~fairness",
+        "~causal",
+    ]
+    os.environ["BENTOML_HOME"] = str(root / "bentoml")
+    cwd, out = os.getcwd(), io.StringIO()
+    os.chdir(root)
+    try:
+        with contextlib.redirect_stdout(out):
+            main(["run", str(REPO / "specs" / "streamrec.yaml"), *overrides, "--json"])
+    finally:
+        os.chdir(cwd)
+    result = json.loads(out.getvalue().strip().splitlines()[-1])
+    return BundleStore(root / "bentoml"), result["bundle"], overrides
+
+
+def bench_topk(args, root: Path) -> list[str]:
+    from distributed import Client, LocalCluster
+
+    from pipeline.distributed import topk
+    from pipeline.spec.load import load_spec
+
+    store, tag, overrides = recsys_bundle(root, args.topk_users, args.topk_items, 50)
+    spec = load_spec(str(REPO / "specs" / "streamrec.yaml"), overrides).spec
+    key = (str(store.home), tag, dict(store.get(tag).manifest.files))
+    n_users = len(topk.worker_recommender(*key, spec).user_ids)  # also loads this process's copy
+    ranges = topk.user_ranges(n_users, topk.PARTS_PER_WORKER * 2)
+    columns = (spec.data.user, spec.data.item)
+    local_dir = root / "topk_local"
+    start, cpu = time.perf_counter(), time.process_time()
+    for i, (a, b) in enumerate(ranges):
+        topk._top_k_part(i, a, b, key, spec, spec.evaluation.top_k, columns, str(local_dir))
+    t_local, CPU["topk local"] = time.perf_counter() - start, time.process_time() - cpu
+    expected = pd.read_parquet(local_dir)
+    results = {}
+    for workers in (1, 2):
+        start = time.perf_counter()
+        with (
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+            Client(cluster) as client,
+        ):
+            client.wait_for_workers(workers)
+            client.run(topk.worker_recommender, *key, spec)  # imports + bundle (sha256-checked) once per worker
+            startup = time.perf_counter() - start
+            address = ["runtime=dask_local", f"runtime.dask.address={cluster.scheduler_address}"]
+            dask_spec = load_spec(str(REPO / "specs" / "streamrec.yaml"), [*overrides, *address]).spec
+            cpu = sum(client.run(_cpu_seconds).values())
+            target = root / f"topk_dask_{workers}.parquet"
+            start = time.perf_counter()
+            topk.batch_top_k_on_dask(dask_spec, store, tag, n_users, target, progress=False)
+            results[workers] = (time.perf_counter() - start, startup)
+            CPU[f"topk dask{workers}"] = sum(client.run(_cpu_seconds).values()) - cpu
+        pd.testing.assert_frame_equal(pd.read_parquet(target), expected)  # same rows, order and values
+    lines = [f"batch top-{spec.evaluation.top_k}: {n_users:,} users x {args.topk_items:,} items, bundle {tag}", ""]
+    lines.append(f"{'path':<28}{'wall s':>9}{'users/s':>10}{'speed-up':>10}{'efficiency':>12}")
+    lines.append(f"{'local, 1 process':<28}{t_local:>9.1f}{n_users / t_local:>10,.0f}{1.0:>9.2f}x{'':>12}")
+    for workers, (elapsed, startup) in results.items():
+        speedup = t_local / elapsed
+        lines.append(
+            f"{f'dask {workers} worker(s) x 1 thread':<28}{elapsed:>9.1f}{n_users / elapsed:>10,.0f}"
+            f"{speedup:>9.2f}x{speedup / workers:>11.0%}  (cluster start + bundle load {startup:.1f} s)"
+        )
+    lines += ["", f"overhead at 1 worker vs local: {results[1][0] / t_local - 1:+.0%}; outputs identical", ""]
+    for name in ("topk local", "topk dask1", "topk dask2"):
+        lines.append(f"  {name:<12}{CPU[name]:>8.1f} CPU s{n_users / CPU[name]:>10,.0f} users/CPU-s")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows to score (0: skip scoring)")
     parser.add_argument("--parts", type=int, default=16)
     parser.add_argument("--train-rows", type=int, default=200_000, help="rows generated for training (0: skip)")
+    parser.add_argument("--topk-users", type=int, default=0, help="StreamRec users for the batch top-50 (0: skip)")
+    parser.add_argument("--topk-items", type=int, default=5000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="keel-bench-dask-") as tmp:
         root = Path(tmp)
@@ -206,6 +294,8 @@ def main() -> None:
             lines += bench_scoring(args, root)
         if args.train_rows:
             lines += ["", *bench_training(args)]
+        if args.topk_users:
+            lines += ["", *bench_topk(args, root)]
     print("\n".join(lines))
 
 
