@@ -7,7 +7,8 @@ their prepare.py once) a fixed stratified 80/20 split (seed 0) is written once u
 bench/.real_tabular/<name>/ (train.parquet, holdout.parquet, holdout_rows.parquet without the label).
 Then, in the same process and on the same 80%:
 
-- **Keel**: the example's spec as written (its CV selection among `model` + `candidates`, its gates,
+- **Keel**: the example's spec as written (its CV selection among `model` + `candidates`, each at the
+  best point of its `search` grid (docs/adr/0032-parameter-search.md), its gates,
   `evaluation.refit` as the spec says), with `data.source` pointed at train.parquet; `keel run`,
   then `keel score` on the 20% without its label; AUC of those scores. Both commands run in-process
   against one Prefect test server (started once, not timed): the wall time is `run` + `score`.
@@ -126,7 +127,7 @@ def run_keel(name: str, split: Path, work: Path, overrides: list[str]) -> dict[s
     holdout = pd.read_parquet(split / "holdout.parquet")
     assert scored["rows_scored"] == len(holdout) == len(scores), scored
     auc = roc_auc_score(labels_of(holdout, label, positive), scores["probability"].to_numpy())
-    selection = ", ".join(f"{r['family']} {r['mean']:.4f}" for r in run["selection"]) or run["model_family"]
+    selection = ", ".join(_cv_row(r) for r in run["selection"]) or run["model_family"]
     return {
         "auc": auc,
         "wall_s": done - started,
@@ -136,6 +137,14 @@ def run_keel(name: str, split: Path, work: Path, overrides: list[str]) -> dict[s
         "cv": selection,
         "status": run["status"],
     }
+
+
+def _cv_row(row: dict[str, Any]) -> str:
+    """`lightgbm 0.8301 (num_leaves 7, ...; best of 12)`: a selection row with its search's best point."""
+    if not row.get("search"):
+        return f"{row['family']} {row['mean']:.4f}"
+    point = ", ".join(f"{k} {v}" for k, v in row["params"].items())
+    return f"{row['family']} {row['mean']:.4f} ({point}; best of {len(row['search'])})"
 
 
 # ---------------------------------------------------------------- baselines, by hand
