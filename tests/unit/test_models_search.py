@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from pipeline.models.search import configurations, grid_points
 from pipeline.models.select import select_model
+from pipeline.spec.diff import diff_specs
 from pipeline.spec.errors import SpecError
 from pipeline.spec.load import load_spec
 from pipeline.spec.schema import SEARCH_MAX_POINTS, LightGBMModel, LightGBMSearch, LogisticModel
@@ -104,6 +105,8 @@ def test_search_default_takes_the_group_grid_and_keel_show_sees_it() -> None:
     assert "default_search" not in loaded.resolved["model"]  # the group file's grid never becomes a spec key
     other = load_spec(ATTRITION, ["model.search={num_leaves: [7, 15]}"])
     assert other.sha256 != loaded.sha256 and other.resolved["model"]["search"] == {"num_leaves": [7, 15]}
+    said = [change.text for change in diff_specs(loaded.resolved, other.resolved)]
+    assert "model.search.num_leaves: [7, 15, 31] -> [7, 15]" in said, said  # keel diff names the grid's change
     # another family on the command line: a grid written for lightgbm is left out, `default` follows the family
     assert load_spec(ATTRITION, ["model=logistic", "model.search=default"]).spec.model.search.lists() == {
         "C": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
