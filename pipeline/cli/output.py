@@ -119,6 +119,8 @@ def _log_levels(quiet: bool, verbose: bool) -> Iterator[None]:
             root.setLevel(logging.INFO)  # other libraries' debug chatter stays out; keel's and Prefect's do not
         else:
             root.setLevel(level)
+            # loggers with their own level and handler (Great Expectations', Prefect's extra loggers) too
+            logging.disable(logging.WARNING)
         keel.setLevel(level)
         prefect.setLevel(level)
         try:
@@ -126,5 +128,7 @@ def _log_levels(quiet: bool, verbose: bool) -> Iterator[None]:
         finally:
             if handler is not None:
                 root.removeHandler(handler)
+            if quiet:
+                logging.disable(logging.NOTSET)
             for logger, was in saved:
                 logger.setLevel(was)
