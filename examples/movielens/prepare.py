@@ -4,8 +4,8 @@ MovieLens "latest-small" as R's dslabs package ships it (GroupLens, 2016): 100,0
 (0.5-5 stars) by 671 users of 9,066 films, each with an epoch timestamp in seconds. The ratings
 go out as they are (Keel reads the epoch with `data.timestamp_unit: s`, and a rating of 4 or
 more is a positive with `data.rating_threshold: 4`); the film table takes title, year and the
-`|`-separated genres, plus `genre`, the first of them (a single-valued attribute for the
-diversity re-ranker). The catalogue is every rated film. Usage: python examples/movielens/prepare.py
+`|`-separated genres as they are (the spec declares them `{type: multi, delimiter: "|"}`). The
+catalogue is every rated film. Usage: python examples/movielens/prepare.py
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ def write(directory: Path = HERE) -> tuple[Path, Path]:
         genres=movies["genres"].astype("string").fillna("(no genres listed)"),
         year=movies["year"].astype("Int64"),
     )
-    movies["genre"] = movies["genres"].str.split("|").str[0]
     directory.mkdir(parents=True, exist_ok=True)
     ratings.to_parquet(directory / "ratings.parquet", index=False)
     movies.reset_index(drop=True).to_parquet(directory / "movies.parquet", index=False)
