@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import Histogram
 from starlette.background import BackgroundTask
@@ -46,6 +47,7 @@ SCORES = Histogram(
     buckets=[i / 10 for i in range(1, 11)],
 )
 ENTITY_MAX = 128
+SWAGGER_ASSETS = "/static_content"  # BentoML's bundled Swagger UI (bentoml/_internal/server/static_content)
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")  # a JSON escape of a UTF-16 surrogate
 
 
@@ -203,10 +205,22 @@ def build_app(state: ServingState) -> FastAPI:
 
     add_recommend_route(app, state, _json_body, _error)
 
-    @app.get("/openapi.json")
+    @app.get("/openapi.json", include_in_schema=False)
+    @app.get("/docs.json", include_in_schema=False)  # answered before BentoML's generic one (direct.py)
     async def openapi() -> Response:
-        """The routes' OpenAPI document, bodies from the champion's contract (openapi.py)."""
+        """This service's own routes, bodies from the champion's contract (openapi.py); the same at both paths."""
         return JSONResponse(openapi_document(state))
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        """Interactive docs over /openapi.json, with the Swagger UI files BentoML serves (no CDN)."""
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Keel scoring",
+            swagger_js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon-light-32x32.png",
+        )
 
     @app.get("/status")
     async def status(request: Request) -> Response:

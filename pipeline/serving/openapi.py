@@ -1,4 +1,4 @@
-"""GET /openapi.json: the routes' OpenAPI 3.0 document, request bodies built from the served bundle's contract.
+"""GET /openapi.json (and /docs.json): the service's OpenAPI 3.0 document, bodies from the bundle's contract.
 
 Why not FastAPI's own document: the routes take a raw `Request` (the schema is the bundle's contract,
 known only once the champion is loaded, ADR 0007), so FastAPI would describe every body as empty, and
@@ -8,7 +8,10 @@ the request: one property per model input with its contract type, range (`min`/`
 values and nullability, the spec's entity id and fairness group fields as optional properties, the
 batch cap, and for a recommendation spec `user_id`, `k` (1..serving.max_k) and `context`. It is a
 description, not the validator: RecordChecker stays the one place that decides (and names every
-problem in a 422).
+problem in a 422). Each service lists only its own routes (a churn spec's /score, /score_batch and
+/cached_score/{id}, a recommendation spec's /recommend; /status and BentoML's health and metrics
+endpoints for both): the churn and recommendation services share one FastAPI app, so BentoML's
+generic /docs.json would list all of them, and Keel answers /docs.json itself (direct.py).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def openapi_document(state: ServingState) -> dict[str, Any]:
             "responses": _responses({"200": "serving", "503": "nothing to serve yet"}, _object()),
         }
     }
+    paths.update(INFRA_PATHS)
     bundle = state.scorer.tag if state.scorer is not None else None
     return {
         "openapi": OPENAPI_VERSION,
@@ -51,6 +55,20 @@ def openapi_document(state: ServingState) -> dict[str, Any]:
         "components": {"schemas": {**components, "Error": ERROR_SCHEMA}},
     }
 
+
+def _infra(summary: str, codes: Mapping[str, str], media: str = "text/plain") -> dict[str, Any]:
+    responses = {
+        code: {"description": text, "content": {media: {"schema": {"type": "string"}}}} for code, text in codes.items()
+    }
+    return {"get": {"summary": summary, "responses": responses}}
+
+
+# BentoML's own endpoints: listed because this document replaces BentoML's generic /docs.json (direct.py)
+INFRA_PATHS = {
+    "/livez": _infra("the worker process is up", {"200": "alive"}),
+    "/readyz": _infra("a verified champion is loaded", {"200": "ready", "503": "not ready"}),
+    "/metrics": _infra("Prometheus metrics, Keel's and BentoML's", {"200": "text exposition format"}),
+}
 
 ERROR_SCHEMA = {
     "type": "object",

@@ -138,6 +138,22 @@ def test_the_document_describes_the_contract(churn: str, recommend: str) -> None
     assert "/score" not in rec["paths"] and "/recommend" not in doc["paths"]
 
 
+INFRA = {"/status", "/livez", "/readyz", "/metrics"}
+
+
+def test_each_service_advertises_only_its_own_routes(churn: str, recommend: str) -> None:
+    """Over real HTTP, both of each service's documents (issue 16.3), and the interactive docs on them."""
+    own = {churn: {"/score", "/score_batch", "/cached_score/{entity_id}"}, recommend: {"/recommend"}}
+    for url, routes in own.items():
+        for path in ("/openapi.json", "/docs.json"):  # /docs.json: BentoML's generic one would list every route
+            answer = httpx.get(f"{url}{path}")
+            assert answer.status_code == 200, (url, path, answer.text[:200])
+            assert set(answer.json()["paths"]) == routes | INFRA, (url, path)
+        docs = httpx.get(f"{url}/docs")
+        assert docs.status_code == 200 and "/openapi.json" in docs.text, docs.text[:300]
+        assert httpx.get(f"{url}/static_content/swagger-ui-bundle.js").status_code == 200  # no CDN needed
+
+
 def _fit_recsys_bundle(base: Path) -> tuple[Path, Path]:
     """The tiny StreamRec system of tests/unit/test_recsys_online.py, registered and promoted in a fresh store."""
     from flows.validate import check_contract
