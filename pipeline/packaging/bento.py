@@ -35,8 +35,8 @@ from pipeline.spec.package_conf import keel_conf_dir
 # Keel's dependencies and the serve/recsys extras (pyproject.toml; a unit test keeps them equal)
 CORE = [
     "hydra-core", "omegaconf", "pydantic", "pyyaml", "croniter", "numpy", "pandas", "pyarrow", "pandera",
-    "great-expectations", "prefect", "fastapi", "bentoml", "lightgbm", "scipy", "scikit-learn", "matplotlib",
-    "redis", "psycopg[binary]",
+    "great-expectations", "prefect", "fastapi", "bentoml", "lightgbm", "scipy", "scikit-learn", "threadpoolctl",
+    "tqdm", "matplotlib", "redis", "psycopg[binary]",
 ]  # fmt: skip
 SERVE = ["uvloop", "httptools", "redis"]
 RECSYS = ["torch", "faiss-cpu", "implicit"]  # keel[recsys] (implicit: the `als` retrieval source)
