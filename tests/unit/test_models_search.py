@@ -57,7 +57,7 @@ def test_more_points_than_the_cap_are_refused_naming_each_key() -> None:
         LightGBMSearch()
 
 
-def test_the_best_point_wins_and_is_the_spec_selection_returns() -> None:
+def test_the_best_point_wins_and_is_the_spec_selection_returns(capfd: pytest.CaptureFixture[str]) -> None:
     x, y = _data(600, 0)
     # min_child_samples 1000 on 400 training rows per fold: no split is possible, every score the same, AUC 0.5
     model = LightGBMModel(
@@ -73,6 +73,7 @@ def test_the_best_point_wins_and_is_the_spec_selection_returns() -> None:
     assert starved["mean"] == pytest.approx(0.5) and good["mean"] > 0.75
     assert row["mean"] == good["mean"] and len(row["folds"]) == 3 and len(good["trees"]) == 3
     assert selection.spec.params.min_child_samples == 20 and selection.spec.search is None
+    assert capfd.readouterr().err == ""  # the progress bar shows on a terminal only, never in a log or a pipe
 
 
 def test_each_family_competes_with_its_best_point() -> None:
