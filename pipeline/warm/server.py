@@ -3,7 +3,8 @@
 Run as `python -m pipeline.warm.server` in the project directory (pipeline/warm/control.py starts
 it from `keel server start`). The parent only imports third-party libraries that read nothing of
 the caller's at import (see protocol.IMPORT_TIME_ENV for the settings that make a caller go cold)
-and never starts a thread of its own, so a fork is a faithful copy. Keel's own modules are not
+and never starts a thread of its own, so a fork is a faithful copy. A child lives as long as its
+caller: Ctrl-C is forwarded by the client, and a caller killed outright ends the child too. Keel's own modules are not
 kept: each child imports them from disk, so an edited spec module or flow is what runs.
 """
 
@@ -17,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -142,6 +144,7 @@ def _child(conn: socket.socket, listener: socket.socket, request: dict[str, Any]
             del sys.modules[name]  # the runner's own Keel modules: the child imports today's from disk
         sys.argv = ["keel", *request["argv"]]
         send_line(conn, {"pid": os.getpid()})
+        threading.Thread(target=_end_with_caller, args=(conn,), daemon=True).start()
         from pipeline.cli import main
 
         code = _status(main(list(request["argv"])))
@@ -161,6 +164,14 @@ def _child(conn: socket.socket, listener: socket.socket, request: dict[str, Any]
         with contextlib.suppress(BaseException):
             send_line(conn, {"exit": code})
         os._exit(code)
+
+
+def _end_with_caller(conn: socket.socket) -> None:
+    """A caller killed outright (SIGKILL: nothing to forward) takes its command with it, as a cold one would."""
+    with contextlib.suppress(OSError):
+        while conn.recv(1):
+            pass  # the caller sends nothing after its request: recv returns b"" when it is gone
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _status(code: object) -> int:

@@ -96,6 +96,24 @@ def test_ctrl_c_reaches_the_child_and_the_runner_survives(project: Path) -> None
     assert keel(project, "run", "missing.yaml").returncode == 2 and len(served(project)) == 2
 
 
+def test_a_caller_killed_outright_takes_its_command_with_it(project: Path) -> None:
+    spec = Path(__file__).resolve().parents[2] / "specs" / "streamflow_churn.yaml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {"GX_ANALYTICS_ENABLED": "false"}
+    env["PREFECT_HOME"] = str(project / "prefect-home")
+    client = subprocess.Popen([KEEL, "run", str(spec), "data.rows=500"], cwd=project, env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not served(project) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int(re.search(r" pid (\d+) ", served(project)[0]).group(1))
+    time.sleep(1.0)
+    client.kill()  # SIGKILL: nothing the client can forward
+    client.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while pid_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(child)
+
+
 def test_stop_removes_the_socket_and_commands_run_cold_again(tmp_path: Path) -> None:
     info, started = start_runner(tmp_path)
     assert started and start_runner(tmp_path) == (info, False)  # idempotent
