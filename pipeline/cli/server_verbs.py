@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    pass
+    from pipeline.warm.control import RunnerInfo
 
 from pipeline.cli.common import EXIT_NO, EXIT_OK, UsageError, emit, fail, load
 
@@ -41,6 +41,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 def cmd_server(args: argparse.Namespace) -> int:
     """`keel server start|stop|status`: this project's Prefect server, in the background, used by every verb."""
     from pipeline.prefect_server import ServerError, running, start, stop
+    from pipeline.warm.control import runner_running
 
     if args.action == "start":
         try:
@@ -48,11 +49,17 @@ def cmd_server(args: argparse.Namespace) -> int:
         except ServerError as exc:
             return fail(args, f"keel server start: {exc}", {"status": "failed", "reason": str(exc)}, EXIT_NO)
         ui = info.url.removesuffix("/api")
+        runner = runner_running()
         human = (
             f"{'started' if started else 'already running'}: Prefect server at {info.url} (pid {info.pid}, "
             f"database {info.database})\nUI: {ui}   log: {info.log}\nevery keel verb in this directory now uses it"
+            + (
+                f"\nwarm runner: pid {runner.pid} (flow verbs start with their imports done; log {runner.log})"
+                if runner
+                else ""
+            )
         )
-        emit(args, human, {"status": "ok", "started": started, **info.__dict__})
+        emit(args, human, {"status": "ok", "started": started, **info.__dict__, "runner": _runner_json(runner)})
         return EXIT_OK
     if args.action == "stop":
         info = stop()
@@ -63,5 +70,12 @@ def cmd_server(args: argparse.Namespace) -> int:
     if info is None:
         emit(args, "no Prefect server running for this project (keel server start)", {"status": "down"})
         return EXIT_NO
-    emit(args, f"up: {info.url} (pid {info.pid}, database {info.database})", {"status": "up", **info.__dict__})
+    runner = runner_running()
+    warm = f"; warm runner pid {runner.pid}" if runner else "; no warm runner (KEEL_WARM=0, or it stopped)"
+    human = f"up: {info.url} (pid {info.pid}, database {info.database}){warm}"
+    emit(args, human, {"status": "up", **info.__dict__, "runner": _runner_json(runner)})
     return EXIT_OK
+
+
+def _runner_json(runner: RunnerInfo | None) -> dict[str, object] | None:
+    return None if runner is None else {"pid": runner.pid, "socket": runner.socket, "log": runner.log}

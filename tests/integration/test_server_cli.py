@@ -38,6 +38,7 @@ def test_server_runs_in_the_background_and_every_verb_uses_it(tmp_path: Path) ->
         assert started.returncode == 0, started.stderr[-3000:]
         info = json.loads(started.stdout.strip().splitlines()[-1])
         assert info["started"] and (tmp_path / ".keel" / "prefect" / "server.json").is_file()
+        assert info["runner"]["socket"].endswith("runner.sock")  # the warm runner beside it (ADR 0034)
         status = keel(tmp_path, env, "server", "status", "--json")
         assert status.returncode == 0 and json.loads(status.stdout.splitlines()[-1])["url"] == info["url"]
         again = keel(tmp_path, env, "server", "start", "--json")  # idempotent: the running one is reused
