@@ -52,8 +52,9 @@ def test_environment_wins_over_the_spec(monkeypatch) -> None:
         assert url == "http://127.0.0.1:1/api"
 
 
-def test_absent_means_ephemeral(monkeypatch) -> None:
+def test_absent_means_ephemeral(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # a project with no `keel server` of its own (the checkout may have one up)
     with prefect_api(None) as url:
         assert url is None
 
