@@ -29,7 +29,9 @@ with bench/bench_serving.py (server CPU per request, same routes on bare uvicorn
 log line (relayed through the arbiter) and an OpenTelemetry span per request even at sample
 rate 0, plus h11/asyncio where uvloop/httptools were not installed. With those off by default
 (KEEL_ACCESS_LOG=1, KEEL_TRACE_SCORING=1 turn them back on) BentoML costs within noise of bare
-uvicorn: 0.7-1.0 vs 0.6-0.9 ms CPU per /score without reasons.
+uvicorn: 0.7-1.0 vs 0.6-0.9 ms CPU per /score without reasons. Issue 16.6 (ADR 0031): Keel's routes
+skip BentoML's per-request context middleware and inner router (DirectRoutes, last middleware below);
+BentoML's metrics, tracing check and timeout stay (~0.12 ms/request, bench/profile_serving.py).
 
 A bundle that cannot be loaded (no champion, tampered file) does not crash the worker: the
 reason is logged, /readyz stays 503, the scoring routes answer 503 with that reason, and the
