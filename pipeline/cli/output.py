@@ -22,6 +22,7 @@ from pipeline.scoring.progress import PROGRESS_ENV  # "0" hides the long steps' 
 
 log = logging.getLogger("keel.cli")
 
+_sinks: list[TextIO] = []  # _devnull()
 _json_out: list[TextIO] = []  # the real stdout while a verb runs with --json or -q (a stack: main may nest)
 
 
@@ -45,10 +46,18 @@ def output_mode(quiet: bool, verbose: bool, as_json: bool) -> Iterator[None]:
             stack.enter_context(warnings.catch_warnings())
             warnings.simplefilter("ignore")  # -q: errors only
         if quiet or as_json:
-            sink = stack.enter_context(open(os.devnull, "w")) if quiet else sys.stderr
+            sink = _devnull() if quiet else sys.stderr
             _json_out.append(stack.enter_context(_stdout_to(sink)))
             stack.callback(_json_out.pop)
         yield
+
+
+def _devnull() -> TextIO:
+    """One /dev/null for the process, never closed: a library that grabbed sys.stdout during a -q verb
+    (a logging handler made at import) must not meet a closed file after it."""
+    if not _sinks:
+        _sinks.append(open(os.devnull, "w"))  # noqa: SIM115
+    return _sinks[0]
 
 
 @contextmanager
