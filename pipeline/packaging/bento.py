@@ -36,7 +36,7 @@ from pipeline.spec.package_conf import keel_conf_dir
 CORE = [
     "hydra-core", "omegaconf", "pydantic", "pyyaml", "croniter", "numpy", "pandas", "pyarrow", "pandera",
     "great-expectations", "prefect", "fastapi", "bentoml", "lightgbm", "scipy", "scikit-learn", "threadpoolctl",
-    "tqdm", "matplotlib", "redis", "psycopg[binary]",
+    "tqdm", "click", "matplotlib", "redis", "psycopg[binary]",
 ]  # fmt: skip
 SERVE = ["uvloop", "httptools", "redis"]
 RECSYS = ["torch", "faiss-cpu", "implicit"]  # keel[recsys] (implicit: the `als` retrieval source)
