@@ -49,10 +49,20 @@ def select_challenger(spec: Spec, data: Prepared, always: bool = False) -> tuple
         spec.evaluation.threshold,
         spec.evaluation.top_k,
         inner_valid_fraction=len(valid) / (len(train) + len(valid)) if len(valid) else None,
+        fold_runner=_fold_runner(spec),
     )
     sources = ["model", *(f"candidates.{i}" for i in range(len(spec.candidates)))]
     table = [{"source": source, "metric": metric, **row} for source, row in zip(sources, selection.table, strict=True)]
     return selection.spec, table
+
+
+def _fold_runner(spec: Spec):
+    """runtime.executor dask: the selection's fits run on the run's cluster (same table; ADR 0024)."""
+    if spec.runtime.executor != "dask":
+        return None
+    from pipeline.distributed.select import dask_fold_runner
+
+    return dask_fold_runner(spec.runtime)
 
 
 @task(cache_policy=NO_CACHE)

@@ -12,6 +12,7 @@ logistic model often generalises better, and the table shows by how much.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ from pipeline.spec.catalog import metric_info
 from pipeline.spec.schema import LightGBMModel, LogisticModel
 
 CandidateSpec = LightGBMModel | LogisticModel
+# (configurations, train, labels, folds, seed, threshold, k, inner_valid_fraction) -> per configuration, its folds
+FoldRunner = Callable[..., list[list[dict[str, Any]]]]
 
 
 @dataclass
@@ -54,6 +57,7 @@ def select_model(
     threshold: float = 0.5,
     k: int = 100,
     inner_valid_fraction: float | None = None,
+    fold_runner: FoldRunner | None = None,
 ) -> Selection:
     """Cross-validate each candidate on the same folds; ties go to the earlier candidate.
 
@@ -67,6 +71,9 @@ def select_model(
     point (ties: the earlier) is its row, with `params` (that point) and `search` (every point's
     mean and std), and the winner's spec is that point's: what the final fit and refit train.
     A progress bar counts the fits when stderr is a terminal.
+
+    `fold_runner` fits the (configuration, fold) pairs: `run_folds_here` by default, or the run's Dask
+    cluster (pipeline/distributed/select.py); the table is the same either way.
     """
     if not candidates:
         raise ValueError("select_model needs at least one candidate.")
@@ -74,69 +81,100 @@ def select_model(
     if info is None or metric not in CLASSIFICATION_METRICS:
         raise ValueError(f"metric {metric!r} cannot select a model; use one of {', '.join(CLASSIFICATION_METRICS)}.")
     labels = np.asarray(y)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
-    splits = list(splitter.split(np.zeros(len(labels)), labels))
     grids = [configurations(spec) for spec in candidates]
+    configured = [config for grid in grids for _, config in grid]
+    results = iter(
+        (fold_runner or run_folds_here)(configured, train, labels, folds, seed, threshold, k, inner_valid_fraction)
+    )
     table, chosen = [], []
-    with tqdm(total=sum(map(len, grids)) * len(splits), desc="cross-validating", unit="fit", disable=None) as bar:
-        for position, (spec, grid) in enumerate(zip(candidates, grids, strict=True)):
-            frame = train.loc[:, list(spec.features)]
-            rows = []
-            for _, configured in grid:
-                row = _cross_validate(
-                    configured, frame, labels, splits, metric, seed, threshold, k, inner_valid_fraction, bar
-                )
-                rows.append({"candidate": position, "family": spec.family, **row})
-            best = _best(rows, info.higher_is_better)
-            row = rows[best]
-            if getattr(spec, "search", None) is not None:  # every point with its CV score; the best one competes
-                row["params"] = grid[best][0]
-                row["search"] = [
-                    {
-                        "params": point,
-                        "mean": r["mean"],
-                        "std": r["std"],
-                        **({"trees": r["trees"]} if "trees" in r else {}),
-                    }
-                    for (point, _), r in zip(grid, rows, strict=True)
-                ]
-            table.append(row)
-            chosen.append(grid[best][1])
+    for position, (spec, grid) in enumerate(zip(candidates, grids, strict=True)):
+        rows = []
+        for _ in grid:
+            rows.append({"candidate": position, "family": spec.family, **_summary(next(results), metric)})
+        best = _best(rows, info.higher_is_better)
+        row = rows[best]
+        if getattr(spec, "search", None) is not None:  # every point with its CV score; the best one competes
+            row["params"] = grid[best][0]
+            row["search"] = [
+                {
+                    "params": point,
+                    "mean": r["mean"],
+                    "std": r["std"],
+                    **({"trees": r["trees"]} if "trees" in r else {}),
+                }
+                for (point, _), r in zip(grid, rows, strict=True)
+            ]
+        table.append(row)
+        chosen.append(grid[best][1])
     winner = _best(table, info.higher_is_better)
     for row in table:
         row["selected"] = row["candidate"] == winner
     return Selection(winner, chosen[winner], metric, info.higher_is_better, table)
 
 
-def _cross_validate(
-    spec: CandidateSpec,
-    frame: pd.DataFrame,
+def fold_splits(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The stratified folds every configuration is scored on (the same wherever they are computed)."""
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
+    return list(splitter.split(np.zeros(len(labels)), labels))
+
+
+def run_folds_here(
+    configured: list[CandidateSpec],
+    train: pd.DataFrame,
     labels: np.ndarray,
-    splits: list[tuple[np.ndarray, np.ndarray]],
-    metric: str,
+    folds: int,
     seed: int,
     threshold: float,
     k: int,
     inner_valid_fraction: float | None,
-    bar: tqdm,
+) -> list[list[dict[str, Any]]]:
+    """Every configuration's fold results, in this process (a bar counts the fits on a terminal)."""
+    splits = fold_splits(labels, folds, seed)
+    out = []
+    with tqdm(total=len(configured) * len(splits), desc="cross-validating", unit="fit", disable=None) as bar:
+        for spec in configured:
+            frame = train.loc[:, list(spec.features)]
+            results = []
+            for fit_rows, held_rows in splits:
+                results.append(
+                    fold_result(spec, frame, labels, fit_rows, held_rows, seed, threshold, k, inner_valid_fraction)
+                )
+                bar.update()
+            out.append(results)
+    return out
+
+
+def fold_result(
+    spec: CandidateSpec,
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    fit_rows: np.ndarray,
+    held_rows: np.ndarray,
+    seed: int,
+    threshold: float,
+    k: int,
+    inner_valid_fraction: float | None,
 ) -> dict[str, Any]:
-    """One configuration's scores on every fold: mean, std, per fold, all metrics' means, trees kept."""
-    scores, fold_metrics, trees = [], [], []
-    for fit_rows, held_rows in splits:
-        model = _fit_fold(spec, frame, labels, fit_rows, seed, inner_valid_fraction)
-        p = model.predict_proba(frame.iloc[held_rows])
-        fold_metrics.append(classification_metrics(labels[held_rows], p, threshold, k))
-        scores.append(fold_metrics[-1][metric])
-        if getattr(model, "best_iteration", None) is not None:
-            trees.append(int(model.best_iteration))
-        bar.update()
+    """One configuration on one fold: every metric on the held-out rows, and the trees early stopping kept."""
+    model = _fit_fold(spec, frame, labels, fit_rows, seed, inner_valid_fraction)
+    p = model.predict_proba(frame.iloc[held_rows])
+    out: dict[str, Any] = {"metrics": classification_metrics(labels[held_rows], p, threshold, k)}
+    if getattr(model, "best_iteration", None) is not None:
+        out["trees"] = int(model.best_iteration)
+    return out
+
+
+def _summary(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """One configuration's row from its folds: mean, std, per fold, all metrics' means, trees kept."""
+    scores = [r["metrics"][metric] for r in results]
     finite = [s for s in scores if not math.isnan(s)]
     row: dict[str, Any] = {
         "mean": float(np.mean(finite)) if finite else math.nan,
         "std": float(np.std(finite)) if finite else math.nan,
         "folds": [float(s) for s in scores],
-        "metrics": _means(fold_metrics),
+        "metrics": _means([r["metrics"] for r in results]),
     }
+    trees = [r["trees"] for r in results if "trees" in r]
     if trees:
         row["trees"] = trees  # per fold: what early stopping kept (or all rounds)
     return row
