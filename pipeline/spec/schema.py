@@ -131,6 +131,14 @@ class AttributeSpec(Strict):
         return self
 
 
+def _short_attributes_in_json_schema(schema: dict[str, Any]) -> None:
+    """A spec FILE may write `genre: categorical` for `{type: categorical}`: editors accept it too."""
+    full = schema.get("additionalProperties")
+    if isinstance(full, dict):
+        short = {"type": "string", "enum": ["categorical", "numeric", "timestamp"]}
+        schema["additionalProperties"] = {"anyOf": [short, full]}
+
+
 class ItemTableSpec(TableSpec):
     """The item table (the catalogue) and which of its columns mean what (docs/adr/0033-item-attributes.md)."""
 
@@ -138,6 +146,7 @@ class ItemTableSpec(TableSpec):
         default_factory=dict,
         description="item columns by kind: categorical, numeric, timestamp, or {type: multi, delimiter: '|'}; only "
         "declared columns feed ranking features, the re-ranker, cold start and creator fairness groups",
+        json_schema_extra=_short_attributes_in_json_schema,
     )
 
     @field_validator("attributes", mode="before")
