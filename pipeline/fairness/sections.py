@@ -128,7 +128,7 @@ def recommendation_sections(spec: Spec, recommender, ex, tables, base_dir: Path,
         width = max(10, spec.evaluation.top_k, f.k)  # the evaluation's list length: the same lists it scored
         lists = _fresh(recommender).recommend(users, ex.seen, width)["final"]
         user_frame = _user_groups(spec, tables, ex.user_map.ids[users], f.groups)
-        item_frame = _aligned(tables.items, spec.data.items.id, ex.item_map.ids)
+        item_frame = _first_values(spec, _aligned(tables.items, spec.data.items.id, ex.item_map.ids))
         kwargs = dict(
             k=f.k,
             reference=f.exposure_reference,
@@ -145,6 +145,17 @@ def recommendation_sections(spec: Spec, recommender, ex, tables, base_dir: Path,
         if spec.reranker is not None and spec.reranker.min_exposure_share > 0 and recommender.attribute is not None:
             out.guarantee = _guarantee(spec, recommender, ex, users, relevant, lists, width)
     return _finish(spec, out, base_dir, run_path)
+
+
+def _first_values(spec: Spec, items: pd.DataFrame) -> pd.DataFrame:
+    """A multi-valued attribute groups items by its first value ("Action|Comedy" is Action), as the
+    re-ranker and the exposure floors do, not by the raw string (docs/adr/0033-item-attributes.md)."""
+    from pipeline.recsys.attributes import declared, one_value
+
+    multi = {n: a for n, a in declared(spec).items() if a.type == "multi" and n in items.columns}
+    if not multi:
+        return items
+    return items.assign(**{n: one_value(items[n], a) for n, a in multi.items()})
 
 
 def _finish(spec: Spec, out: Sections, base_dir: Path, run_path: Path) -> Sections:

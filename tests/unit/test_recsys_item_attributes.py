@@ -120,3 +120,18 @@ def test_the_report_states_the_rerankers_accuracy_cost() -> None:
     stages = {"ranked_before_rerank": {"ndcg@10": 0.2141}, "final": {"ndcg@10": 0.2056}}
     assert _rerank_cost(stages) == ["- accuracy cost of re-ranking: NDCG@10 0.2141 without, 0.2056 with (-4.0%)"]
     assert _rerank_cost({"final": {"ndcg@10": 0.2}}) == []
+
+
+def test_creator_fairness_groups_a_multi_attribute_by_its_first_value() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.fairness.sections import _first_values
+    from pipeline.spec.schema import AttributeSpec
+
+    attributes = {"genres": AttributeSpec(type="multi", delimiter="|"), "studio": AttributeSpec(type="categorical")}
+    spec = SimpleNamespace(data=SimpleNamespace(items=SimpleNamespace(attributes=attributes)))
+    items = pd.DataFrame({"genres": ["Action|Comedy", "Comedy", None], "studio": ["a", "b", "a|b"]})
+    grouped = _first_values(spec, items)
+    assert grouped["genres"].tolist()[:2] == ["Action", "Comedy"]  # not "Action|Comedy" as a group of its own
+    assert pd.isna(grouped["genres"].iloc[2])
+    assert grouped["studio"].tolist() == ["a", "b", "a|b"]  # a categorical is left as it is
