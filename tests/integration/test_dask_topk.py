@@ -85,3 +85,21 @@ def test_batch_top_k_on_dask_equals_the_local_lists(local_run: dict, cluster, tm
     loads = client.run(loaded_recommenders)
     assert len(loads) == 2 and all(tags.count(tag) <= 1 for tags in loads.values())  # once per worker process
     assert sum(tags.count(tag) for tags in loads.values()) == 2  # both workers computed lists
+
+
+def test_keel_run_on_dask_writes_the_lists_on_the_workers(local_run: dict, tmp_path: Path, monkeypatch) -> None:
+    """`keel run specs/streamrec.yaml runtime=dask_local`: the batch step runs on one cluster, recorded in run.json."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    code, result = keel("run", SPEC, *SMALL, *DASK)
+    assert code == 0 and result["promoted"], result
+    scoring = result["scoring"]
+    assert scoring["executor"] == "dask" and Path(scoring["parquet"]).is_dir()
+    lists = pd.read_parquet(scoring["parquet"])
+    local = pd.read_parquet(local_run["root"] / local_run["result"]["scoring"]["parquet"])
+    assert len(lists) == scoring["rows"] and lists["user_id"].nunique() == scoring["users"]
+    assert list(lists.columns) == list(local.columns) and lists.dtypes.equals(local.dtypes)
+    assert (lists.groupby("user_id", sort=False)["rank"].max() <= 10).all()
+    cluster = json.loads((Path(result["run_dir"]) / "run.json").read_text())["cluster"]
+    assert cluster["kind"] == "local" and cluster["n_workers"] == 2
+    assert [s["step"] for s in cluster["steps"]] == ["top_k"]
