@@ -56,7 +56,10 @@ def test_bad_history_exits_2_naming_the_dates(tmp_path: Path, capsys: pytest.Cap
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_schedule_without_a_server_is_a_usage_error(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_schedule_without_a_server_is_a_usage_error(
+    monkeypatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # a project without a `keel server` (the checkout may have one up)
     assert main(["schedule", str(SPEC), "--register-only"]) == 2
     assert "keel schedule needs a Prefect server" in capsys.readouterr().err

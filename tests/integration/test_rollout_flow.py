@@ -44,6 +44,7 @@ NOW = (T0 + timedelta(days=3)).isoformat()  # shadow 1d + canary 2d: the canary 
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api) -> dict[str, Any]:
     home = tmp_path / "home"
     monkeypatch.setenv("BENTOML_HOME", str(home))
+    monkeypatch.chdir(tmp_path)  # the test's Prefect API, not a `keel server` the checkout may have up
     overrides = ["rollout=sim_small", f"runtime.runs_dir={tmp_path / 'runs'}"]
     loaded = load_spec(SPEC_PATH, overrides, [CONF])
     name, store = loaded.spec.name, BundleStore(home)
