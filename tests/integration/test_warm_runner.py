@@ -48,6 +48,13 @@ def served(project: Path) -> list[str]:
     return [line for line in log.splitlines() if " pid " in line and ": keel " in line]
 
 
+def _gone(pid: int, timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not pid_alive(pid)
+
+
 def test_a_flow_verb_is_served_warm_with_the_callers_directory_streams_and_exit_status(project: Path) -> None:
     (project / "specs").mkdir()
     (project / "specs" / "broken.yaml").write_text("name: broken\ntask: binary_classification\nnot_a_key: 1\n")
@@ -59,7 +66,7 @@ def test_a_flow_verb_is_served_warm_with_the_callers_directory_streams_and_exit_
     [line] = served(project)
     assert f"in {project}: keel run specs/broken.yaml" in line
     child = int(re.search(r" pid (\d+) ", line).group(1))
-    assert not pid_alive(child)  # the child exited (and was reaped) with the command
+    assert _gone(child)  # the child exits (and is reaped) with the command
 
 
 def test_cheap_verbs_and_keel_warm_0_stay_in_the_callers_process(project: Path) -> None:
@@ -69,7 +76,9 @@ def test_cheap_verbs_and_keel_warm_0_stay_in_the_callers_process(project: Path) 
 
 
 def test_a_runner_that_would_import_differently_hands_the_command_back(project: Path) -> None:
-    done = keel(project, "validate", "missing.yaml", OMP_NUM_THREADS="1")  # OpenMP sized its pool at import
+    # OpenMP sized its pool at import; a value other than the runner's (a LocalCluster's nanny sets 1 in its process)
+    other = str(int(os.environ.get("OMP_NUM_THREADS") or "1") + 1)
+    done = keel(project, "validate", "missing.yaml", OMP_NUM_THREADS=other)
     assert done.returncode == 2
     assert "warm runner cannot serve this (OMP_NUM_THREADS differs" in done.stderr and "file not found" in done.stderr
     assert served(project) == []
@@ -87,11 +96,10 @@ def test_ctrl_c_reaches_the_child_and_the_runner_survives(project: Path) -> None
     child = int(re.search(r" pid (\d+) ", line).group(1))
     time.sleep(1.0)
     client.send_signal(signal.SIGINT)
-    assert client.wait(timeout=60) == 130
-    deadline = time.monotonic() + 30
-    while pid_alive(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not pid_alive(child)
+    code = client.wait(timeout=60)
+    # 130: interrupted before the CLI started; 1: click's own "Aborted!" once it runs, as a cold keel exits
+    assert code in (1, 130), client.stderr.read().decode()[-2000:]
+    assert _gone(child)
     assert runner_running(project) is not None  # the next command is still served warm
     assert keel(project, "run", "missing.yaml").returncode == 2 and len(served(project)) == 2
 
@@ -108,10 +116,7 @@ def test_a_caller_killed_outright_takes_its_command_with_it(project: Path) -> No
     time.sleep(1.0)
     client.kill()  # SIGKILL: nothing the client can forward
     client.wait(timeout=10)
-    deadline = time.monotonic() + 30
-    while pid_alive(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not pid_alive(child)
+    assert _gone(child)
 
 
 def test_stop_removes_the_socket_and_commands_run_cold_again(tmp_path: Path) -> None:
