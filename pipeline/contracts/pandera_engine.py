@@ -62,8 +62,13 @@ def _detail(reason: str, value: object, spec: ColumnContract) -> str:
     return f" ({fmt(value)})"
 
 
-def validate_with_pandera(df: pd.DataFrame, contract: ContractSpec) -> ContractResult:
-    """Validate with `to_pandera(contract).validate(df, lazy=True)`; same result shape as the keel engine."""
+def validate_with_pandera(
+    df: pd.DataFrame, contract: ContractSpec, duplicates: dict[str, np.ndarray] | None = None
+) -> ContractResult:
+    """Validate with `to_pandera(contract).validate(df, lazy=True)`; same result shape as the keel engine.
+
+    `duplicates`: {unique column: bool mask} of rows whose value is also in another partition of the
+    table (pipeline/distributed/unique.py): flagged `duplicate` as pandera flags a repeat within a frame."""
     n = len(df)
     problems = schema_problems(df, contract)
     names = checkable_columns(df, contract, problems)
@@ -93,6 +98,18 @@ def validate_with_pandera(df: pd.DataFrame, contract: ContractSpec) -> ContractR
         seen.add((int(pos), col, reason))
         counts[f"{col}:{reason}"] = counts.get(f"{col}:{reason}", 0) + 1
         per_row.setdefault(int(pos), []).append(f"{col}: {reason}{_detail(reason, value, spec)}")
+    for col, mask in (duplicates or {}).items():
+        if col not in names or not contract.columns[col].unique:
+            continue
+        values = frame[col].to_numpy(dtype=object)
+        for pos in np.flatnonzero(mask).tolist():
+            if (pos, col, "duplicate") in seen:
+                continue
+            seen.add((pos, col, "duplicate"))
+            counts[f"{col}:duplicate"] = counts.get(f"{col}:duplicate", 0) + 1
+            per_row.setdefault(pos, []).append(
+                f"{col}: duplicate{_detail('duplicate', values[pos], contract.columns[col])}"
+            )
     idx = np.array(sorted(per_row), dtype=np.int64)
     keep = None
     if len(idx):

@@ -143,7 +143,7 @@ def validate_frame(
     if contract.engine == "pandera":
         from pipeline.contracts.pandera_engine import validate_with_pandera
 
-        return validate_with_pandera(df, contract)
+        return validate_with_pandera(df, contract, duplicates)
     return validate_keel(df, contract, duplicates)
 
 

@@ -1,6 +1,7 @@
 """`unique: true` over a partitioned table: a value repeated in another partition is a duplicate too.
 
-Locally a repeat is every occurrence after the first in table order. Across partitions: each
+Locally a repeat is every occurrence after the first in table order (the keel engine, and pandera's
+schema with report_duplicates exclude_first). Across partitions: each
 partition sends, per unique column, its first occurrences (value, global row) to hash buckets; each
 bucket (one task) marks every occurrence after the earliest as a duplicate; each partition then gets
 back the rows of its own that repeat an earlier one, and validate_frame counts them as it counts a
@@ -20,8 +21,6 @@ from pipeline.spec.schema import ContractSpec
 
 
 def unique_columns(contract: ContractSpec, columns: list[str]) -> list[str]:
-    if contract.engine != "keel":
-        return []  # pandera: uniqueness within each partition only (docs/adr/0024-dask-executor.md)
     return [n for n, s in contract.columns.items() if s.unique and n in columns]
 
 
@@ -53,7 +52,8 @@ def bucket_keys(
 
 
 def repeats_in_bucket(pieces: list[dict[str, pd.DataFrame]]) -> dict[str, np.ndarray]:
-    """On a worker: the global rows whose key appeared at an earlier row in another partition.
+    """On a worker: the global rows whose key appeared at an earlier row in another partition (both
+    engines keep the first copy: pandera's schema reports duplicates with exclude_first).
 
     `pieces`: this bucket's piece of every partition (only they travel to this task)."""
     out: dict[str, np.ndarray] = {}

@@ -118,6 +118,19 @@ def test_validate_cli_on_dask_matches_the_local_path(data: dict, tmp_path: Path,
     assert [s["step"] for s in cluster["steps"]] == ["validate"]
 
 
+def test_pandera_flags_repeats_across_partitions_as_it_does_in_one_frame(data: dict, client, tmp_path: Path) -> None:
+    """contract.engine pandera: a subscriber id in two partitions is a duplicate, every copy, as locally."""
+    loaded = load_spec(SPEC, [f"data.source={data['table']}", "contract.engine=pandera"])
+    spec = loaded.spec
+    local = validate_frame(load_source(spec.data, loaded.base_dir), spec.contract)
+    assert local.check_counts.get("subscriber_id:duplicate", 0) > 0
+    merged, _ = validate_partitions(client, spec, list_partitions(str(data["table"])), tmp_path / "quarantine")
+    assert merged.check_counts == local.check_counts
+    assert (merged.rows_accepted, merged.rows_quarantined) == (local.rows_accepted, local.rows_quarantined)
+    got = pd.read_parquet(tmp_path / "quarantine").sort_values(ROW_COL).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, local.quarantined.reset_index(drop=True))
+
+
 def test_profile_and_psi_from_partitions_equal_the_local_ones(data: dict, client) -> None:
     loaded = load_spec(SPEC, [f"data.source={data['table']}"])
     spec, contract = loaded.spec, loaded.spec.contract
