@@ -119,11 +119,17 @@ def write_data_docs(
     seed: int = 0,
     result: ContractResult | None = None,
     reasons: list[str] | None = None,
+    *,
+    table_rows: int | None = None,
+    keel_accepted: np.ndarray | None = None,
 ) -> DataDocsResult:
     """Validate Keel's input rows with GX in an ephemeral context; write offline Data Docs under out_dir.
 
     `result` is Keel's verdict on the same `df` (its row verdicts join the frame GX sees and its
     counts fill the banner); `reasons` are Keel's reasons to fail beyond the contract (e.g. drift).
+    A partitioned table (the Dask executor) passes a sample of it as `df`, the table's row count as
+    `table_rows` and Keel's verdict on each sampled row as `keel_accepted`: the pages then say they
+    show a sample of that many rows, with Keel's counts for the whole table.
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -132,7 +138,10 @@ def write_data_docs(
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = df
-    if result is not None and result.rows_in == len(df) and not result.schema_problems:
+    rows_in = table_rows if table_rows is not None else len(df)
+    if keel_accepted is not None:
+        frame = df.assign(**{KEEL_COLUMN: np.asarray(keel_accepted, dtype=bool)})
+    elif result is not None and result.rows_in == len(df) and not result.schema_problems:
         accepted = np.ones(len(df), dtype=bool)
         accepted[result.quarantined[ROW_COL].to_numpy(dtype=np.int64)] = False
         frame = df.assign(**{KEEL_COLUMN: accepted})
@@ -156,7 +165,7 @@ def write_data_docs(
     batch = (
         ctx.data_sources.add_pandas("keel")
         .add_dataframe_asset(name=contract.name)
-        .add_batch_definition_whole_dataframe("all_rows" if len(sample) == len(df) else f"sample_{len(sample)}")
+        .add_batch_definition_whole_dataframe("all_rows" if len(sample) == rows_in else f"sample_{len(sample)}")
     )
     suite = ctx.suites.add(build_suite(contract, frame=sample))
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"{contract.name}_vd", data=batch, suite=suite))
@@ -177,7 +186,7 @@ def write_data_docs(
                 unexpected[label] = int(r.result["unexpected_count"])
             if not r.success:
                 failed.append(label)
-    docs = DataDocsResult(out_dir / "index.html", bool(run.success), stats, len(sample), failed, len(df), unexpected)
+    docs = DataDocsResult(out_dir / "index.html", bool(run.success), stats, len(sample), failed, rows_in, unexpected)
     page_banner = _banner(contract, docs, result, reasons or [])
     for page in out_dir.rglob("*.html"):
         make_offline(page, page_banner, out_dir)

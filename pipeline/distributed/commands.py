@@ -14,12 +14,13 @@ import pandas as pd
 
 from pipeline.atomic_files import write_frame_atomic
 from pipeline.contracts.profile import ReferenceProfile, build_profile
-from pipeline.contracts.report import build_report, render_markdown
+from pipeline.contracts.report import build_report, drift_verdict, render_markdown
 from pipeline.contracts.validate import validate_frame
 from pipeline.data.derived import add_derived, derived_lineage
 from pipeline.data.partitioned import is_partitioned, list_partitions
 from pipeline.data.sources import load_source
 from pipeline.distributed.cluster import open_cluster
+from pipeline.distributed.datadocs import data_docs_on_dask
 from pipeline.distributed.errors import DistributedError, worker_faults
 from pipeline.distributed.profile import build_profile_distributed, psi_against_distributed
 from pipeline.distributed.score import commit_directory, score_partitions
@@ -100,16 +101,21 @@ def validate_on_dask(loaded: LoadedSpec, data_path: Path | None) -> tuple[dict[s
             where = reference.source
         run.write_text("reference_profile.json", profile.to_json())
         dask_info = cluster.record() | {"partitions": result.partitions}
+        docs = data_docs_on_dask(
+            client, spec, parts, result, run / "quarantine", run / "data_docs", drift_verdict(drift)
+        )
     meta = {
         "spec_name": spec.name,
         "spec_sha256": loaded.sha256,
         "run_dir": str(run.path),
         "data": source,
-        "great_expectations": {"note": "Data Docs are not built on the Dask executor (run it locally on a sample)"},
+        "great_expectations": {k: v for k, v in docs.items() if k != "index"},
         "dask": dask_info,
     }
     report = build_report(result, drift, where, derived, meta)
     report["outputs"] = {"quarantine": str(run / "quarantine"), "report": str(run / "validation_report.md")}
+    if docs.get("index"):
+        report["outputs"]["data_docs"] = str(docs["index"])
     markdown = render_markdown(report)
     run.write_json("validation_report.json", report)
     run.write_text("validation_report.md", markdown)

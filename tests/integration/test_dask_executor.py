@@ -116,6 +116,16 @@ def test_validate_cli_on_dask_matches_the_local_path(data: dict, tmp_path: Path,
     assert cluster["kind"] == "local" and cluster["n_workers"] == 2 and cluster["address"].startswith("tcp://")
     assert cluster["dashboard_link"].startswith("http://") and cluster["partitions"] == 3
     assert [s["step"] for s in cluster["steps"]] == ["validate"]
+    # Data Docs: the table is smaller than contract.ge_sample_rows, so GX saw every row, as the local path does
+    from pipeline.contracts.expectations import write_data_docs
+
+    gx = report["great_expectations"]
+    assert gx["rows_in"] == gx["sample_rows"] == 4000 and Path(report["outputs"]["data_docs"]).is_file()
+    frame = load_source(loaded.spec.data, loaded.base_dir)
+    here = write_data_docs(loaded.spec.contract, frame, tmp_path / "local_docs", result=local)
+    assert gx["failed_expectations"] == here.failed and gx["success"] == here.success
+    page = Path(report["outputs"]["data_docs"]).read_text()
+    assert "the same 4,000 rows Keel validated" in page
 
 
 def test_pandera_flags_repeats_across_partitions_as_it_does_in_one_frame(data: dict, client, tmp_path: Path) -> None:
@@ -129,6 +139,20 @@ def test_pandera_flags_repeats_across_partitions_as_it_does_in_one_frame(data: d
     assert (merged.rows_accepted, merged.rows_quarantined) == (local.rows_accepted, local.rows_quarantined)
     got = pd.read_parquet(tmp_path / "quarantine").sort_values(ROW_COL).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, local.quarantined.reset_index(drop=True))
+
+
+def test_data_docs_of_a_larger_table_say_they_show_a_sample(data: dict, client, tmp_path: Path) -> None:
+    from pipeline.distributed.datadocs import data_docs_on_dask, shares
+
+    assert shares([1000, 2000, 1000], 1000) == [250, 500, 250] and shares([3, 4], 10) == [3, 4]
+    loaded = load_spec(SPEC, [f"data.source={data['table']}", "contract.ge_sample_rows=1000"])
+    parts = list_partitions(str(data["table"]))
+    merged, _ = validate_partitions(client, loaded.spec, parts, tmp_path / "quarantine")
+    docs = data_docs_on_dask(client, loaded.spec, parts, merged, tmp_path / "quarantine", tmp_path / "docs", [])
+    assert (docs["sample_rows"], docs["rows_in"]) == (1000, 4000)
+    page = Path(docs["index"]).read_text()
+    assert "a seeded SAMPLE of 1,000 of the 4,000 rows" in page
+    assert f"{merged.rows_quarantined:,} quarantined" in page  # Keel's counts are the whole table's
 
 
 def test_profile_and_psi_from_partitions_equal_the_local_ones(data: dict, client) -> None:
