@@ -27,6 +27,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.lifecycle import batch_score, bundle_store, run_flow
 from flows.train import prepare_data
 from pipeline.data.errors import DataSourceError, TrainingDataError
+from pipeline.distributed.cluster import run_cluster
 from pipeline.registry import promote
 from pipeline.runs import RunDir, atomic_write_text
 from pipeline.scoring.progress import bar
@@ -54,43 +55,8 @@ def sweep_flow(
     sweep_id = sweep_dir.name
     plan = {"sweep": sweep_id, "spec": spec_path, "metric": metric, "promote_best": promote_best, "jobs": jobs}
     atomic_write_text(sweep_dir / "sweep.json", json.dumps(plan, indent=2) + "\n")
-    rows = []
-    batches: dict[int, Callable[[], dict[str, Any]]] = {}  # recommendation: the leading jobs' batch top-K
-    progress = bar(len(jobs), f"sweep {sweep_id}", "job")  # on stderr when it is a terminal (not with -q)
-    for job in jobs:
-        progress.set_postfix_str(" ".join(job["swept"]), refresh=False)
-        sweep = {"id": sweep_id, "job": job["index"], "jobs": len(jobs), "overrides": job["swept"]}
-        print(f"sweep {sweep_id}: job {job['index']}/{len(jobs)} {' '.join(job['swept'])}")
-        try:
-            report = run_job(first.task, spec_path, job["overrides"], conf_dirs, sweep)
-        except TrainingDataError as exc:  # the data said no, as a gate would: exit 1
-            rows.append(_row(job, "failed", reason=" ".join(str(exc).split())))
-        except (DataSourceError, SpecError) as exc:  # bad input only this job met (a swept data.source): exit 2
-            rows.append(_row(job, "error", reason=" ".join(str(exc).split())))
-        else:
-            rows.append(_row(job, report["status"], report=report, metric=metric))
-            if promote_best and "batch_after_promotion" in report:
-                batches[job["index"]] = report["batch_after_promotion"]
-        leaders = {row["job"] for row in rank(rows, metric, first.task).values()}
-        batches = {index: run for index, run in batches.items() if index in leaders}  # free the others' models
-        progress.update(1)
-    progress.close()
-    best = rank(rows, metric, first.task)
-    for name, row in best.items():
-        row["best"] = True
-        if promote_best:
-            job = next(j for j in jobs if j["index"] == row["job"])
-            reason = f"best {row['ranked_by']} {metric} of sweep {sweep_id} (job {row['job']} of {len(jobs)})"
-            if first.task == "recommendation":
-                row["scoring"] = promote_recsys_job(
-                    spec_path, job["overrides"], conf_dirs, row["bundle"], row["run_dir"], reason, batches[row["job"]]
-                )
-            else:
-                row["scoring"] = promote_job(
-                    spec_path, job["overrides"], conf_dirs, row["bundle"], row["run_dir"], reason
-                )
-            row["promoted"] = True
-            print(f"sweep {sweep_id}: promoted {row['bundle']} to champion of {name}")
+    with run_cluster(first.runtime, None):  # runtime.executor dask: one cluster for every job (ADR 0024)
+        rows, best = _run_jobs(spec_path, jobs, conf_dirs, metric, promote_best, first.task, sweep_id)
     status = _status(rows)
     summary = {
         "status": status,
@@ -111,6 +77,56 @@ def sweep_flow(
 
 
 DEFAULT_METRIC = {"binary_classification": "auc", "recommendation": "ndcg@10"}
+
+
+def _run_jobs(
+    spec_path: str,
+    jobs: list[dict[str, Any]],
+    conf_dirs: list[str] | None,
+    metric: str,
+    promote_best: bool,
+    task: str,
+    sweep_id: str,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Every job in order, then the best per spec name (promoted with promote_best): (rows, best)."""
+    rows: list[dict[str, Any]] = []
+    batches: dict[int, Callable[[], dict[str, Any]]] = {}  # recommendation: the leading jobs' batch top-K
+    progress = bar(len(jobs), f"sweep {sweep_id}", "job")  # on stderr when it is a terminal (not with -q)
+    for job in jobs:
+        progress.set_postfix_str(" ".join(job["swept"]), refresh=False)
+        sweep = {"id": sweep_id, "job": job["index"], "jobs": len(jobs), "overrides": job["swept"]}
+        print(f"sweep {sweep_id}: job {job['index']}/{len(jobs)} {' '.join(job['swept'])}")
+        try:
+            report = run_job(task, spec_path, job["overrides"], conf_dirs, sweep)
+        except TrainingDataError as exc:  # the data said no, as a gate would: exit 1
+            rows.append(_row(job, "failed", reason=" ".join(str(exc).split())))
+        except (DataSourceError, SpecError) as exc:  # bad input only this job met (a swept data.source): exit 2
+            rows.append(_row(job, "error", reason=" ".join(str(exc).split())))
+        else:
+            rows.append(_row(job, report["status"], report=report, metric=metric))
+            if promote_best and "batch_after_promotion" in report:
+                batches[job["index"]] = report["batch_after_promotion"]
+        leaders = {row["job"] for row in rank(rows, metric, task).values()}
+        batches = {index: run for index, run in batches.items() if index in leaders}  # free the others' models
+        progress.update(1)
+    progress.close()
+    best = rank(rows, metric, task)
+    for name, row in best.items():
+        row["best"] = True
+        if promote_best:
+            job = next(j for j in jobs if j["index"] == row["job"])
+            reason = f"best {row['ranked_by']} {metric} of sweep {sweep_id} (job {row['job']} of {len(jobs)})"
+            if task == "recommendation":
+                row["scoring"] = promote_recsys_job(
+                    spec_path, job["overrides"], conf_dirs, row["bundle"], row["run_dir"], reason, batches[row["job"]]
+                )
+            else:
+                row["scoring"] = promote_job(
+                    spec_path, job["overrides"], conf_dirs, row["bundle"], row["run_dir"], reason
+                )
+            row["promoted"] = True
+            print(f"sweep {sweep_id}: promoted {row['bundle']} to champion of {name}")
+    return rows, best
 
 
 def run_job(

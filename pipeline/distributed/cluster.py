@@ -71,11 +71,24 @@ def open_cluster(
 
 
 @contextlib.contextmanager
-def run_cluster(runtime: RuntimeSpec, run: RunDir) -> Iterator[Cluster | None]:
-    """The run's one cluster (None on the local executor): recorded in run.json, reused by every step."""
+def run_cluster(runtime: RuntimeSpec, run: RunDir | None) -> Iterator[Cluster | None]:
+    """The run's one cluster (None on the local executor): recorded in run.json, reused by every step.
+
+    Inside a sweep's cluster (run_cluster with run None around its jobs) a job's run reuses that one:
+    its run.json records it with `shared: true` and the steps this run sent to it."""
     global _RUN_CLUSTER
     if runtime.executor != "dask":
         yield None
+        return
+    with _LOCK:
+        shared = _RUN_CLUSTER
+    if shared is not None:
+        before = len(shared.steps)
+        try:
+            yield shared
+        finally:
+            if run is not None:
+                record_cluster(run, shared.record() | {"shared": True, "steps": shared.steps[before:]})
         return
     with open_cluster(runtime, run=run) as cluster:
         with _LOCK:

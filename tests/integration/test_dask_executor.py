@@ -354,3 +354,20 @@ def test_high_risk_list_on_dask_equals_the_local_list(data: dict, champion: dict
     got = high_risk_on_dask(spec.runtime, champion["store"], champion["tag"], snapshot, spec.data.entity_id, threshold)
     assert len(expected) > 50 and got.scored == len(snapshot)
     pd.testing.assert_frame_equal(got.frame, expected)
+
+
+def test_a_sweep_on_dask_runs_every_job_on_one_cluster(data: dict, tmp_path: Path, monkeypatch) -> None:
+    """`keel run -m ... runtime=dask_local`: the jobs share the sweep's cluster; each run.json says so."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    sweep = ["gates=[churn]", "~fairness", "~causal", "model.params.num_leaves=7,15"]
+    code, result = keel("run", "-m", SPEC, f"data.source={data['table']}", *DASK, *sweep)
+    assert code in (0, 1) and len(result["jobs"]) == 2, result
+    clusters = [json.loads((Path(job["run_dir"]) / "run.json").read_text())["cluster"] for job in result["jobs"]]
+    assert len({c["address"] for c in clusters}) == 1 and all(c["shared"] for c in clusters)
+    for c in clusters:  # each run's own steps: its selection's fits (a sweep job cross-validates) and training
+        assert [s["step"] for s in c["steps"]] == ["cross-validation", "train"], c["steps"]
+    from distributed import Client
+
+    with pytest.raises(OSError):
+        Client(clusters[0]["address"], timeout=2)  # stopped with the sweep
