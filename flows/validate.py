@@ -96,13 +96,7 @@ def data_docs(
     if frame.empty or not len(frame.columns):
         return {"index": None, "note": "no rows to document"}
     docs = write_data_docs(spec.contract, frame, run / "data_docs", result=result, reasons=reasons)
-    return {
-        "index": str(docs.index_html),
-        "success": docs.success,
-        "sample_rows": docs.sample_rows,
-        "rows_in": docs.rows_in,
-        "failed_expectations": docs.failed,
-    }
+    return docs.summary()
 
 
 @task(cache_policy=NO_CACHE)

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.processes import pid_alive
+from pipeline.processes import pid_alive, terminate
 
 STATE_DIR = Path(".keel") / "prefect"
 STATE_FILE = "server.json"
@@ -156,25 +156,10 @@ def stop(base: Path | None = None, grace_s: float = 20) -> ServerInfo | None:
     info = read_info(base)
     if info is None:
         return None
-    if pid_alive(info.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(info.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while pid_alive(info.pid) and time.monotonic() < deadline:
-            _reap(info.pid)
-            time.sleep(0.2)
-        if pid_alive(info.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(info.pid, signal.SIGKILL)
+    terminate(info.pid, grace_s, group=True)
     with contextlib.suppress(FileNotFoundError):
         (state_dir(base) / STATE_FILE).unlink()
     return info
-
-
-def _reap(pid: int) -> None:
-    """Collect the child's exit status when this process started it (in-process tests), so it stops existing."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def _redacted(url: str) -> str:

@@ -46,6 +46,16 @@ class DataDocsResult:
     rows_in: int = 0  # rows Keel validated; sample_rows < rows_in means GX saw a sample
     unexpected: dict[str, int] = field(default_factory=dict)  # "expectation_type(column)" -> unexpected rows
 
+    def summary(self) -> dict[str, Any]:
+        """What a validation report keeps about the pages (the same fields locally and on Dask)."""
+        return {
+            "index": str(self.index_html),
+            "success": self.success,
+            "sample_rows": self.sample_rows,
+            "rows_in": self.rows_in,
+            "failed_expectations": self.failed,
+        }
+
 
 def _mostly(contract: ContractSpec) -> float | None:
     """Keel's tolerance: a rule may fail on up to max_quarantine_fraction of rows (none when on_violation is fail)."""

@@ -77,10 +77,4 @@ def data_docs_on_dask(
         table_rows=result.rows_in,
         keel_accepted=accepted,
     )
-    return {
-        "index": str(docs.index_html),
-        "success": docs.success,
-        "sample_rows": docs.sample_rows,
-        "rows_in": docs.rows_in,
-        "failed_expectations": docs.failed,
-    }
+    return docs.summary()

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.processes import pid_alive
+from pipeline.processes import pid_alive, terminate
 from pipeline.warm.protocol import LOG_NAME, SOCKET_NAME, STATE_NAME, runner_dir
 
 
@@ -77,17 +77,7 @@ def stop_runner(base: Path | None = None, grace_s: float = 10) -> RunnerInfo | N
     info = read_runner(base)
     if info is None:
         return None
-    if pid_alive(info.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(info.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while pid_alive(info.pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(info.pid, os.WNOHANG)
-            time.sleep(0.1)
-        if pid_alive(info.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(info.pid, signal.SIGKILL)
+    terminate(info.pid, grace_s)  # the runner only: commands it forked run to their end
     folder = runner_dir(base)
     for name in (STATE_NAME, SOCKET_NAME):
         with contextlib.suppress(FileNotFoundError):

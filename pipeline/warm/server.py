@@ -133,7 +133,9 @@ def _child(conn: socket.socket, listener: socket.socket, request: dict[str, Any]
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for target, fd in zip((0, 1, 2), fds, strict=True):
             os.dup2(fd, target)
-        fds.clear()  # the caller's copies now live on 0, 1, 2
+        for fd in {fd for fd in fds if fd > 2}:
+            os.close(fd)  # the caller's descriptors now live on 0, 1, 2 only
+        fds.clear()
         _std_streams()
         os.chdir(request["cwd"])
         os.environ.clear()
