@@ -23,10 +23,12 @@ import pandas as pd
 import yaml
 
 from pipeline.gates.evaluate import ChampionReference
+from pipeline.gates.seen_rows import is_bloom, load_record, seen_in, seen_record
 from pipeline.metrics import classification_metrics
 
 TRAINING_ROWS_FILE = "training_rows.npy"
-"""Sorted uint64 hashes of the rows a bundle's model saw (its input columns + the label), one per distinct row."""
+"""The rows a bundle's model saw (hashes of its input columns + the label): exact, or a Bloom filter past 1M
+distinct rows (pipeline/gates/seen_rows.py)."""
 MIN_COMPARABLE_ROWS = 30
 """Fewer test rows the champion never saw than this (or one class only): not comparable."""
 
@@ -50,7 +52,7 @@ def write_training_rows(
     """`directory`/training_rows.npy: which rows the model saw, so a later challenger can leave them out."""
     columns = [*input_columns(features, derived), label]
     path = Path(directory) / TRAINING_ROWS_FILE
-    np.save(path, np.unique(row_hashes(seen, columns)), allow_pickle=False)
+    np.save(path, seen_record(row_hashes(seen, columns)), allow_pickle=False)
     return path
 
 
@@ -110,11 +112,16 @@ def rescore_champion(
         return refused(f"its model cannot score the rows ({' '.join(str(exc).split())[:200]})")
     unseen = {k: v for k, v in bundle.model.last_unseen_counts.items() if v}
     labels = np.asarray(labels)
-    keep = _not_trained_on(ref, frame, needed, spec.data.label)
+    keep, approximate = _not_trained_on(ref, frame, needed, spec.data.label)
     if keep is None or keep.all():
         metrics = classification_metrics(labels, p, spec.evaluation.threshold, spec.evaluation.top_k)
         note = "" if keep is not None else "its training rows are not recorded (an older bundle): overlap unknown"
         return ChampionReference(ref.tag, metrics, rows, positives, split, True, "", unseen, note=note)
+    bloom_note = (
+        "its training rows are kept as a Bloom filter: about 0.1% of the rows it never saw are left out too"
+        if approximate
+        else ""
+    )
     left_out = int((~keep).sum())
     kept_rows, kept_positives = int(keep.sum()), int(labels[keep].sum())
     if kept_rows < MIN_COMPARABLE_ROWS or kept_positives in (0, kept_rows):
@@ -125,16 +132,29 @@ def rescore_champion(
     threshold, k = spec.evaluation.threshold, spec.evaluation.top_k
     metrics = classification_metrics(labels[keep], p[keep], threshold, k)
     return ChampionReference(
-        ref.tag, metrics, kept_rows, kept_positives, split, True, "", unseen, left_out=left_out, keep=keep
+        ref.tag,
+        metrics,
+        kept_rows,
+        kept_positives,
+        split,
+        True,
+        "",
+        unseen,
+        left_out=left_out,
+        keep=keep,
+        note=bloom_note,
     )
 
 
-def _not_trained_on(ref: Any, frame: pd.DataFrame, needed: list[str], label: str | None) -> np.ndarray | None:
-    """True for the rows the champion's model never saw; None when the bundle does not record them."""
+def _not_trained_on(
+    ref: Any, frame: pd.DataFrame, needed: list[str], label: str | None
+) -> tuple[np.ndarray | None, bool]:
+    """(True for the rows the champion's model never saw, or None when the bundle does not record them;
+    whether the record is a Bloom filter, which may also leave out a few rows it never saw)."""
     if TRAINING_ROWS_FILE not in ref.manifest.files or label is None or label not in frame.columns:
-        return None
-    seen = np.load(ref.open_file(TRAINING_ROWS_FILE), allow_pickle=False)
-    return ~np.isin(row_hashes(frame, [*needed, label]), seen)
+        return None, False
+    record = load_record(ref.open_file(TRAINING_ROWS_FILE))
+    return ~seen_in(record, row_hashes(frame, [*needed, label])), is_bloom(record)
 
 
 def _first_reason(result: Any) -> str:
