@@ -8,4 +8,4 @@ scripts/services.sh  # starts Redis / PostgreSQL when installed but down; says w
 export GX_ANALYTICS_ENABLED=false
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python -m pytest -n 2 --timeout 600 -rs "$@"  # -rs: every skip with its reason
+.venv/bin/python -m pytest -n 2 --dist worksteal --timeout 600 -rs "$@"  # -rs: every skip with its reason; worksteal: an idle worker takes queued tests from the busy one (no idle tail behind a long test)

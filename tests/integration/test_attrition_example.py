@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline.cli import main
 
@@ -155,7 +156,11 @@ def test_a_new_split_seed_compares_on_the_test_rows_the_champion_never_saw(
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    shutil.copy(EXAMPLES / "default" / "default.yaml", tmp_path / "default.yaml")
+    # the example refits on every row (nothing left to compare on); as a team that gates on the champion would
+    text = yaml.safe_load((EXAMPLES / "default" / "default.yaml").read_text(encoding="utf-8"))
+    text["evaluation"]["refit"] = "train_valid"
+    text["gates"]["auc_vs_champion"] = {"metric": "auc", "vs": "champion", "max_drop": 0.02}
+    (tmp_path / "default.yaml").write_text(yaml.safe_dump(text, sort_keys=False), encoding="utf-8")
     _prepare("default").write(tmp_path / "default.parquet")
     spec = str(tmp_path / "default.yaml")
     code, first = keel("run", spec)

@@ -72,6 +72,7 @@ def test_init_spec_recommendation_on_movielens_runs(tmp_path: Path, monkeypatch:
     code, made = keel("init-spec", "data/ratings.parquet", "--task", "recommendation", "--label", "rating")
     assert code == 0, made
     assert keel("check", "specs/ratings.yaml", "--data")[0] == 0
-    code, run = keel("run", "specs/ratings.yaml")
+    # the written spec as is, but for the same-run baselines: EASE's 9k x 9k inverse is not what this test is about
+    code, run = keel("run", "specs/ratings.yaml", "++evaluation.baselines=[{type:popularity}]")
     assert code in (0, 1), run  # trained and gated; the floor gate may say no
     assert 0 < run["metrics"]["ndcg@10"] < 1 and 0 < run["metrics"]["recall@500"] < 1
