@@ -121,13 +121,15 @@ def _leaf_values(root: dict[str, Any]) -> np.ndarray:
 
 
 def fit_on_dask(
-    runtime: Any, model: LightGBMTabularModel, train: pd.DataFrame, y: np.ndarray, valid
+    runtime: Any, model: LightGBMTabularModel, train: pd.DataFrame, y: np.ndarray, valid, step: str = "train"
 ) -> LightGBMTabularModel:
-    """Fit `model` (a LightGBMTabularModel from build_model) on the run's cluster; returns a LightGBMTabularModel."""
+    """Fit `model` (a LightGBMTabularModel from build_model) on the run's cluster; returns a LightGBMTabularModel.
+
+    `step` names the work in the run's cluster record: `train`, or `refit` (evaluation.refit)."""
     from pipeline.distributed.cluster import open_cluster
     from pipeline.distributed.errors import worker_faults
 
-    with open_cluster(runtime, "train") as cluster, worker_faults():
+    with open_cluster(runtime, step) as cluster, worker_faults():
         fitted = DaskLightGBMModel(model, cluster.client).fit(train, y, valid)
     plain = LightGBMTabularModel(fitted.features, fitted.params, fitted.seed)
     plain.__dict__.update({k: v for k, v in fitted.__dict__.items() if k != "client"})

@@ -5,7 +5,8 @@ The gates judge a model trained on the training part and measured on test. With 
 ships. `train_valid` / `all` retrain the same configuration (family, features, params, seed; for
 LightGBM with the number of trees early stopping chose, since no validation part is left to stop
 on) on those parts; the test metrics then describe its sibling trained on less data, and the
-report says so. See docs/adr/0020-refit.md.
+report says so. With `runtime.executor: dask` a LightGBM refit trains on the run's cluster, as the
+first fit did (pipeline/distributed/train.py). See docs/adr/0020-refit.md.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ def refit(spec: Spec, model_spec: Any, fitted: TabularModel, data: Prepared) -> 
     fixed = _fixed_rounds(model_spec, fitted)
     if fixed is not model_spec:
         info["n_estimators"] = fixed.params.n_estimators
-    model = build_model(fixed, seed=spec.data.seed).fit(frame[fitted.features], labels)
-    return model, frame, info
+    model = build_model(fixed, seed=spec.data.seed)
+    if spec.runtime.executor == "dask" and model.family == "lightgbm":  # on the run's cluster, as the first fit
+        from pipeline.distributed.train import fit_on_dask
+
+        return fit_on_dask(spec.runtime, model, frame[fitted.features], labels, None, step="refit"), frame, info
+    return model.fit(frame[fitted.features], labels), frame, info
 
 
 def _fixed_rounds(model_spec: Any, fitted: TabularModel) -> Any:

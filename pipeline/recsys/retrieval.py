@@ -14,6 +14,7 @@ source that proposed it (comparable only within one source, as the feature says)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -66,6 +67,7 @@ class Retrieval:
     names: tuple[str, ...] = SOURCES
     extra: dict[str, CandidateSource] = field(default_factory=dict)
     per_source_features: bool = False  # declared sources: the ranker sees each one's score and rank
+    fit_seconds: dict[str, float] = field(default_factory=dict)  # declared sources fitted here: how long each took
 
     @classmethod
     def fit(
@@ -94,7 +96,9 @@ class Retrieval:
             name = source.name or source.type
             if source.type not in ("two_tower",) and (source.params or source.type not in SOURCES):
                 try:
+                    started = time.perf_counter()
                     self.extra[name] = make_source(source.type, source.params).fit(history)
+                    self.fit_seconds[name] = time.perf_counter() - started
                 except ValueError as exc:
                     raise TrainingDataError(f"retrieval source {name!r}: {exc}") from None
             names.append(name)

@@ -35,6 +35,10 @@ def same_run_baselines(
             scores, fitted = retrieval.popularity.scores, 0.0  # the system's own, fitted on the same part
         elif source.type == "cooccurrence" and not source.params:
             scores, fitted = retrieval.cooccurrence.scores, 0.0
+        elif (twin := _merged_twin(spec, retrieval, source)) is not None:
+            # the same type and params, fitted on the same part: reused; its fit time is the retrieval's
+            scores, fitted = twin[1].scorer.scores, retrieval.fit_seconds.get(twin[0], 0.0)
+            info[name] = {"type": source.type, "fit_seconds": round(fitted, 3), "reused": f"retrieval source {twin[0]}"}
         else:
             try:
                 model = make_source(source.type, source.params).fit(ex.train_positives)
@@ -44,8 +48,20 @@ def same_run_baselines(
             assert isinstance(model, ScorerSource)
             scores, fitted = model.scorer.scores, time.perf_counter() - started
         stages[name] = evaluate_scores(scores, users, ex.seen, ex.test_relevant, ks)
-        info[name] = {"type": source.type, "fit_seconds": round(fitted, 3)}
+        info.setdefault(name, {"type": source.type, "fit_seconds": round(fitted, 3)})
     return stages, info
+
+
+def _merged_twin(spec: Spec, retrieval: Retrieval, baseline) -> tuple[str, ScorerSource] | None:
+    """(name, source): the retrieval source this run already fitted with the baseline's type and params."""
+    if spec.retrieval is None:
+        return None
+    for source in spec.retrieval.sources:
+        name = source.name or source.type
+        fitted = retrieval.extra.get(name)
+        if source.type == baseline.type and source.params == baseline.params and isinstance(fitted, ScorerSource):
+            return name, fitted
+    return None
 
 
 def baseline_margins(stages: dict[str, dict[str, float]], baselines: list[str]) -> dict[str, dict[str, Any]]:

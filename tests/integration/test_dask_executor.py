@@ -318,19 +318,28 @@ def test_run_on_dask_trains_with_lightgbm_dask_and_registers_a_plain_booster(dat
 
 
 def test_a_dask_run_starts_one_cluster_for_all_its_steps(data: dict, tmp_path: Path, monkeypatch, caplog) -> None:
-    """`keel run runtime=dask_local`: training and the weekly high-risk list reach one scheduler (its id, asked
-    of the scheduler by each step), the cluster is announced once and recorded in run.json, and it is closed."""
+    """`keel run runtime=dask_local`: training, the refit (evaluation.refit) and the weekly high-risk list reach
+    one scheduler (its id, asked of the scheduler by each step), the cluster is announced once and recorded in
+    run.json, and it is closed."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))  # no champion: the run promotes, the list is built
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging()  # Prefect's first setup in a process replaces the loggers' handlers: let it happen before we listen
     caplog.set_level(logging.INFO)
-    code, result = keel("run", SPEC, f"data.source={data['table']}", *DASK, "gates=[churn]", "~fairness", "~causal")
+    flow_runs = logging.getLogger("prefect.flow_runs")  # the flow's prints
+    flow_runs.addHandler(caplog.handler)
+    only_churn = ["gates=[churn]", "~fairness", "~causal", "evaluation.refit=all"]
+    code, result = keel("run", SPEC, f"data.source={data['table']}", *DASK, *only_churn)
     assert code == 0 and result["promoted"] and result["scoring"]["listed"] > 0, result
     cluster = json.loads((Path(result["run_dir"]) / "run.json").read_text())["cluster"]
     assert cluster["kind"] == "local" and cluster["n_workers"] == 2 and cluster["address"].startswith("tcp://")
     assert cluster["dashboard_link"].startswith("http://")
-    assert [s["step"] for s in cluster["steps"]] == ["train", "high_risk"]
+    assert [s["step"] for s in cluster["steps"]] == ["train", "refit", "high_risk"]
     assert len({s["scheduler_id"] for s in cluster["steps"]}) == 1  # one cluster, not one per step
-    printed = [r.getMessage() for r in caplog.records if "dashboard http" in r.getMessage()]  # the flow logs prints
+    flow_runs.removeHandler(caplog.handler)
+    records = {id(r): r for r in caplog.records}.values()  # a record that also propagated is counted once
+    printed = [r.getMessage() for r in records if "dashboard http" in r.getMessage()]
     assert printed == [f"dask: LocalCluster {cluster['address']}, 2 worker(s); dashboard {cluster['dashboard_link']}"]
     from distributed import Client
 

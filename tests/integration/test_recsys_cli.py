@@ -263,7 +263,7 @@ retrieval:
 evaluation:
   top_k: 10
   min_users: 10
-  baselines: [{type: popularity}, {type: als, params: {factors: 16, iterations: 5}}]
+  baselines: [{type: popularity}, {type: als, params: {factors: 16, iterations: 5}}, {type: ease, params: {lam: 50}}]
 """
     spec.write_text(text)
     code, result = keel("run", str(spec))
@@ -274,9 +274,17 @@ evaluation:
         1,
         1,
     ]
-    assert set(result["baselines"]) == {"popularity", "als"} and report["baseline_fits"]["als"]["fit_seconds"] >= 0
+    assert (
+        set(result["baselines"]) == {"popularity", "als", "ease"} and report["baseline_fits"]["als"]["fit_seconds"] >= 0
+    )
+    # the EASE baseline is the merged source itself (same type, params and train part): fitted once, its time reported
+    assert (
+        report["baseline_fits"]["ease"]["reused"] == "retrieval source ease"
+        and "reused" not in report["baseline_fits"]["als"]
+    )
+    assert report["baseline_fits"]["ease"]["fit_seconds"] > 0
     assert {"ease_score", "ease_rank", "knn_score", "knn_rank"} <= set(report["ranker"]["features"])
-    assert set(report["stages"]) >= {"final", "popularity", "als"}
+    assert set(report["stages"]) >= {"final", "popularity", "als", "ease"}
     batch = pd.read_parquet(result["scoring"]["parquet"])
     assert set(batch["source"]) <= {"ease", "knn", "popularity", "cold_start:popularity"}
     assert batch.loc[batch["source"] == "cold_start:popularity", "viewer"].nunique() < batch["viewer"].nunique()
