@@ -102,7 +102,7 @@ def render(results: list[dict[str, Any]]) -> str:
             "",
             f"- NDCG@10: Keel {r['rows']['keel']['ndcg@10']:.4f} {verdict} the best baseline ({best} "
             f"{r['rows'][best]['ndcg@10']:.4f})",
-            f"- `keel run` wall time {r['wall_s']:.1f} s (everything: contract, split, two-tower + index, ranker, "
+            f"- `keel run` wall time {r['wall_s']:.1f} s (everything: contract, split, retrieval sources, ranker, "
             f"re-rank, evaluation incl. the baselines, refit, bundle, batch) vs the baselines' fit times "
             f"summed {fit_sum:.1f} s ({fits})",
             "",
