@@ -8,4 +8,7 @@ scripts/services.sh  # starts Redis / PostgreSQL when installed but down; says w
 export GX_ANALYTICS_ENABLED=false
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python -m pytest -n 2 --dist worksteal --timeout 600 -rs "$@"  # -rs: every skip with its reason; worksteal: an idle worker takes queued tests from the busy one (no idle tail behind a long test)
+# -n 3 on 2 cores: many tests wait (servers starting, a cron minute, HTTP round trips), so a third worker
+# fills those waits (10:16 vs 14-16 min on this 2-core box); worksteal: an idle worker takes queued tests
+# from a busy one, so no worker idles behind a long test. -rs: every skip with its reason.
+.venv/bin/python -m pytest -n 3 --dist worksteal --timeout 600 -rs "$@"
