@@ -73,6 +73,7 @@ class Proposal:
     positive_share: float | None = None
     items_source: str | None = None  # recommendation: the item table, relative to the spec
     items_why: str = ""
+    n_items: int | None = None  # recommendation: the catalogue's size, when known (it picks the retrieval sources)
     label_missing: float = 0.0  # share of rows read without a label (they are quarantined)
 
     @property

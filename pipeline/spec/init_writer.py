@@ -144,6 +144,10 @@ def _classification(p: Proposal) -> list[str]:
     return lines
 
 
+EASE_MAX_ITEMS = 20_000  # the `ease` source's default max_items (pipeline/recsys/sources/classical.py)
+CLASSICAL_SOURCES = "[{type: ease}, {type: item_knn}, {type: als}, {type: popularity}]"
+
+
 def _recommendation(p: Proposal) -> list[str]:
     context = [c.name for c in p.columns if c.dtype == "category" and c.not_feature is None and c.name != p.user]
     return [
@@ -152,11 +156,27 @@ def _recommendation(p: Proposal) -> list[str]:
         "model:",
         f"  features: {scalar([p.user, *context])}   # user-tower inputs: the user and the log's categories",
         f"  item_features: {scalar([p.item])}",
+        *_retrieval(p, context),
         "",
         "evaluation: {top_k: 10}",
         "",
         "gates:",
         "  ndcg@10: {min: 0.01}   # a floor to raise once you know what good looks like (conf/gates/recsys.yaml)",
+    ]
+
+
+def _retrieval(p: Proposal, context: list[str]) -> list[str]:
+    """docs/spec-reference.md, "Choosing sources": a log with nothing but (user, item, time) and a catalogue EASE
+    can hold gets the classical item-item sources; one with side features keeps the built-in two-tower retrieval."""
+    if context or p.n_items is None or p.n_items > EASE_MAX_ITEMS:
+        why = "the log has user features" if context else f"{p.n_items or 'an unknown number of'} items"
+        return ["", f"# retrieval: Keel's built-in (two-tower + co-occurrence + popularity): {why}"]
+    return [
+        "",
+        f"# no user or item features and {p.n_items:,} items (EASE holds up to {EASE_MAX_ITEMS:,}): the classical",
+        '# item-item sources, merged equally (docs/spec-reference.md, "Choosing sources"); no two-tower is trained',
+        "retrieval:",
+        f"  sources: {CLASSICAL_SOURCES}",
     ]
 
 
@@ -309,10 +329,20 @@ def init_spec(
         if items_file is not None:
             proposal.items_source = os.path.relpath(items_file.resolve(), out.resolve().parent)
             proposal.items_why = "given with --items"
+            proposal.n_items = _rows(items_file)
         else:
             catalogue = item_catalogue(data_file, proposal.item)
             proposal.items_why = f"the {len(catalogue):,} distinct {proposal.item} of the whole file; use your own"
+            proposal.n_items = len(catalogue)
     return write_proposal(proposal, data_file, out, name, force, catalogue)
+
+
+def _rows(path: Path) -> int | None:
+    """Rows of a Parquet item table from its footer; None for anything else (the spec then keeps the built-in)."""
+    try:
+        return pq.ParquetFile(path).metadata.num_rows if path.name.lower().endswith(PARQUET_SUFFIXES) else None
+    except (OSError, ValueError):
+        return None
 
 
 def item_catalogue(data_file: Path, item: str) -> pd.DataFrame:

@@ -205,6 +205,19 @@ def test_recommendation_log_names_user_item_time_and_writes_a_catalogue(tmp_path
     catalogue = pd.read_parquet(out.parent / spec.data.items.source)
     assert sorted(catalogue["movie_id"]) == sorted(log["movie_id"].unique())
     assert yaml.safe_load(out.read_text())["model"]["features"] == ["user_id"]
+    # nothing but (user, item, time, rating) and 300 items: the classical sources, no two-tower (spec-reference)
+    assert spec.retrieval is not None and [s.type for s in spec.retrieval.sources] == [
+        "ease",
+        "item_knn",
+        "als",
+        "popularity",
+    ]
+    # a log with a user-side category keeps Keel's built-in two-tower retrieval
+    log["platform"] = pd.Categorical(rng.choice(["ios", "web"], len(log)))
+    data = write(log, tmp_path / "data" / "ratings_platform.parquet")
+    out = tmp_path / "specs" / "ratings_platform.yaml"
+    assert init_spec(data, "rating", task="recommendation", out=out).code == 0
+    assert load_spec(out).spec.retrieval is None and "platform" in yaml.safe_load(out.read_text())["model"]["features"]
 
 
 def test_movielens_ratings_are_read_as_an_interaction_log(tmp_path: Path) -> None:
@@ -218,6 +231,7 @@ def test_movielens_ratings_are_read_as_an_interaction_log(tmp_path: Path) -> Non
     assert roles == ("userId", "movieId", "timestamp", "s", "rownames")
     assert spec.data.rating_threshold == 4.0 and spec.model.family == "two_tower"
     assert len(pd.read_parquet(out.parent / spec.data.items.source)) == 9066
+    assert spec.retrieval is not None and spec.retrieval.sources[0].type == "ease"  # 9,066 items, no side features
 
 
 def test_columns_a_spec_cannot_name_are_dropped_and_said_and_none_left_is_an_error(tmp_path: Path) -> None:
