@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,8 +44,15 @@ from pipeline.recsys import system
 from pipeline.recsys.bundle import RecsysBundle
 from pipeline.recsys.cold_start import ColdStart, _minus_seen
 from pipeline.recsys.fallback import NoFallbackLeft, degrade
-from pipeline.recsys.online_candidates import Candidates, _padded, _runner, merge_one
-from pipeline.recsys.online_features import RankerMatrix, RedisFeatures, online_names
+from pipeline.recsys.online_candidates import (
+    Candidates,
+    _padded,
+    _runner,
+    cooccurrence_list,
+    merge_one,
+    one_omp_thread,
+)
+from pipeline.recsys.online_features import RankerMatrix, RedisFeatures, matrix_matches_frame, online_names
 from pipeline.recsys.rerank import LatencyBudget, rerank
 from pipeline.recsys.source_state import restore_sources
 from pipeline.spec.schema import ServingSpec
@@ -220,7 +226,7 @@ class OnlineRecommender:
         """Every source at once; whatever has not answered within the retrieval budget is left out."""
         r = self.retrieval
         builtin: dict[str, Callable[[], np.ndarray]] = {
-            "two_tower": lambda: (_one_omp_thread(), r._ann(users, self.seen))[1],
+            "two_tower": lambda: (one_omp_thread(), r._ann(users, self.seen))[1],
             "cooccurrence": lambda: _padded(self._cooccurrence(int(users[0]), r.k), r.k),
             "popularity": lambda: _padded(_minus_seen(int(users[0]), r.k, self._popular, self.seen), r.k),
         }
@@ -300,14 +306,7 @@ class OnlineRecommender:
         return x
 
     def _same_as_frame(self, x: np.ndarray, frame: pd.DataFrame) -> bool:
-        """Same matrix as LightGBM makes of the prepared frame, and bit-identical scores."""
-        ranker = self.ranking.ranker
-        booster = ranker.booster  # type: ignore[union-attr]
-        reference = _lightgbm_matrix(ranker.prepare(frame), booster)  # type: ignore[union-attr]
-        if x.shape != reference.shape or not np.array_equal(x, reference, equal_nan=True):
-            return False
-        fast = np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
-        return bool(np.array_equal(fast, ranker.score(frame)))  # type: ignore[union-attr]
+        return matrix_matches_frame(x, frame, self.ranking.ranker)
 
     def _rank(self, x: RankerInput, level: str) -> tuple[np.ndarray | None, str]:
         ranker = self.ranking.ranker
@@ -330,16 +329,7 @@ class OnlineRecommender:
         return ranker.score(x)
 
     def _cooccurrence(self, u: int, k: int) -> np.ndarray:
-        """The batch path's co-occurrence list for one user without a dense catalogue row: the positive
-        scores by (-score, item), seen never; no zero-scored items (they would be the catalogue in order)."""
-        cooc = self.retrieval.cooccurrence
-        row = cooc.history[u] @ cooc.cooccurrence
-        seen = self.seen.indices[self.seen.indptr[u] : self.seen.indptr[u + 1]]
-        items, values = row.indices, row.data
-        keep = (values > 0) & ~np.isin(items, seen)
-        items, values = items[keep], values[keep]
-        order = np.lexsort((items, -values))[:k]
-        return items[order].astype(np.int64)
+        return cooccurrence_list(self.retrieval.cooccurrence, self.seen, u, k)
 
     def _rerank(self, items: np.ndarray, scores: np.ndarray, k: int, start: float) -> tuple[np.ndarray, dict[str, Any]]:
         order = np.argsort(-scores, kind="stable")[:k]
@@ -404,38 +394,6 @@ class OnlineRecommender:
         if action == "raise":
             raise RuntimeError(f"injected fault in {stage}")
         time.sleep(ms / 1000.0)
-
-
-def _lightgbm_matrix(x: pd.DataFrame, booster: Any) -> np.ndarray:
-    """The float matrix LightGBM makes of a DataFrame: categoricals -> codes of the training categories, -1 -> NaN."""
-    categories = iter(booster.pandas_categorical or [])
-    columns = []
-    for name in x.columns:
-        column = x[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            trained = next(categories)
-            if list(column.cat.categories) != list(trained):
-                column = column.cat.set_categories(trained)
-            codes = column.cat.codes.to_numpy(dtype=np.float64)
-            codes[codes < 0] = np.nan
-            columns.append(codes)
-        else:
-            columns.append(column.to_numpy(dtype=np.float64, na_value=np.nan))
-    return np.column_stack(columns)
-
-
-_THREAD = threading.local()
-
-
-def _one_omp_thread() -> None:
-    """FAISS with one OpenMP thread on this pool thread. omp_set_num_threads binds only the calling thread,
-    so the service's call at load time left every pool thread with a team per core: 1.8 vs 1.0 ms of
-    retrieval per request (100k items, 2 cores) for a single query that parallelism cannot speed up."""
-    if not getattr(_THREAD, "omp_single", False):
-        import faiss
-
-        faiss.omp_set_num_threads(1)
-        _THREAD.omp_single = True
 
 
 def _ms(start: float) -> float:

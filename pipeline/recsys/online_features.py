@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import redis
 import scipy.sparse as sp
 
@@ -287,3 +288,31 @@ def _recode(categories: list[str], levels: list[str], trained: Sequence[Any]) ->
         if level is not None and levels[level] in trained_at:
             out[code] = float(trained_at[levels[level]])
     return out
+
+
+def lightgbm_matrix(x: pd.DataFrame, booster: Any) -> np.ndarray:
+    """The float matrix LightGBM makes of a DataFrame: categoricals -> codes of the training categories, -1 -> NaN."""
+    categories = iter(booster.pandas_categorical or [])
+    columns = []
+    for name in x.columns:
+        column = x[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            trained = next(categories)
+            if list(column.cat.categories) != list(trained):
+                column = column.cat.set_categories(trained)
+            codes = column.cat.codes.to_numpy(dtype=np.float64)
+            codes[codes < 0] = np.nan
+            columns.append(codes)
+        else:
+            columns.append(column.to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.column_stack(columns)
+
+
+def matrix_matches_frame(x: np.ndarray, frame: pd.DataFrame, ranker: Any) -> bool:
+    """Same matrix as LightGBM makes of the prepared frame, and bit-identical scores (the matrix path's check)."""
+    booster = ranker.booster
+    reference = lightgbm_matrix(ranker.prepare(frame), booster)
+    if x.shape != reference.shape or not np.array_equal(x, reference, equal_nan=True):
+        return False
+    fast = np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
+    return bool(np.array_equal(fast, ranker.score(frame)))

@@ -20,8 +20,8 @@ from pipeline.data.prepare import load_frame
 from pipeline.recsys import system
 from pipeline.recsys.bundle import load_recsys_bundle
 from pipeline.recsys.fallback import NoFallbackLeft, parse_faults
-from pipeline.recsys.online import Candidates, OnlineRecommender, _lightgbm_matrix, merge_one
-from pipeline.recsys.online_features import RankerMatrix, RedisFeatures, prefix, publish_features
+from pipeline.recsys.online import Candidates, OnlineRecommender, merge_one
+from pipeline.recsys.online_features import RankerMatrix, RedisFeatures, lightgbm_matrix, prefix, publish_features
 from pipeline.recsys.package import write_system_bundle
 from pipeline.recsys.ranker import LightGBMRanker
 from pipeline.recsys.ranking_features import group_sizes
@@ -146,7 +146,7 @@ def test_matrix_path_equals_the_frame_path(fitted: dict) -> None:
         frame = system.candidate_rows(r, np.array([user]), items, sources)
         pd.testing.assert_frame_equal(rows.frame(), frame)
         built = rec.builder.build(frame, rec.ranking.features)
-        want = _lightgbm_matrix(ranker.prepare(built), ranker.booster)
+        want = lightgbm_matrix(ranker.prepare(built), ranker.booster)
         got = rec._matrix.build(rows.user, rows.items, rows.retrieval_score, rows.sources)
         assert got.shape == want.shape and np.array_equal(got, want, equal_nan=True), f"user {user}"
         assert np.array_equal(rec._score(got), ranker.score(built))
@@ -170,7 +170,7 @@ def test_matrix_path_covers_every_feature(fitted: dict) -> None:
     for user in users[:20]:
         one = frame[frame["user_idx"] == user].reset_index(drop=True)
         rows = rec.builder.build(one, features)
-        want = _lightgbm_matrix(ranker.prepare(rows), ranker.booster)
+        want = lightgbm_matrix(ranker.prepare(rows), ranker.booster)
         codes = one["source"].cat.codes.to_numpy()
         got = matrix.build(int(user), one["item_idx"].to_numpy(), one["retrieval_score"].to_numpy(), codes)
         assert np.array_equal(got, want, equal_nan=True), f"user {user}"
