@@ -362,6 +362,10 @@ def _pick_positive(p: Proposal, guess: ColumnGuess, series: pd.Series, asked: st
 
 
 def _pick_split(p: Proposal, cols: dict[str, ColumnGuess]) -> None:
+    if p.timestamp is not None and p.task == "recommendation":
+        # one global cut leaves most test users of a bursty log without history (issue 14): cut per user
+        p.split, p.split_why = "per_user_time", f"each user's latest interactions are test ({p.timestamp})"
+        return
     if p.timestamp is not None:
         p.split, p.split_why = "time", f"train on the past, test on the future ({p.timestamp})"
         return

@@ -201,7 +201,7 @@ def test_recommendation_log_names_user_item_time_and_writes_a_catalogue(tmp_path
     spec = load_spec(out).spec
     assert (spec.data.user, spec.data.item, spec.data.timestamp) == ("user_id", "movie_id", "timestamp")
     assert spec.data.timestamp_unit == "s" and spec.data.rating_threshold == 4
-    assert spec.data.items is not None and spec.data.split.method == "time"
+    assert spec.data.items is not None and spec.data.split.method == "per_user_time"  # not one global cut
     catalogue = pd.read_parquet(out.parent / spec.data.items.source)
     assert sorted(catalogue["movie_id"]) == sorted(log["movie_id"].unique())
     assert yaml.safe_load(out.read_text())["model"]["features"] == ["user_id"]
