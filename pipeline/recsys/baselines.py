@@ -109,6 +109,10 @@ class CoOccurrence(ItemScorer):
         return np.asarray((self.history[users] @ self.cooccurrence).toarray())
 
 
+EASE_MAX_ITEMS = 20_000
+"""The largest catalogue EASE accepts by default: it holds two dense items x items arrays (~6 GiB at 20k items)."""
+
+
 class Ease(ItemScorer):
     """EASE (Steck 2019): the closed-form linear item-item model with a zero diagonal.
 
@@ -118,7 +122,7 @@ class Ease(ItemScorer):
 
     name = "ease"
 
-    def __init__(self, lam: float = 100.0, max_items: int = 20_000) -> None:
+    def __init__(self, lam: float = 100.0, max_items: int = EASE_MAX_ITEMS) -> None:
         super().__init__()
         if lam <= 0:
             raise ValueError(f"lam must be positive, got {lam}.")

@@ -31,6 +31,7 @@ def same_run_baselines(
     for source in spec.evaluation.baselines:
         name = source.name or source.type
         started = time.perf_counter()
+        reused: dict[str, str] = {}
         if source.type == "popularity" and not source.params:
             scores, fitted = retrieval.popularity.scores, 0.0  # the system's own, fitted on the same part
         elif source.type == "cooccurrence" and not source.params:
@@ -38,7 +39,7 @@ def same_run_baselines(
         elif (twin := _merged_twin(spec, retrieval, source)) is not None:
             # the same type and params, fitted on the same part: reused; its fit time is the retrieval's
             scores, fitted = twin[1].scorer.scores, retrieval.fit_seconds.get(twin[0], 0.0)
-            info[name] = {"type": source.type, "fit_seconds": round(fitted, 3), "reused": f"retrieval source {twin[0]}"}
+            reused = {"reused": f"retrieval source {twin[0]}"}
         else:
             try:
                 model = make_source(source.type, source.params).fit(ex.train_positives)
@@ -48,7 +49,7 @@ def same_run_baselines(
             assert isinstance(model, ScorerSource)
             scores, fitted = model.scorer.scores, time.perf_counter() - started
         stages[name] = evaluate_scores(scores, users, ex.seen, ex.test_relevant, ks)
-        info.setdefault(name, {"type": source.type, "fit_seconds": round(fitted, 3)})
+        info[name] = {"type": source.type, "fit_seconds": round(fitted, 3), **reused}
     return stages, info
 
 

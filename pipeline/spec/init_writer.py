@@ -144,7 +144,6 @@ def _classification(p: Proposal) -> list[str]:
     return lines
 
 
-EASE_MAX_ITEMS = 20_000  # the `ease` source's default max_items (pipeline/recsys/sources/classical.py)
 CLASSICAL_SOURCES = "[{type: ease}, {type: item_knn}, {type: als}, {type: popularity}]"
 
 
@@ -168,8 +167,13 @@ def _recommendation(p: Proposal) -> list[str]:
 def _retrieval(p: Proposal, context: list[str]) -> list[str]:
     """docs/spec-reference.md, "Choosing sources": a log with nothing but (user, item, time) and a catalogue EASE
     can hold gets the classical item-item sources; one with side features keeps the built-in two-tower retrieval."""
+    from pipeline.recsys.baselines import EASE_MAX_ITEMS  # here: only recommendation specs pay for scipy.linalg
+
     if context or p.n_items is None or p.n_items > EASE_MAX_ITEMS:
-        why = "the log has user features" if context else f"{p.n_items or 'an unknown number of'} items"
+        if context:
+            why = "the log has user features"
+        else:
+            why = "an unknown number of items" if p.n_items is None else f"{p.n_items:,} items, over EASE's limit"
         return ["", f"# retrieval: Keel's built-in (two-tower + co-occurrence + popularity): {why}"]
     return [
         "",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.recsys.baselines import CoOccurrence, Ease, ItemScorer, Popularity
+from pipeline.recsys.baselines import EASE_MAX_ITEMS, CoOccurrence, Ease, ItemScorer, Popularity
 from pipeline.recsys.candidates import cooccurrence_top_k, popularity_top_k
 from pipeline.recsys.sources.base import ScorerSource, register
 
@@ -107,5 +107,5 @@ class EaseSource(ScorerSource):
 
     name = "ease"
 
-    def __init__(self, lam: float = 100.0, max_items: int = 20_000) -> None:
+    def __init__(self, lam: float = 100.0, max_items: int = EASE_MAX_ITEMS) -> None:
         super().__init__(Ease(lam, max_items))
