@@ -277,7 +277,8 @@ def recsys_flow(
         "fairness_causal": sections.to_dict() if sections.declared else None,
     }
     parts = "two_tower + FAISS" if model is not None else " + ".join(retrieval.names)
-    facts = [f"bundle `{tag}` ({parts} + ranker); previous champion: {champion_tag or 'none'}"]
+    ranked = "ranker" if recommender.ranking.ranker is not None else "merged order, the ranker not used"
+    facts = [f"bundle `{tag}` ({parts} + {ranked}); previous champion: {champion_tag or 'none'}"]
     title = f"Gate report — {spec.name} ({tag})"
     markdown = render_gates(gate_report, title, report["promotion"], promoted, facts) + render_summary(report)
     markdown += render_sections(sections)

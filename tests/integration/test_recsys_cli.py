@@ -226,9 +226,11 @@ def test_per_user_split_refit_and_too_few_users(tmp_path: Path) -> None:
     data = _ratings(tmp_path)
     spec = tmp_path / "films.yaml"
     spec.write_text(SPEC_TEXT.format(data=data))
-    overrides = ["data.split.method=per_user_time", "evaluation.refit=all", "evaluation.min_users=100000"]
+    overrides = ["data.split.method=per_user_time", "evaluation.refit=all", "evaluation.min_users=100000", "~ranker"]
     code, result = keel("run", str(spec), *overrides)
     assert code == 0, result
+    markdown = (Path(result["run_dir"]) / "gate_report.md").read_text()
+    assert "+ merged order, the ranker not used); previous champion" in markdown  # no ranker: the report says so
     evaluated = result["evaluated"]
     assert evaluated["split"] == "per_user_time" and not evaluated["sufficient"]
     assert evaluated["users"] > 0 and evaluated["users"] + evaluated["cold_users"] <= 400  # cold: no train positive
@@ -238,7 +240,6 @@ def test_per_user_split_refit_and_too_few_users(tmp_path: Path) -> None:
     rows = result["report"]["rows"]
     assert result["refit"]["parts"] == "all"
     assert result["refit"]["rows"] == rows["examples_train"] + rows["examples_valid"] + rows["examples_test"]
-    markdown = (Path(result["run_dir"]) / "gate_report.md").read_text()
     assert "**insufficient**" in markdown and "refit on train + valid + test" in markdown
     store = BundleStore(tmp_path / "bentoml")
     assert store.get(result["bundle"]).manifest.extra["trained_on"] == "all"
@@ -283,6 +284,8 @@ evaluation:
         and "reused" not in report["baseline_fits"]["als"]
     )
     assert report["baseline_fits"]["ease"]["fit_seconds"] > 0
+    bundle_line = (Path(result["run_dir"]) / "gate_report.md").read_text().split("- bundle `", 1)[1].split("\n")[0]
+    assert ("+ ranker)" in bundle_line) == report["ranker"]["used"], bundle_line  # says whether the ranker ranks
     assert {"ease_score", "ease_rank", "knn_score", "knn_rank"} <= set(report["ranker"]["features"])
     assert set(report["stages"]) >= {"final", "popularity", "als", "ease"}
     batch = pd.read_parquet(result["scoring"]["parquet"])
