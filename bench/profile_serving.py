@@ -6,8 +6,8 @@ own app for ChurnService (ServiceAppFactory, as the worker does) and drives it w
 messages, no sockets: main-thread CPU per request is steady to ~0.02 ms. Each configuration
 switches layers off at runtime (a middleware class's `__call__` becomes a pass-through; the
 request log is detached) and the configurations alternate over several rounds, so drift hits
-all of them alike. `bare` is Keel's FastAPI app over the same state with Keel's body cap and path
-guard, no BentoML. This is a measuring tool: the pass-throughs are never how Keel serves.
+all of them alike. `bare` is Keel's FastAPI app over the same state with Keel's body cap, path
+guard and route metrics, no BentoML. This is a measuring tool: the pass-throughs are never how Keel serves.
 
     PYTHONPATH=. python bench/profile_serving.py [--rounds 8] [--requests 1000]
 """
@@ -27,26 +27,31 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+# `bentoml serve` always sets this, so every metric write in a worker goes to a shared file; so here
+# (before prometheus_client is imported: it picks its value class at import).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="keel-prom-"))
 
 from tests.integration.serving_fixtures import SPEC_PATH, build_bundle  # noqa: E402
 
 CONFIGS = ("service", "-metrics", "-otel", "-timeout", "-direct", "-reqlog", "-bentoml", "bare")
+# -metrics: Keel's route metrics (BentoML's request-metrics middleware is off in the service, ADR 0031);
+# -bentoml: the two BentoML layers left in front of Keel's routes.
 
 
 def layer_classes() -> dict[str, list[type]]:
     """The middleware classes each switch turns into pass-throughs (BentoML's are private: measuring only)."""
-    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
     from bentoml._internal.server.http.traffic import TimeoutMiddleware
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     from pipeline.serving.direct import DirectRoutes
+    from pipeline.serving.route_metrics import RouteMetrics
 
     return {
-        "metrics": [RunnerTrafficMetricsMiddleware],
+        "metrics": [RouteMetrics],
         "otel": [OpenTelemetryMiddleware],
         "timeout": [TimeoutMiddleware],
         "direct": [DirectRoutes],  # off: requests take BentoML's context middleware and router again
-        "bentoml": [RunnerTrafficMetricsMiddleware, OpenTelemetryMiddleware, TimeoutMiddleware],
+        "bentoml": [OpenTelemetryMiddleware, TimeoutMiddleware],
     }
 
 
@@ -86,7 +91,9 @@ async def profile(body: bytes, rounds: int, requests: int) -> dict[str, list[flo
 
     ChurnService.inject_config()
     service = ServiceAppFactory(ChurnService, is_main=True)()
-    bare = BodySizeLimit(PathGuard(build_app(STATE)))
+    from pipeline.serving.route_metrics import RouteMetrics
+
+    bare = BodySizeLimit(PathGuard(RouteMetrics(build_app(STATE))))
     classes = layer_classes()
     original = {cls: cls.__call__ for group in classes.values() for cls in group}
     one = _driver(body)

@@ -35,6 +35,7 @@ from pipeline.serving.dispatch import Answer, Unavailable, log_refusal, request_
 from pipeline.serving.errors import RequestError
 from pipeline.serving.openapi import openapi_document
 from pipeline.serving.recommend import add_recommend_route
+from pipeline.serving.route_metrics import exposition
 from pipeline.serving.state import ServingState
 
 __all__ = ["ServingState", "build_app"]
@@ -221,6 +222,12 @@ def build_app(state: ServingState) -> FastAPI:
             swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon-light-32x32.png",
         )
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus text for every worker (route_metrics.py); a plain def: reading the metric files blocks."""
+        content, media_type = exposition()
+        return Response(content, media_type=media_type)
 
     @app.get("/status")
     async def status(request: Request) -> Response:

@@ -9,7 +9,7 @@ values and nullability, the spec's entity id and fairness group fields as option
 batch cap, and for a recommendation spec `user_id`, `k` (1..serving.max_k) and `context`. It is a
 description, not the validator: RecordChecker stays the one place that decides (and names every
 problem in a 422). Each service lists only its own routes (a churn spec's /score, /score_batch and
-/cached_score/{id}, a recommendation spec's /recommend; /status and BentoML's health and metrics
+/cached_score/{id}, a recommendation spec's /recommend; /status, /metrics and BentoML's health
 endpoints for both): the churn and recommendation services share one FastAPI app, so BentoML's
 generic /docs.json would list all of them, and Keel answers /docs.json itself (direct.py).
 """
@@ -63,11 +63,15 @@ def _infra(summary: str, codes: Mapping[str, str], media: str = "text/plain") ->
     return {"get": {"summary": summary, "responses": responses}}
 
 
-# BentoML's own endpoints: listed because this document replaces BentoML's generic /docs.json (direct.py)
+# BentoML's health endpoints and Keel's /metrics: listed because this document replaces BentoML's
+# generic /docs.json (direct.py)
 INFRA_PATHS = {
     "/livez": _infra("the worker process is up", {"200": "alive"}),
     "/readyz": _infra("a verified champion is loaded", {"200": "ready", "503": "not ready"}),
-    "/metrics": _infra("Prometheus metrics, Keel's and BentoML's", {"200": "text exposition format"}),
+    "/metrics": _infra(
+        "Prometheus metrics of every worker: requests by route template and status, scoring, cache, request log",
+        {"200": "text exposition format"},
+    ),
 }
 
 ERROR_SCHEMA = {

@@ -31,7 +31,8 @@ rate 0, plus h11/asyncio where uvloop/httptools were not installed. With those o
 (KEEL_ACCESS_LOG=1, KEEL_TRACE_SCORING=1 turn them back on) BentoML costs within noise of bare
 uvicorn: 0.7-1.0 vs 0.6-0.9 ms CPU per /score without reasons. Issue 16.6 (ADR 0031): Keel's routes
 skip BentoML's per-request context middleware and inner router (DirectRoutes, last middleware below);
-BentoML's metrics, tracing check and timeout stay (~0.12 ms/request, bench/profile_serving.py).
+BentoML's request metrics are off and Keel counts its routes by template (route_metrics.py, which
+also serves /metrics); BentoML's tracing check and timeout stay (bench/profile_serving.py).
 
 A bundle that cannot be loaded (no champion, tampered file) does not crash the worker: the
 reason is logged, /readyz stays 503, the scoring routes answer 503 with that reason, and the
@@ -65,6 +66,7 @@ from pipeline.serving.loader import NotServable, load_serving_spec
 from pipeline.serving.recommend import recommender_loader
 from pipeline.serving.request_log import RequestLog
 from pipeline.serving.reuseport import enable_reuseport
+from pipeline.serving.route_metrics import RouteMetrics
 from pipeline.serving.shadow import ShadowRunner
 from pipeline.serving.triggers import ImmediateTriggers
 from pipeline.serving.watch import ChampionWatcher
@@ -90,6 +92,10 @@ REQUEST_LOG_FLUSH_S = float(os.environ.get("KEEL_REQUEST_LOG_FLUSH_S", 1.0))
 TRACE_SCORING = os.environ.get("KEEL_TRACE_SCORING", "0") == "1"
 UNTRACED = [] if TRACE_SCORING else ["/score", "/score_batch", "/cached_score/", "/status", "/recommend"]
 
+# uvicorn formats an access-log record per request whenever the logger has any handler up the tree
+# (BentoML gives the root one) and then drops it below WARNING; BentoML's own access log
+# (KEEL_ACCESS_LOG=1) does not use this logger. Detached, uvicorn skips the work (~0.01 ms/request).
+logging.getLogger("uvicorn.access").propagate = False
 enable_reuseport()  # KEEL_REUSEPORT=1 only: a listening socket per worker (ADR 0012, Worker balance)
 STATE = ServingState()  # one per worker process; the mounted app reads it
 app = build_app(STATE)
@@ -106,6 +112,7 @@ SERVICE_NAME = os.environ.get("KEEL_SERVICE_NAME", "keel-churn")
     http={"host": "127.0.0.1"},  # BentoML binds 0.0.0.0 by default; exposing it is a deliberate choice
     logging={"access": {"enabled": ACCESS_LOG}},
     tracing={"excluded_urls": UNTRACED},
+    metrics={"enabled": False},  # Keel counts its routes by template and serves /metrics itself (route_metrics.py)
 )
 @bentoml.asgi_app(app, path="/")
 class ChurnService:
@@ -194,4 +201,5 @@ ChurnService.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
 ChurnService.add_asgi_middleware(PathGuard)
 if sim_faults_enabled():  # KEEL_SIMULATION=1 only: `keel simulate` injects faults per request (ADR 0016)
     ChurnService.add_asgi_middleware(SimFaultMiddleware)
-ChurnService.add_asgi_middleware(DirectRoutes, target=app)  # last: Keel's routes skip BentoML's inner layers (ADR 0031)
+# last: Keel's routes skip BentoML's inner layers, counted by RouteMetrics (ADR 0031)
+ChurnService.add_asgi_middleware(DirectRoutes, target=RouteMetrics(app))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import uuid
@@ -141,9 +142,15 @@ def test_cached_score_from_file(server: httpx.Client, built: BuiltBundle) -> Non
 def test_ready_and_metrics(server: httpx.Client, built: BuiltBundle) -> None:
     assert server.get("/readyz").status_code == 200
     server.post("/score", json=built.sample[0])
+    for entity in ("metrics-probe-1", "metrics-probe-2"):
+        server.get(f"/cached_score/{entity}")
     metrics = server.get("/metrics").text
     assert "keel_score_probability_count" in metrics
-    assert "bentoml_service_request_total" in metrics
+    # Keel's request metrics, by route template: a caller's ids never become series (ADR 0031)
+    assert re.search(r'^keel_http_requests_total\{code="200",route="/score"\} [1-9]', metrics, re.M), metrics[-3000:]
+    assert 'route="/cached_score/{entity_id}"' in metrics and "metrics-probe" not in metrics
+    assert "keel_http_request_duration_seconds_bucket" in metrics
+    assert "bentoml_service_request_total" not in metrics  # BentoML's per-path series are off
 
 
 def test_cached_score_from_redis(built: BuiltBundle) -> None:

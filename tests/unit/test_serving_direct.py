@@ -30,12 +30,13 @@ def test_keel_routes_are_answered_by_keel_and_the_rest_by_the_app_behind() -> No
     assert client.get("/cached_score/abc").headers["content-type"].startswith("application/json")
     assert client.get("/status").json()["ready"] is False
     assert "/score" in client.get("/docs.json").json()["paths"]  # Keel's document, not BentoML's generic one
-    for path in ("/livez", "/readyz", "/metrics", "/docs.json/x", "/scorecard"):
+    assert "keel_http_requests_total" in client.get("/metrics").text  # Keel serves /metrics (route_metrics.py)
+    for path in ("/livez", "/readyz", "/docs.json/x", "/scorecard"):
         answer = client.get(path)
         assert answer.text == f"downstream {path}", path
 
 
 def test_route_matchers_split_exact_paths_from_templated_prefixes() -> None:
     exact, prefixes = route_matchers(build_app(ServingState()).routes)
-    assert {"/score", "/score_batch", "/status", "/openapi.json", "/docs.json", "/docs"} <= exact
+    assert {"/score", "/score_batch", "/status", "/openapi.json", "/docs.json", "/docs", "/metrics"} <= exact
     assert prefixes == ("/cached_score/",)
