@@ -1,7 +1,8 @@
 """`keel run -m`: one keel-run subflow per sweep combination, in one Prefect session.
 
 Jobs run one after another under a `keel-sweep` parent flow (one temporary Prefect
-server for the whole sweep, one flow run per job in the UI). Every job registers its
+server for the whole sweep, one flow run per job in the UI); on a Dask cluster they run
+in parallel as Prefect tasks (flows/sweep_dask.py, `runtime.dask.sweep: jobs`). Every job registers its
 bundle and is gated against the registry as it stood before the sweep; none promotes.
 With `promote_best`, the best gate-passed job is promoted at the end: ranked by the
 metric cross-validated on its training split (every tabular job is cross-validated, a lone
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,9 +27,10 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.lifecycle import batch_score, bundle_store, run_flow
+from flows.sweep_dask import current_api_url, jobs_on_dask, run_jobs_as_tasks
 from flows.train import prepare_data
 from pipeline.data.errors import DataSourceError, TrainingDataError
-from pipeline.distributed.cluster import run_cluster
+from pipeline.distributed.cluster import Cluster, run_cluster
 from pipeline.registry import promote
 from pipeline.runs import RunDir, atomic_write_text
 from pipeline.scoring.progress import bar
@@ -55,8 +58,18 @@ def sweep_flow(
     sweep_id = sweep_dir.name
     plan = {"sweep": sweep_id, "spec": spec_path, "metric": metric, "promote_best": promote_best, "jobs": jobs}
     atomic_write_text(sweep_dir / "sweep.json", json.dumps(plan, indent=2) + "\n")
-    with run_cluster(first.runtime, None):  # runtime.executor dask: one cluster for every job (ADR 0024)
-        rows, best = _run_jobs(spec_path, jobs, conf_dirs, metric, promote_best, first.task, sweep_id)
+    with run_cluster(first.runtime, None) as cluster:  # runtime.executor dask: one cluster for every job (ADR 0024)
+        api_url = current_api_url() if cluster is not None and first.runtime.dask.sweep == "jobs" else None
+        why = jobs_on_dask(cluster, first.runtime.dask.sweep, first.task, api_url)
+        mode = "local" if cluster is None else "steps" if why else "jobs"
+        if cluster is not None and api_url is not None and why is None:
+            rows = _rows_from_tasks(cluster, api_url, spec_path, jobs, conf_dirs, metric, first.task, sweep_id)
+            ranked = (rows, {}, spec_path, jobs, conf_dirs, metric, promote_best, first.task, sweep_id)
+            rows, best = _rank_and_promote(*ranked)
+        else:
+            if cluster is not None:
+                print(f"sweep {sweep_id}: jobs one after another, each over the whole cluster: {why}")
+            rows, best = _run_jobs(spec_path, jobs, conf_dirs, metric, promote_best, first.task, sweep_id)
     status = _status(rows)
     summary = {
         "status": status,
@@ -65,6 +78,7 @@ def sweep_flow(
         "spec": spec_path,
         "metric": metric,
         "promote_best": promote_best,
+        "mode": mode,  # jobs: parallel Prefect tasks on the cluster; steps: one job at a time over it; local
         "jobs": rows,
         "best": {name: row["bundle"] for name, row in best.items()},
         "promoted": [row["bundle"] for row in rows if row["promoted"]],
@@ -77,6 +91,33 @@ def sweep_flow(
 
 
 DEFAULT_METRIC = {"binary_classification": "auc", "recommendation": "ndcg@10"}
+
+
+def _rows_from_tasks(
+    cluster: Cluster,
+    api_url: str,
+    spec_path: str,
+    jobs: list[dict[str, Any]],
+    conf_dirs: list[str] | None,
+    metric: str,
+    task: str,
+    sweep_id: str,
+) -> list[dict[str, Any]]:
+    """Every job as a Prefect task on the cluster, in parallel (flows/sweep_dask.py); one row per job."""
+    outcomes = run_jobs_as_tasks(cluster, api_url, spec_path, jobs, conf_dirs, task, sweep_id)
+    rows = []
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        ran = {"worker": outcome["worker"], "started": _iso(outcome["started"]), "finished": _iso(outcome["finished"])}
+        if outcome["outcome"] == "done":
+            report = outcome["report"]
+            rows.append(_row(job, report["status"], report=report, metric=metric) | ran)
+        else:
+            rows.append(_row(job, outcome["outcome"], reason=outcome["reason"]) | ran)
+    return rows
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 def _run_jobs(
@@ -96,20 +137,37 @@ def _run_jobs(
         progress.set_postfix_str(" ".join(job["swept"]), refresh=False)
         sweep = {"id": sweep_id, "job": job["index"], "jobs": len(jobs), "overrides": job["swept"]}
         print(f"sweep {sweep_id}: job {job['index']}/{len(jobs)} {' '.join(job['swept'])}")
+        started = time.time()
         try:
             report = run_job(task, spec_path, job["overrides"], conf_dirs, sweep)
         except TrainingDataError as exc:  # the data said no, as a gate would: exit 1
-            rows.append(_row(job, "failed", reason=" ".join(str(exc).split())))
+            row = _row(job, "failed", reason=" ".join(str(exc).split()))
         except (DataSourceError, SpecError) as exc:  # bad input only this job met (a swept data.source): exit 2
-            rows.append(_row(job, "error", reason=" ".join(str(exc).split())))
+            row = _row(job, "error", reason=" ".join(str(exc).split()))
         else:
-            rows.append(_row(job, report["status"], report=report, metric=metric))
+            row = _row(job, report["status"], report=report, metric=metric)
             if promote_best and "batch_after_promotion" in report:
                 batches[job["index"]] = report["batch_after_promotion"]
+        rows.append(row | {"started": _iso(started), "finished": _iso(time.time())})
         leaders = {row["job"] for row in rank(rows, metric, task).values()}
         batches = {index: run for index, run in batches.items() if index in leaders}  # free the others' models
         progress.update(1)
     progress.close()
+    return _rank_and_promote(rows, batches, spec_path, jobs, conf_dirs, metric, promote_best, task, sweep_id)
+
+
+def _rank_and_promote(
+    rows: list[dict[str, Any]],
+    batches: dict[int, Callable[[], dict[str, Any]]],
+    spec_path: str,
+    jobs: list[dict[str, Any]],
+    conf_dirs: list[str] | None,
+    metric: str,
+    promote_best: bool,
+    task: str,
+    sweep_id: str,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The best gate-passed job per spec name, marked, and promoted with promote_best: (rows, best)."""
     best = rank(rows, metric, task)
     for name, row in best.items():
         row["best"] = True
@@ -236,6 +294,9 @@ def _row(
         "metrics": {},
         "best": False,
         "promoted": False,
+        "worker": None,  # runtime.dask.sweep jobs: the worker process that ran the job
+        "started": None,
+        "finished": None,
     }
     if report is None:
         return row

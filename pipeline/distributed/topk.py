@@ -31,7 +31,7 @@ from pipeline.recsys import system
 from pipeline.runs import RunDir
 from pipeline.spec.schema import Spec
 
-PARTS_PER_WORKER = 4  # tasks per worker: small enough to balance, large enough to amortise a task
+PARTS_PER_WORKER = 16  # tasks per worker: small enough to balance, large enough to amortise a task
 
 
 @dataclass(eq=False)

@@ -838,6 +838,12 @@ class DaskSpec(Strict):
         None, description="an existing scheduler (tcp://host:8786); absent: a LocalCluster from `local`"
     )
     local: DaskLocalSpec = Field(default_factory=DaskLocalSpec)
+    sweep: Literal["jobs", "steps"] = Field(
+        "jobs",
+        description="a sweep (keel run -m): jobs = each job a Prefect task on the cluster (DaskTaskRunner), jobs in "
+        "parallel, each run whole on one worker; steps = one job after another, each job's steps over the whole "
+        "cluster (for data no single worker holds)",
+    )
 
     @field_validator("address")
     @classmethod

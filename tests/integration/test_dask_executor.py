@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -366,12 +367,12 @@ def test_high_risk_list_on_dask_equals_the_local_list(data: dict, champion: dict
 
 
 def test_a_sweep_on_dask_runs_every_job_on_one_cluster(data: dict, tmp_path: Path, monkeypatch) -> None:
-    """`keel run -m ... runtime=dask_local`: the jobs share the sweep's cluster; each run.json says so."""
+    """`keel run -m ... runtime=dask_local runtime.dask.sweep=steps`: the jobs share the sweep's cluster."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    sweep = ["gates=[churn]", "~fairness", "~causal", "model.params.num_leaves=7,15"]
+    sweep = ["gates=[churn]", "~fairness", "~causal", "model.params.num_leaves=7,15", "runtime.dask.sweep=steps"]
     code, result = keel("run", "-m", SPEC, f"data.source={data['table']}", *DASK, *sweep)
-    assert code in (0, 1) and len(result["jobs"]) == 2, result
+    assert code in (0, 1) and len(result["jobs"]) == 2 and result["mode"] == "steps", result
     clusters = [json.loads((Path(job["run_dir"]) / "run.json").read_text())["cluster"] for job in result["jobs"]]
     assert len({c["address"] for c in clusters}) == 1 and all(c["shared"] for c in clusters)
     for c in clusters:  # each run's own steps: its selection's fits (a sweep job cross-validates) and training
@@ -380,3 +381,32 @@ def test_a_sweep_on_dask_runs_every_job_on_one_cluster(data: dict, tmp_path: Pat
 
     with pytest.raises(OSError):
         Client(clusters[0]["address"], timeout=2)  # stopped with the sweep
+
+
+def test_a_sweep_on_dask_runs_its_jobs_as_parallel_tasks_with_the_local_results(
+    data: dict, tmp_path: Path, monkeypatch
+) -> None:
+    """runtime.dask.sweep jobs (the default): each job a Prefect task on a worker, side by side; each job's
+    model, metrics and gates equal the same job run by a local sweep (the job runs the local code on its worker)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    sweep = ["gates=[churn]", "~fairness", "~causal", "model.params.num_leaves=7,15"]
+    code, on_dask = keel("run", "-m", SPEC, f"data.source={data['table']}", *DASK, *sweep, "--promote-best")
+    assert code in (0, 1) and on_dask["mode"] == "jobs" and len(on_dask["jobs"]) == 2, on_dask
+    jobs = on_dask["jobs"]
+    assert len({job["worker"] for job in jobs}) == 2, jobs  # one job on each worker process
+    spans = [(datetime.fromisoformat(j["started"]), datetime.fromisoformat(j["finished"])) for j in jobs]
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], spans  # they ran at the same time
+    for job in jobs:  # the job ran whole on its worker: no cluster of its own, the local executor
+        assert (tmp_path / job["run_dir"]).is_dir(), job["run_dir"]  # in the sweep's folder: its own cluster
+        record = json.loads((Path(job["run_dir"]) / "run.json").read_text())
+        assert "cluster" not in record and record["store"] == str(tmp_path / "bentoml"), record
+    code_local, local = keel("run", "-m", SPEC, f"data.source={data['table']}", *sweep)
+    assert local["mode"] == "local" and code_local == code
+    for got, want in zip(jobs, local["jobs"], strict=True):
+        assert got["overrides"] == want["overrides"] and got["status"] == want["status"]
+        assert got["metrics"] == want["metrics"] and got["value"] == want["value"], (got, want)
+        assert got["failed_gates"] == want["failed_gates"]
+    promoted = [job for job in jobs if job["promoted"]]
+    if promoted:  # the promotion's batch list ran on the cluster, after the tasks
+        assert promoted[0]["scoring"]["listed"] >= 0
