@@ -128,8 +128,8 @@ def batch_top_k_on_dask(
 
     `target` becomes a directory dataset of parts (read it with pandas/pyarrow as one table).
     progress: a tqdm bar of users as parts finish; None shows it only when stderr is a terminal.
-    users_per_part: users a task lists (default: ~16 tasks a worker (PARTS_PER_WORKER), whole BATCH_CHUNKs). A user's list does
-    not depend on which users share its chunk, so any split gives the same rows (the tests use small ones).
+    users_per_part: users a task lists (default: ~PARTS_PER_WORKER tasks a worker, whole BATCH_CHUNKs). A user's
+    list does not depend on which users share its chunk, so any split gives the same rows (the tests use small ones).
     """
     from distributed import as_completed
 
