@@ -170,7 +170,8 @@ def test_a_redis_outage_logs_once_per_state_change_and_counts(service, redis_por
             waits.append(time.monotonic() - t0)
             time.sleep(0.1)
         slow = [w for w in waits if w >= 0.4]  # the probes: one per second while down (CacheHealth.PROBE_S)
-        assert len(waits) >= 8 and len(slow) <= len(waits) // 3, f"lookups during a hung Redis: {waits}"
+        # >= 5: on a loaded 2-core box a lookup itself can take 0.3 s, so 3 s may hold only 6-7 of them
+        assert len(waits) >= 5 and len(slow) <= len(waits) // 3, f"lookups during a hung Redis: {waits}"
     text = server_log.read_text(errors="replace")
     assert text.count("score cache DOWN") == 2, text[-3000:]  # the hang is a second outage: logged once
 
