@@ -181,7 +181,9 @@ def test_schedule_fires_on_the_server_and_the_runner_executes_it(server) -> None
             # the next minute's run is deduplicated against the retrain that ran, and says so in its state name
             second = _wait_for_scheduled_run(client, retrain.id, runner, log, {first.id})
             assert second.state.is_completed() and second.state_name == "No retrain", second.state
-            assert "min_interval" in (second.state.message or ""), second.state.message
+            # why: min_interval, or, when a loaded box started the first run late, the same minute as it
+            message = second.state.message or ""
+            assert "min_interval" in message or "started this minute" in message, message
         finally:
             _stop(runner)
 
