@@ -62,14 +62,14 @@ def sweep_flow(
         api_url = current_api_url() if cluster is not None and first.runtime.dask.sweep == "jobs" else None
         why = jobs_on_dask(cluster, first.runtime.dask.sweep, first.task, api_url)
         mode = "local" if cluster is None else "steps" if why else "jobs"
-        if cluster is not None and api_url is not None and why is None:
-            rows = _rows_from_tasks(cluster, api_url, spec_path, jobs, conf_dirs, metric, first.task, sweep_id)
-            ranked = (rows, {}, spec_path, jobs, conf_dirs, metric, promote_best, first.task, sweep_id)
-            rows, best = _rank_and_promote(*ranked)
+        if mode == "jobs":
+            assert cluster is not None and api_url is not None  # jobs_on_dask said yes
+            rows, batches = _rows_from_tasks(cluster, api_url, spec_path, jobs, conf_dirs, metric, first.task, sweep_id)
         else:
             if cluster is not None:
                 print(f"sweep {sweep_id}: jobs one after another, each over the whole cluster: {why}")
-            rows, best = _run_jobs(spec_path, jobs, conf_dirs, metric, promote_best, first.task, sweep_id)
+            rows, batches = _run_jobs(spec_path, jobs, conf_dirs, metric, promote_best, first.task, sweep_id)
+        best = _rank_and_promote(rows, batches, spec_path, jobs, conf_dirs, metric, promote_best, first.task, sweep_id)
     status = _status(rows)
     summary = {
         "status": status,
@@ -102,18 +102,41 @@ def _rows_from_tasks(
     metric: str,
     task: str,
     sweep_id: str,
-) -> list[dict[str, Any]]:
-    """Every job as a Prefect task on the cluster, in parallel (flows/sweep_dask.py); one row per job."""
+) -> tuple[list[dict[str, Any]], dict[int, Callable[[], dict[str, Any]]]]:
+    """Every job as a Prefect task on the cluster, in parallel (flows/sweep_dask.py): (rows, no batches)."""
     outcomes = run_jobs_as_tasks(cluster, api_url, spec_path, jobs, conf_dirs, task, sweep_id)
     rows = []
     for job, outcome in zip(jobs, outcomes, strict=True):
         ran = {"worker": outcome["worker"], "started": _iso(outcome["started"]), "finished": _iso(outcome["finished"])}
-        if outcome["outcome"] == "done":
-            report = outcome["report"]
-            rows.append(_row(job, report["status"], report=report, metric=metric) | ran)
-        else:
-            rows.append(_row(job, outcome["outcome"], reason=outcome["reason"]) | ran)
-    return rows
+        rows.append(job_row(job, outcome["outcome"], outcome.get("report"), outcome.get("reason", ""), metric) | ran)
+    return rows, {}
+
+
+def sweep_record(sweep_id: str, job: dict[str, Any], jobs: int) -> dict[str, Any]:
+    """What a job's run records about its sweep (run.json, the bundle's manifest)."""
+    return {"id": sweep_id, "job": job["index"], "jobs": jobs, "overrides": job["swept"]}
+
+
+def attempt_job(
+    task: str, spec_path: str, overrides: list[str], conf_dirs: list[str] | None, sweep: dict[str, Any]
+) -> tuple[str, dict[str, Any] | None, str]:
+    """(outcome, report, reason) of one job: `done`; `failed` (the data said no, as a gate would: exit 1);
+    `error` (bad input only this job met, e.g. a swept data.source: exit 2)."""
+    try:
+        return "done", run_job(task, spec_path, overrides, conf_dirs, sweep), ""
+    except TrainingDataError as exc:
+        return "failed", None, " ".join(str(exc).split())
+    except (DataSourceError, SpecError) as exc:
+        return "error", None, " ".join(str(exc).split())
+
+
+def job_row(
+    job: dict[str, Any], outcome: str, report: dict[str, Any] | None, reason: str, metric: str
+) -> dict[str, Any]:
+    """The summary line of an attempted job, wherever it ran."""
+    if report is None:
+        return _row(job, outcome, reason=reason)
+    return _row(job, report["status"], report=report, metric=metric)
 
 
 def _iso(epoch: float) -> str:
@@ -128,32 +151,27 @@ def _run_jobs(
     promote_best: bool,
     task: str,
     sweep_id: str,
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Every job in order, then the best per spec name (promoted with promote_best): (rows, best)."""
+) -> tuple[list[dict[str, Any]], dict[int, Callable[[], dict[str, Any]]]]:
+    """Every job in order: (rows, the leading recommendation jobs' batch top-K, for --promote-best)."""
     rows: list[dict[str, Any]] = []
     batches: dict[int, Callable[[], dict[str, Any]]] = {}  # recommendation: the leading jobs' batch top-K
     progress = bar(len(jobs), f"sweep {sweep_id}", "job")  # on stderr when it is a terminal (not with -q)
     for job in jobs:
         progress.set_postfix_str(" ".join(job["swept"]), refresh=False)
-        sweep = {"id": sweep_id, "job": job["index"], "jobs": len(jobs), "overrides": job["swept"]}
         print(f"sweep {sweep_id}: job {job['index']}/{len(jobs)} {' '.join(job['swept'])}")
         started = time.time()
-        try:
-            report = run_job(task, spec_path, job["overrides"], conf_dirs, sweep)
-        except TrainingDataError as exc:  # the data said no, as a gate would: exit 1
-            row = _row(job, "failed", reason=" ".join(str(exc).split()))
-        except (DataSourceError, SpecError) as exc:  # bad input only this job met (a swept data.source): exit 2
-            row = _row(job, "error", reason=" ".join(str(exc).split()))
-        else:
-            row = _row(job, report["status"], report=report, metric=metric)
-            if promote_best and "batch_after_promotion" in report:
-                batches[job["index"]] = report["batch_after_promotion"]
-        rows.append(row | {"started": _iso(started), "finished": _iso(time.time())})
+        sweep = sweep_record(sweep_id, job, len(jobs))
+        outcome, report, reason = attempt_job(task, spec_path, job["overrides"], conf_dirs, sweep)
+        rows.append(
+            job_row(job, outcome, report, reason, metric) | {"started": _iso(started), "finished": _iso(time.time())}
+        )
+        if promote_best and report is not None and "batch_after_promotion" in report:
+            batches[job["index"]] = report["batch_after_promotion"]
         leaders = {row["job"] for row in rank(rows, metric, task).values()}
         batches = {index: run for index, run in batches.items() if index in leaders}  # free the others' models
         progress.update(1)
     progress.close()
-    return _rank_and_promote(rows, batches, spec_path, jobs, conf_dirs, metric, promote_best, task, sweep_id)
+    return rows, batches
 
 
 def _rank_and_promote(
@@ -166,8 +184,8 @@ def _rank_and_promote(
     promote_best: bool,
     task: str,
     sweep_id: str,
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The best gate-passed job per spec name, marked, and promoted with promote_best: (rows, best)."""
+) -> dict[str, dict[str, Any]]:
+    """The best gate-passed job per spec name, marked in `rows`, and promoted with promote_best."""
     best = rank(rows, metric, task)
     for name, row in best.items():
         row["best"] = True
@@ -184,7 +202,7 @@ def _rank_and_promote(
                 )
             row["promoted"] = True
             print(f"sweep {sweep_id}: promoted {row['bundle']} to champion of {name}")
-    return rows, best
+    return best
 
 
 def run_job(

@@ -24,10 +24,8 @@ from urllib.parse import urlparse
 
 from prefect import task
 
-from pipeline.data.errors import DataSourceError, TrainingDataError
 from pipeline.distributed.cluster import Cluster
 from pipeline.scoring.progress import bar
-from pipeline.spec.errors import SpecError
 
 LOCAL_IN_JOB = "runtime.executor=local"  # a job never opens or waits on a cluster from inside a worker
 REPORT_KEYS = ("status", "spec_name", "metrics", "gates", "model_family", "bundle", "run_dir", "selection")
@@ -69,18 +67,20 @@ def sweep_job(
     index: int, task_kind: str, spec_path: str, overrides: list[str], conf_dirs: list[str] | None, sweep: dict
 ) -> dict[str, Any]:
     """One sweep job, whole, on the worker that runs this task: its keel-run flow, then what the summary needs."""
-    from flows.sweep import run_job
+    from flows.sweep import attempt_job
 
     started = time.time()
-    where = {"worker": f"{socket.gethostname()}:{os.getpid()}", "started": started}
-    try:
-        report = run_job(task_kind, spec_path, [*overrides, LOCAL_IN_JOB], conf_dirs, sweep)
-    except TrainingDataError as exc:  # the data said no, as a gate would
-        return {"outcome": "failed", "reason": " ".join(str(exc).split()), **where, "finished": time.time()}
-    except (DataSourceError, SpecError) as exc:  # bad input only this job met
-        return {"outcome": "error", "reason": " ".join(str(exc).split()), **where, "finished": time.time()}
-    kept = {key: report.get(key) for key in REPORT_KEYS}
-    return {"outcome": "done", "report": kept, **where, "finished": time.time()}
+    outcome, report, reason = attempt_job(task_kind, spec_path, [*overrides, LOCAL_IN_JOB], conf_dirs, sweep)
+    kept = None if report is None else {key: report.get(key) for key in REPORT_KEYS}
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    return {
+        "outcome": outcome,
+        "report": kept,
+        "reason": reason,
+        "worker": worker,
+        "started": started,
+        "finished": time.time(),
+    }
 
 
 def run_jobs_as_tasks(
@@ -97,6 +97,8 @@ def run_jobs_as_tasks(
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect_dask import DaskTaskRunner
 
+    from flows.sweep import sweep_record
+
     print(f"sweep {sweep_id}: {len(jobs)} jobs as tasks on {cluster.address} ({cluster.workers} worker(s))")
     progress = bar(len(jobs), f"sweep {sweep_id}", "job")
     # the settings each task carries to its worker name this API (else a worker would start its own);
@@ -108,14 +110,13 @@ def run_jobs_as_tasks(
     ):
         futures = []
         for job in jobs:
-            sweep = {"id": sweep_id, "job": job["index"], "jobs": len(jobs), "overrides": job["swept"]}
             parameters = {
                 "index": job["index"],
                 "task_kind": task_kind,
                 "spec_path": spec_path,
                 "overrides": list(job["overrides"]),
                 "conf_dirs": conf_dirs,
-                "sweep": sweep,
+                "sweep": sweep_record(sweep_id, job, len(jobs)),
             }
             futures.append(runner.submit(sweep_job, parameters))
         outcomes = []

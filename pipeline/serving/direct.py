@@ -21,19 +21,24 @@ from starlette.routing import BaseRoute, Route
 Scope = dict[str, Any]
 
 
-def route_matchers(routes: Iterable[BaseRoute]) -> tuple[frozenset[str], tuple[str, ...]]:
-    """Exact paths, and prefixes for templated ones (`/cached_score/{entity_id}` -> `/cached_score/`)."""
-    exact: set[str] = set()
-    prefixes: list[str] = []
+def route_templates(routes: Iterable[BaseRoute]) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
+    """Exact paths, and (prefix, template) pairs for templated ones (`/cached_score/`, `/cached_score/{entity_id}`)."""
+    exact: dict[str, str] = {}
+    prefixes: list[tuple[str, str]] = []
     for route in routes:
         if not isinstance(route, Route):
             continue
-        path = route.path
-        if "{" in path:
-            prefixes.append(path.split("{", 1)[0])
+        if "{" in route.path:
+            prefixes.append((route.path.split("{", 1)[0], route.path))
         else:
-            exact.add(path)
-    return frozenset(exact), tuple(prefixes)
+            exact[route.path] = route.path
+    return exact, tuple(prefixes)
+
+
+def route_matchers(routes: Iterable[BaseRoute]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Exact paths, and prefixes for templated ones (`/cached_score/{entity_id}` -> `/cached_score/`)."""
+    exact, templated = route_templates(routes)
+    return frozenset(exact), tuple(prefix for prefix, _ in templated)
 
 
 class DirectRoutes:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
+
+from pipeline.serving.direct import route_templates
 
 Scope = dict[str, Any]
 
@@ -33,20 +34,6 @@ DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 UNMATCHED = "unmatched"  # any path that is not one of Keel's routes: one series, whatever the path
-
-
-def route_templates(routes: Iterable[BaseRoute]) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
-    """Exact paths, and (prefix, template) pairs for templated ones (`/cached_score/`, `/cached_score/{entity_id}`)."""
-    exact: dict[str, str] = {}
-    prefixes: list[tuple[str, str]] = []
-    for route in routes:
-        if not isinstance(route, Route):
-            continue
-        if "{" in route.path:
-            prefixes.append((route.path.split("{", 1)[0], route.path))
-        else:
-            exact[route.path] = route.path
-    return exact, tuple(prefixes)
 
 
 class RouteMetrics:
