@@ -87,15 +87,16 @@ def score_local(spec, store, tag, table: Path, target: Path, threads: int) -> tu
 
 
 def score_dask(spec, store, tag, table: Path, target: Path, workers: int) -> tuple[float, float]:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from pipeline.data.partitioned import list_partitions
+    from pipeline.distributed.cluster import local_cluster
     from pipeline.distributed.score import score_partitions, worker_bundle
     from pipeline.distributed.validate import validate_partitions
 
     start = time.perf_counter()
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        local_cluster(workers, 1) as cluster,
         Client(cluster) as client,
     ):
         client.wait_for_workers(workers)
@@ -161,10 +162,11 @@ def bench_scoring(args, root: Path) -> list[str]:
 
 
 def bench_training(args) -> list[str]:
-    from distributed import Client, LocalCluster
+    from distributed import Client
     from sklearn.metrics import roc_auc_score
 
     from pipeline.data.prepare import load_frame, prepare
+    from pipeline.distributed.cluster import local_cluster
     from pipeline.distributed.train import DaskLightGBMModel
     from pipeline.models import build_model
     from pipeline.spec.load import load_spec
@@ -180,7 +182,7 @@ def bench_training(args) -> list[str]:
     t_local = time.perf_counter() - start
     auc_local = roc_auc_score(y_test, model.predict_proba(test[model.features]))
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        local_cluster(2, 1) as cluster,
         Client(cluster) as client,
     ):
         distributed = DaskLightGBMModel(build_model(spec.model, seed=spec.data.seed), client)
@@ -228,9 +230,10 @@ def recsys_bundle(root: Path, users: int, items: int, k: int) -> tuple[object, s
 
 
 def bench_topk(args, root: Path) -> list[str]:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from pipeline.distributed import topk
+    from pipeline.distributed.cluster import local_cluster
     from pipeline.spec.load import load_spec
 
     store, tag, overrides = recsys_bundle(root, args.topk_users, args.topk_items, 50)
@@ -249,7 +252,7 @@ def bench_topk(args, root: Path) -> list[str]:
     for workers in (1, 2):
         start = time.perf_counter()
         with (
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+            local_cluster(workers, 1) as cluster,
             Client(cluster) as client,
         ):
             client.wait_for_workers(workers)

@@ -75,12 +75,12 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="module")
 def client():
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from pipeline.distributed.cluster import local_cluster
 
     with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB", dashboard_address=":0"
-        ) as cluster,
+        local_cluster(2, 1, "1GiB") as cluster,
         Client(cluster) as c,
     ):
         yield c

@@ -50,12 +50,12 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster():
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from pipeline.distributed.cluster import local_cluster
 
     with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, memory_limit="3GiB", dashboard_address=":0"
-        ) as c,
+        local_cluster(2, 1, "3GiB") as c,
         Client(c) as client,
     ):
         yield c, client
@@ -64,10 +64,10 @@ def cluster():
 def test_batch_top_k_on_dask_equals_the_local_lists(local_run: dict, cluster, tmp_path: Path) -> None:
     from pipeline.distributed.topk import batch_top_k_on_dask, loaded_recommenders
 
-    local_cluster, client = cluster
+    dask_cluster, client = cluster
     result = local_run["result"]
     tag, users = result["bundle"], result["scoring"]["users"]
-    overrides = [*SMALL, "runtime=dask_local", f"runtime.dask.address={local_cluster.scheduler_address}"]
+    overrides = [*SMALL, "runtime=dask_local", f"runtime.dask.address={dask_cluster.scheduler_address}"]
     spec = load_spec(SPEC, overrides).spec
     target = tmp_path / "recommendations.parquet"
     with contextlib.chdir(local_run["root"]):
