@@ -66,7 +66,13 @@ def test_metrics_add_up_every_workers_requests(tmp_path: Path) -> None:
         sent = 60
         for _ in range(sent):  # a new connection each: the kernel spreads them over the two sockets
             assert httpx.get(f"{url}/status", timeout=5).status_code == 503  # no champion in an empty store
+        # A request is counted after its response is sent (its duration is known then), so the last count
+        # may land just after the client has its answer: wait for it (a count that never arrives still fails).
+        deadline = time.monotonic() + 5
         per_worker = _status_counts(home / "prometheus_multiproc_dir")
+        while sum(per_worker.values()) < sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+            per_worker = _status_counts(home / "prometheus_multiproc_dir")
         assert len(per_worker) == 2 and all(per_worker.values()), per_worker  # both workers answered some
         assert sum(per_worker.values()) == sent, per_worker
         for _ in range(4):  # whichever worker answers, the sum is the same
