@@ -144,23 +144,18 @@ def local_cluster(n_workers: int, threads_per_worker: int, memory_limit: str | i
     import dask
     from distributed import LocalCluster
 
-    from pipeline.distributed import malloc
+    from pipeline.distributed.malloc import TrimNearMemoryLimit
 
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_PRE_SPAWN_ENV.items()}):
-        cluster = LocalCluster(
+        return LocalCluster(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
             memory_limit=memory_limit,
             processes=True,
             dashboard_address=":0",  # any free port: two runs on one host never collide
             silence_logs=logging.ERROR,
+            plugins=(TrimNearMemoryLimit(),),  # each worker's own, a restarted one included (its nanny's kwargs)
         )
-    try:
-        malloc.register(cluster)
-    except BaseException:
-        cluster.close()
-        raise
-    return cluster
 
 
 def describe(cluster: Cluster) -> str:

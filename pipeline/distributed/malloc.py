@@ -71,11 +71,3 @@ class TrimNearMemoryLimit(WorkerPlugin):
         callback = worker.periodic_callbacks.pop(self.name, None)
         if callback is not None:
             callback.stop()
-
-
-def register(cluster: Any) -> None:
-    """Install the plugin on the cluster's workers, present and future (a restarted worker gets it too)."""
-    from distributed import Client
-
-    with Client(cluster) as client:
-        client.register_plugin(TrimNearMemoryLimit(), name=TrimNearMemoryLimit.name)
