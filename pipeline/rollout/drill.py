@@ -183,7 +183,13 @@ class DrillReport:
 
 
 def switch_times(replies: list[Reply], t0: float, t1: float, until: float, old: str, new: str) -> tuple:
-    window = [r for r in replies if t0 <= r.sent < until and r.status == 200]
+    """(switch_ms, first_new_ms, late) of the switch written from t0 to t1, the next one starting at `until`.
+
+    Only replies sent after this write began and received before the next one began count: a request sent
+    just before the next switch but answered after it (a loaded server) may carry the next switch's bundle,
+    which is this switch's old one, and must not read as this switch flipping back.
+    """
+    window = [r for r in replies if t0 <= r.sent and r.received < until and r.status == 200]
     last_old = max((r.sent for r in window if r.bundle == old), default=None)
     first_new = min((r.received for r in window if r.bundle == new), default=None)
     late = sum(1 for r in window if r.bundle == old and r.sent - t1 > TARGET_S)

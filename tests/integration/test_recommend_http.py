@@ -123,10 +123,21 @@ def _warm_user(run: dict) -> str:
     return str(bundle.users.iloc[int((seen.indptr[1:] - seen.indptr[:-1]).argmax()), 0])
 
 
+def _reranked(client: httpx.Client, user, k: int, tries: int = 5, headers: dict | None = None) -> httpx.Response:
+    """A 200 answer whose re-ranker ran: on a loaded box a request can pass the re-rank latency budget
+    (0.8 x sla_ms), and then its list is in score order instead of the re-ranked one (both are right)."""
+    for _ in range(tries):
+        r = client.post("/recommend", json={"user_id": user, "k": k}, headers=headers)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        if body["rerank"]["ran"]:
+            return r
+    raise AssertionError(f"the re-ranker was skipped {tries} times in a row: {body['rerank']}, {body['timings_ms']}")
+
+
 def test_a_known_user_gets_k_items_at_full_level(servers: dict, run: dict) -> None:
     user = _warm_user(run)
-    r = servers["main"].post("/recommend", json={"user_id": user, "k": 7}, headers={"x-request-id": "req-known-1"})
-    assert r.status_code == 200, r.text
+    r = _reranked(servers["main"], user, 7, headers={"x-request-id": "req-known-1"})
     body = r.json()
     assert body["level"] == "FULL" and body["cold_start"] is False
     assert body["bundle"] == run["tag"] and body["side"] == "champion" and body["stage"] is None
@@ -136,7 +147,7 @@ def test_a_known_user_gets_k_items_at_full_level(servers: dict, run: dict) -> No
     assert body["rerank"]["ran"] is True and body["features"] == "redis"
     assert r.headers["x-request-id"] == "req-known-1" == body["request_id"]
     assert r.headers["x-keel-side"] == "champion"
-    again = servers["main"].post("/recommend", json={"user_id": int(user), "k": 7}).json()
+    again = _reranked(servers["main"], int(user), 7).json()
     assert [i["item_id"] for i in again["items"]] == [i["item_id"] for i in body["items"]]  # int or str id
 
 
@@ -199,14 +210,12 @@ def test_a_slow_ranker_and_a_failing_source_degrade_without_5xx(servers: dict, r
 def test_redis_features_are_used_and_redis_down_is_stale_features(servers: dict, run: dict) -> None:
     user = _warm_user(run)
     assert run["redis"].get(f"{prefix(run['tag'])}:schema") is not None  # published by keel run
-    live = servers["main"].post("/recommend", json={"user_id": user, "k": 10}).json()
+    live = _reranked(servers["main"], user, 10).json()
     assert live["level"] == "FULL" and live["features"] == "redis"
-    down = servers["redis_down"].post("/recommend", json={"user_id": user, "k": 10})
-    assert down.status_code == 200
-    stale = down.json()
+    stale = _reranked(servers["redis_down"], user, 10).json()
     assert stale["level"] == "STALE_FEATURES" and stale["features"] == "embedded"
     # keel run published the bundle's own values, so both lists agree; only the level differs
-    assert [i["item_id"] for i in stale["items"]] == [i["item_id"] for i in live["items"]]
+    assert [i["item_id"] for i in stale["items"]] == [i["item_id"] for i in live["items"]], (stale, live)
 
 
 def test_the_request_log_has_items_and_level(servers: dict, run: dict) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.rollout.drill import DrillReport, Switch, render
+from pipeline.rollout.drill import DrillReport, Reply, Switch, render, switch_times
 
 
 def _switch(switch_ms: float | None, first_new_ms: float | None, late: int = 0) -> Switch:
@@ -33,3 +33,21 @@ def test_failed_requests_third_bundles_and_switches_that_never_showed_fail() -> 
     assert not _report(_switch(20.0, 10.0), third=1).ok
     never = _report(_switch(None, None))
     assert not never.ok and "never showed: to standby" in render(never)
+
+
+def test_a_reply_received_after_the_next_switch_began_is_not_charged_to_this_one() -> None:
+    """Switch at t=1.0 (a -> b), next switch (b -> a) at t=2.0. A request sent at 1.999 and answered at
+    2.05 by `a` reflects the next switch, not this one flipping back (seen on a loaded CI box)."""
+    replies = [
+        Reply(sent=0.99, received=1.01, status=200, bundle="a", entity="1"),  # sent before the write
+        Reply(sent=1.01, received=1.02, status=200, bundle="a", entity="2"),  # the old one, 10 ms on
+        Reply(sent=1.03, received=1.04, status=200, bundle="b", entity="3"),
+        Reply(sent=1.50, received=1.51, status=200, bundle="b", entity="4"),
+        Reply(sent=1.999, received=2.05, status=200, bundle="a", entity="5"),  # answered after the next write
+    ]
+    switch_ms, first_new_ms, late = switch_times(replies, 1.0, 1.002, 2.0, "a", "b")
+    assert round(switch_ms) == 10 and round(first_new_ms) == 40 and late == 0
+    # the same reply received before the next write is a real flip back, and is charged
+    replies[-1] = Reply(sent=1.90, received=1.95, status=200, bundle="a", entity="5")
+    switch_ms, _, late = switch_times(replies, 1.0, 1.002, 2.0, "a", "b")
+    assert round(switch_ms) == 900 and late == 1
