@@ -90,6 +90,7 @@ def render_spec(p: Proposal, name: str, contract_option: str, source: str, shown
         "defaults:",
         f"  - contract: {contract_option}   # conf/contract/{contract_option}.yaml: one rule per column",
         f"  - model: {'two_tower' if p.task == 'recommendation' else 'lightgbm'}",
+        "  - runtime: local   # keel ... runtime=dask_local: the same spec on a Dask LocalCluster",
     ]
     lines += ["  - _self_", "", f"name: {scalar(name)}", f"task: {p.task}", "", "data:"]
     lines += [f"  source: {scalar(source)}   # relative to this file", "  seed: 0   # split, CV folds and model"]

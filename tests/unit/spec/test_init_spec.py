@@ -156,6 +156,8 @@ def test_written_files_pass_check_and_a_rerun_on_a_newer_file_only_shows_the_dif
     assert loaded.spec.data.positive == 1 and loaded.spec.contract.columns["target"].allowed == [0, 1]
     assert (loaded.base_dir / loaded.spec.data.source).resolve() == data.resolve()
     assert "# range in all 569 rows" in contract.read_text()
+    assert loaded.spec.runtime.executor == "local"
+    assert load_spec(out, ["runtime=dask_local"]).spec.runtime.executor == "dask"  # no `+` needed (docs/cli.md)
     assert init_spec(data, "target", out=out).code == 0  # same file: nothing to write
 
     newer = cancer()
