@@ -47,7 +47,7 @@ def test_selection_on_the_cluster_equals_the_local_one(tmp_path: Path) -> None:
         "candidates.0.features=[Seniority,Amount,Income]",
         "model.search={num_leaves: [7, 15], learning_rate: [0.1]}",
         "candidates.0.search={C: [0.1, 1.0]}",
-        "+runtime=dask_local",
+        "runtime=dask_local",
         "runtime.dask.local.memory_limit=1GiB",
         f"runtime.runs_dir={tmp_path / 'runs'}",
     ]
