@@ -59,7 +59,7 @@ def score_flow(
     if spec.runtime.executor == "dask":  # partitions scored on the workers (pipeline/distributed, ADR 0024)
         from pipeline.distributed.commands import score_on_dask
 
-        return score_on_dask(loaded, Path(data_path), store, tag, Path(out) if out else None, reasons)
+        return score_on_dask(loaded, data_path, store, tag, Path(out) if out else None, reasons)  # a URI keeps '//'
     run = create_run_dir(loaded, "score")
     frame = load_file(spec, Path(data_path))
     scored = score_rows(spec, store, tag, frame, reasons, loaded.sha256)
@@ -71,7 +71,7 @@ def score_flow(
     return result
 
 
-def run_score(loaded: LoadedSpec, data_path: Path, bundle: str, out: Path | None, reasons: int) -> dict[str, Any]:
+def run_score(loaded: LoadedSpec, data_path: str | Path, bundle: str, out: Path | None, reasons: int) -> dict[str, Any]:
     """Run the flow for the CLI (text for people, fields for --json)."""
     return score_flow(
         str(loaded.path),

@@ -118,13 +118,13 @@ def validate_flow(
     """Parameters are plain JSON so a Prefect deployment can schedule the same flow."""
     loaded = load_spec(spec_path, overrides or [], [Path(d) for d in conf_dirs or []])
     spec = loaded.spec
-    data_path = Path(data_path) if data_path else None
     if spec.runtime.executor == "dask":  # partitions checked on the workers (pipeline/distributed, ADR 0024)
         from pipeline.distributed.commands import validate_on_dask
 
-        report, markdown = validate_on_dask(loaded, data_path)
+        report, markdown = validate_on_dask(loaded, data_path or None)  # a string: a URI keeps its '//'
         create_markdown_artifact(markdown=markdown, key=f"{spec.name}-validation", description="Keel validation report")
         return report
+    data_path = Path(data_path) if data_path else None
     run = create_run_dir(loaded, "validate")
     frame = load_dataset(spec, loaded.base_dir, data_path)
     result = check_contract(frame, spec)
@@ -150,7 +150,7 @@ def validate_flow(
     return report
 
 
-def run_validation(loaded: LoadedSpec, data_path: Path | None = None) -> dict[str, Any]:
+def run_validation(loaded: LoadedSpec, data_path: str | Path | None = None) -> dict[str, Any]:
     """Run the flow and summarise it for the CLI (text for people, fields for --json)."""
     report = validate_flow(
         str(loaded.path),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import flag, json_opt, opt, path_opt, spec_params, verb
+from pipeline.cli.options import data_opt, flag, json_opt, opt, path_opt, spec_params, verb
 
 
 def _iso_date(ctx: click.Context, param: click.Parameter, text: str | None) -> str | None:
@@ -164,7 +164,7 @@ def run_verbs() -> list[click.Command]:
         "validate the spec's dataset against its contract",
         [
             *spec_params(),
-            path_opt("--data", help="validate this Parquet/CSV file instead of the spec's data.source"),
+            data_opt(help="validate this Parquet/CSV file (or directory, glob, URI) instead of the spec's data.source"),
         ],
     )
     score = verb(
@@ -173,7 +173,7 @@ def run_verbs() -> list[click.Command]:
         "score a Parquet/CSV file with a registered bundle (a Prefect flow)",
         [
             *spec_params(),
-            path_opt("--data", required=True, help="the rows to score (the label column may be absent)"),
+            data_opt(required=True, help="the rows to score (the label column may be absent)"),
             opt("--bundle", default="champion", help="champion (default), challenger or NAME:VERSION"),
             path_opt("--out", help=".parquet or .csv (default: run dir/scores.parquet)"),
             opt("--reasons", type=int, default=0, metavar="N", help="the top N reasons per row (default 0)"),

@@ -61,6 +61,11 @@ def path_opt(*decls: str, **kwargs: Any) -> click.Option:
     return click.Option(list(decls), type=click.Path(path_type=Path), default=kwargs.pop("default", None), **kwargs)
 
 
+def data_opt(**kwargs: Any) -> click.Option:
+    """--data as typed: a file, a directory, a glob or an fsspec URI (a Path would turn s3://b into s3:/b)."""
+    return click.Option(["--data"], type=click.Path(path_type=str), default=None, **kwargs)
+
+
 def json_opt() -> click.Option:
     return flag("--json", help="print one JSON object on stdout, alone (human text goes to stderr)")
 

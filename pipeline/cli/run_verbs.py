@@ -17,21 +17,30 @@ from pipeline.cli.common import EXIT_BAD, EXIT_NO, EXIT_OK, UsageError, emit, fa
 
 def cmd_validate(args: argparse.Namespace) -> int:
     loaded = load(args)
-    if args.data is not None and not _data_exists(args.data):
+    data = None if args.data is None else data_argument(args.data)
+    if data is not None and not _data_exists(data):
         raise UsageError(f"cannot read {args.data}: the file does not exist")  # before Prefect starts
     from flows.validate import run_validation
 
     with prefect_api(loaded.spec.runtime.prefect_api_url):
-        summary = run_validation(loaded, data_path=args.data)
+        summary = run_validation(loaded, data_path=data)
     emit(args, summary["text"], {k: v for k, v in summary.items() if k != "text"})
     return EXIT_OK if summary["status"] == "ok" else EXIT_NO
 
 
-def _data_exists(path: Path) -> bool:
-    """--data: one file, or a directory / glob of Parquet files (pipeline/data/partitioned.py)."""
+def data_argument(raw: str) -> str:
+    """--data as the flows take it: a URI unchanged; a path made absolute against the working directory, where
+    the user typed it (data.source in a spec is relative to the spec's folder; --data is not), on both executors."""
+    from pipeline.data.partitioned import is_uri
+
+    return raw if is_uri(raw) else str(Path(raw).expanduser().absolute())
+
+
+def _data_exists(data: str) -> bool:
+    """--data: one file, or a directory / glob / URI of Parquet files (pipeline/data/partitioned.py)."""
     from pipeline.data.partitioned import is_partitioned
 
-    return path.is_file() or is_partitioned(str(path))
+    return Path(data).is_file() or is_partitioned(data)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -41,7 +50,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     if loaded.spec.task != "binary_classification":
         raise UsageError(f"keel score scores classification specs; {args.spec} is a {loaded.spec.task} spec")
-    if not _data_exists(args.data):
+    data = data_argument(args.data)
+    if not _data_exists(data):
         raise UsageError(f"cannot read {args.data}: the file does not exist")  # before Prefect starts
     if args.reasons < 0:
         raise UsageError(f"--reasons must be 0 or more, got {args.reasons}")
@@ -55,7 +65,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from flows.score import run_score
 
     with prefect_api(loaded.spec.runtime.prefect_api_url):
-        summary = run_score(loaded, args.data, tag, args.out, args.reasons)
+        summary = run_score(loaded, data, tag, args.out, args.reasons)
     emit(args, summary["text"], {k: v for k, v in summary.items() if k != "text"})
     return EXIT_OK if summary["status"] == "ok" else EXIT_NO
 

@@ -30,7 +30,8 @@ from pipeline.spec.load import LoadedSpec
 from pipeline.spec.schema import Spec
 
 
-def partitioned_source(spec: Spec, base_dir: Path, data_path: Path | None) -> str:
+def partitioned_source(spec: Spec, base_dir: Path, data_path: str | Path | None) -> str:
+    """--data (as typed, or absolute: keel's CLI resolves it against the working directory), else data.source."""
     source = str(data_path) if data_path is not None else spec.data.source
     if not is_partitioned(source, base_dir):
         raise DistributedError(
@@ -66,7 +67,7 @@ def _derived(client: Any, spec: Spec, accepted: list[Any]) -> dict[str, dict[str
     }
 
 
-def validate_on_dask(loaded: LoadedSpec, data_path: Path | None) -> tuple[dict[str, Any], str]:
+def validate_on_dask(loaded: LoadedSpec, data_path: str | Path | None) -> tuple[dict[str, Any], str]:
     """`keel validate` with runtime.executor dask: (report, markdown)."""
     spec = loaded.spec
     source = partitioned_source(spec, loaded.base_dir, data_path)
@@ -123,7 +124,7 @@ def validate_on_dask(loaded: LoadedSpec, data_path: Path | None) -> tuple[dict[s
 
 
 def score_on_dask(
-    loaded: LoadedSpec, data_path: Path, store: Any, tag: str, out: Path | None, reasons: int
+    loaded: LoadedSpec, data_path: str | Path, store: Any, tag: str, out: Path | None, reasons: int
 ) -> dict[str, Any]:
     """`keel score` with runtime.executor dask: the same fields as the local flow's summary."""
     from pipeline.scoring.command import ROW_COLUMN, Scored, ScoreError, _empty, scoring_contract, summary
