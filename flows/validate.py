@@ -121,7 +121,7 @@ def validate_flow(
     if spec.runtime.executor == "dask":  # partitions checked on the workers (pipeline/distributed, ADR 0024)
         from pipeline.distributed.commands import validate_on_dask
 
-        report, markdown = validate_on_dask(loaded, data_path or None)  # a string: a URI keeps its '//'
+        report, markdown = validate_on_dask(loaded, data_path)  # a string: a URI keeps its '//'
         create_markdown_artifact(markdown=markdown, key=f"{spec.name}-validation", description="Keel validation report")
         return report
     data_path = Path(data_path) if data_path else None
