@@ -322,7 +322,9 @@ def bench_topk(args, root: Path) -> list[str]:
     n_users = len(topk.worker_recommender(*key, spec).user_ids)  # also loads this process's copy
     ranges = topk.user_ranges(n_users, topk.PARTS_PER_WORKER * 2)
     columns = (spec.data.user, spec.data.item)
-    paths = ("local", "local1", "dask1", "dask2")
+    paths = tuple(name for name in ("local", "local1", "dask1", "dask2") if name in args.topk_paths.split(","))
+    if "local" not in paths:
+        raise SystemExit("--topk-paths must include local: every path is compared with it")
     walls: dict[str, list[float]] = {name: [] for name in paths}
     cpus: dict[str, list[float]] = {name: [] for name in paths}
     startups: dict[str, list[float]] = {name: [] for name in paths}
@@ -330,12 +332,16 @@ def bench_topk(args, root: Path) -> list[str]:
     expected = None
     for _ in range(args.topk_rounds):
         for name in ("local", "local1"):
+            if name not in paths:
+                continue
             wall, cpu = _topk_local(topk, ranges, key, spec, columns, root / f"topk_{name}", name == "local1")
             walls[name].append(wall)
             cpus[name].append(cpu)
             expected = pd.read_parquet(root / "topk_local") if expected is None else expected
             pd.testing.assert_frame_equal(pd.read_parquet(root / f"topk_{name}"), expected)
         for workers in (1, 2):
+            if f"dask{workers}" not in paths:
+                continue
             target = root / f"topk_dask_{workers}.parquet"
             wall, cpu, startup = _topk_dask(topk, workers, key, spec, overrides, store, tag, n_users, target)
             walls[f"dask{workers}"].append(wall)
@@ -346,19 +352,23 @@ def bench_topk(args, root: Path) -> list[str]:
     best = {name: min(values) for name, values in walls.items()}
     lines = [
         f"batch top-{spec.evaluation.top_k}: {n_users:,} users x {args.topk_items:,} items, bundle {tag}; "
-        f"best of {args.topk_rounds} rounds (local, local 1 thread, 1 worker, 2 workers in turn)",
+        f"best of {args.topk_rounds} round(s) ({', '.join(paths)} in turn)",
         "",
         f"{'path':<28}{'wall s':>9}{'users/s':>10}{'speed-up':>10}{'efficiency':>12}   every round's wall s",
     ]
     labels = {"local": "local, 1 process", "local1": "local, 1 process, 1 thread"}
     labels |= {f"dask{n}": f"dask {n} worker(s) x 1 thread" for n in (1, 2)}
-    for name, workers in zip(paths, (1, 1, 1, 2), strict=True):
+    for name in paths:
+        workers = 2 if name == "dask2" else 1
         speedup = best["local"] / best[name]
         rounds = " / ".join(f"{w:.1f}" for w in walls[name])
         lines.append(
             f"{labels[name]:<28}{best[name]:>9.1f}{n_users / best[name]:>10,.0f}{speedup:>9.2f}x"
             f"{speedup / workers if name.startswith('dask') else 1:>11.0%}   {rounds}"
         )
+    if not {"dask1", "dask2", "local1"} <= set(paths):
+        best |= {name: float("nan") for name in ("local1", "dask1", "dask2") if name not in best}
+        startups |= {name: [float("nan")] for name in ("dask1", "dask2") if not startups.get(name)}
     lines += [
         "",
         f"overhead at 1 worker vs local: {best['dask1'] / best['local'] - 1:+.0%}, "
@@ -384,6 +394,11 @@ def main() -> None:
     parser.add_argument("--topk-users", type=int, default=0, help="StreamRec users for the batch top-50 (0: skip)")
     parser.add_argument("--topk-items", type=int, default=5000)
     parser.add_argument("--topk-rounds", type=int, default=2, help="rounds of local, 1 and 2 workers (best counts)")
+    parser.add_argument(
+        "--topk-paths",
+        default="local,local1,dask1,dask2",
+        help="top-K paths to run, comma-separated (local always; drop local1 to save a single-threaded pass)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="keel-bench-dask-") as tmp:
         root = Path(tmp)
