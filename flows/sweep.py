@@ -27,7 +27,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.lifecycle import batch_score, bundle_store, run_flow
-from flows.sweep_dask import current_api_url, jobs_on_dask, run_jobs_as_tasks
+from flows.on_dask import current_api_url
+from flows.sweep_dask import jobs_on_dask, run_jobs_as_tasks
 from flows.train import prepare_data
 from pipeline.data.errors import DataSourceError, TrainingDataError
 from pipeline.distributed.cluster import Cluster, run_cluster

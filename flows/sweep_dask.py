@@ -20,10 +20,10 @@ import os
 import socket
 import time
 from typing import Any
-from urllib.parse import urlparse
 
 from prefect import task
 
+from flows.on_dask import task_runner_on, unreachable_reason
 from pipeline.distributed.cluster import Cluster
 from pipeline.scoring.progress import bar
 
@@ -41,25 +41,7 @@ def jobs_on_dask(cluster: Cluster | None, dask_sweep: str, task_kind: str, api_u
         return "a recommendation sweep keeps its best job's fitted recommender in memory for the batch"
     if api_url is None:
         return "no Prefect API"
-    if cluster.kind == "address" and _loopback(api_url) and not _loopback(cluster.address):
-        return (
-            f"the workers of {cluster.address} cannot reach this command's temporary Prefect API on 127.0.0.1 "
-            "(start `keel server start` or set runtime.prefect_api_url to run jobs in parallel)"
-        )
-    return None
-
-
-def _loopback(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def current_api_url() -> str:
-    """The API this flow reports to, ephemeral included (its temporary server's URL), for the workers."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return str(client.api_url)
+    return unreachable_reason(cluster, api_url)
 
 
 @task(name="sweep-job", task_run_name="job {index}")
@@ -93,21 +75,11 @@ def run_jobs_as_tasks(
     sweep_id: str,
 ) -> list[dict[str, Any]]:
     """Submit every job at once to the cluster; the outcomes in job order (sweep_job's dicts)."""
-    from distributed import Client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-    from prefect_dask import DaskTaskRunner
-
     from flows.sweep import sweep_record
 
     print(f"sweep {sweep_id}: {len(jobs)} jobs as tasks on {cluster.address} ({cluster.workers} worker(s))")
     progress = bar(len(jobs), f"sweep {sweep_id}", "job")
-    # the settings each task carries to its worker name this API (else a worker would start its own);
-    # the runner asks distributed for the current client before its address: make it the run's own
-    with (
-        Client.as_current(cluster.client),
-        temporary_settings(updates={PREFECT_API_URL: api_url}),
-        DaskTaskRunner(address=cluster.address) as runner,
-    ):
+    with task_runner_on(cluster, api_url) as runner:
         futures = []
         for job in jobs:
             parameters = {

@@ -1,7 +1,8 @@
 """Training tasks: prepare the data, select among the declared models, fit the challenger.
 
 Thin wrappers over `pipeline/`: one coarse task per step (Prefect costs ~20 ms a task,
-so never one per fold or per feature). Data-heavy tasks use NO_CACHE.
+so never one per fold or per feature locally; on a Dask cluster each fit is a task, flows/cv_dask.py).
+Data-heavy tasks use NO_CACHE.
 """
 
 from __future__ import annotations
@@ -57,12 +58,13 @@ def select_challenger(spec: Spec, data: Prepared, always: bool = False) -> tuple
 
 
 def _fold_runner(spec: Spec):
-    """runtime.executor dask: the selection's fits run on the run's cluster (same table; ADR 0024)."""
+    """runtime.executor dask: each of the selection's fits is a Prefect task on the run's cluster (same table;
+    flows/cv_dask.py, ADR 0024). Locally they stay inside this one task: a fit there can be ~50 ms."""
     if spec.runtime.executor != "dask":
         return None
-    from pipeline.distributed.select import dask_fold_runner
+    from flows.cv_dask import prefect_fold_runner
 
-    return dask_fold_runner(spec.runtime)
+    return prefect_fold_runner(spec.runtime)
 
 
 @task(cache_policy=NO_CACHE)

@@ -1,23 +1,26 @@
 """Cross-validation fits on the run's Dask cluster: one task per (configuration, fold).
 
-Model selection is the run's most parallel step (candidates x search points x folds of small,
+Model selection is the run's most parallel step (candidates x search points x folds of
 independent fits) and, with a `search` grid, its longest. On `runtime.executor: dask` each fit
-is a Dask task on the run's cluster (pipeline/distributed/cluster.py). What crosses the network:
+runs on a worker of the run's cluster (pipeline/distributed/cluster.py). What crosses the network:
 the training split once, as a Parquet file the workers read (cached per worker for the run, never
 a frame pickled into every task), and per task the configuration (a small pydantic spec) and the
 fold number; each worker recomputes the same stratified folds from the labels and seed. What
 comes back: each fold's metrics and kept trees, gathered in (configuration, fold) order, so the
 selection table, its ties and the winner are exactly the local ones (tests/integration/test_dask_select.py).
 
-Fits are Dask tasks, not Prefect tasks on prefect-dask's DaskTaskRunner: a selection of 12 points x
-5 folds would be 60 task runs, each a few API calls (3-35 ms here), for fits of ~50 ms; the
-selection stays one Prefect task (`select_challenger`) with the table as its result. ADR 0024.
+Inside a Prefect flow run each fit is a Prefect task on prefect-dask's DaskTaskRunner
+(flows/cv_dask.py: a task run per fit in the UI); this module is the part without Prefect: the
+split file, the work of one fit on a worker, and plain Dask tasks for a selection called outside a
+flow run or on a cluster whose workers cannot reach the flow's API. ADR 0024.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,8 +37,31 @@ _CACHE_LOCK = threading.Lock()
 
 
 def dask_fold_runner(runtime: RuntimeSpec):
-    """A `fold_runner` for pipeline.models.select.select_model that fits on the run's cluster."""
+    """A `fold_runner` for pipeline.models.select.select_model that fits on the run's cluster as Dask tasks."""
     return partial(run_folds_on_dask, runtime)
+
+
+@contextlib.contextmanager
+def split_file(runtime: RuntimeSpec, configured: list[Any], train: pd.DataFrame, labels: np.ndarray) -> Iterator[str]:
+    """The training split (every configuration's features and the labels) as one Parquet file, removed after."""
+    columns = list(dict.fromkeys(f for spec in configured for f in spec.features))
+    with tempfile.TemporaryDirectory(prefix="keel-cv-", dir=runtime_dir(runtime)) as tmp:
+        path = str(Path(tmp) / "train.parquet")
+        train.loc[:, columns].assign(**{LABEL: np.asarray(labels)}).to_parquet(path, index=False)
+        yield path
+
+
+def fold_jobs(configured: list[Any], folds: int) -> list[tuple[int, int]]:
+    """Every (configuration, fold) pair, in the order run_folds_here fits them."""
+    return [(c, f) for c in range(len(configured)) for f in range(folds)]
+
+
+def by_configuration(configured: list[Any], jobs: list[tuple[int, int]], results: list[dict]) -> list[list[dict]]:
+    """The fold results regrouped per configuration, as run_folds_here returns them."""
+    out: list[list[dict[str, Any]]] = [[] for _ in configured]
+    for (c, _), result in zip(jobs, results, strict=True):
+        out[c].append(result)
+    return out
 
 
 def run_folds_on_dask(
@@ -49,43 +75,31 @@ def run_folds_on_dask(
     k: int,
     inner_valid_fraction: float | None,
 ) -> list[list[dict[str, Any]]]:
-    """Every configuration's fold results, computed by the workers, in the order run_folds_here returns them."""
-    from distributed import as_completed
-
+    """Every configuration's fold results, computed by the workers as Dask tasks."""
     from pipeline.distributed.cluster import open_cluster
 
-    columns = list(dict.fromkeys(f for spec in configured for f in spec.features))
     with (
         open_cluster(runtime, step="cross-validation") as cluster,
-        tempfile.TemporaryDirectory(prefix="keel-cv-", dir=runtime_dir(runtime)) as tmp,
+        split_file(runtime, configured, train, labels) as path,
     ):
-        path = str(Path(tmp) / "train.parquet")
-        train.loc[:, columns].assign(**{LABEL: np.asarray(labels)}).to_parquet(path, index=False)
-        jobs = [(c, f) for c in range(len(configured)) for f in range(folds)]
-        futures = [
-            cluster.client.submit(
-                _fold_task,
-                configured[c],
-                f,
-                path,
-                folds,
-                seed,
-                threshold,
-                k,
-                inner_valid_fraction,
-                key=f"keel-cv-{c}-{f}-{Path(tmp).name}",
-                pure=False,
-            )
-            for c, f in jobs
-        ]
-        with tqdm(total=len(futures), desc="cross-validating on Dask", unit="fit", disable=None) as bar:
-            for _ in as_completed(futures):
-                bar.update()
-        results = cluster.client.gather(futures)
-    out: list[list[dict[str, Any]]] = [[] for _ in configured]
-    for (c, _), result in zip(jobs, results, strict=True):
-        out[c].append(result)
-    return out
+        fit_args = (path, folds, seed, threshold, k, inner_valid_fraction)
+        return fit_as_dask_tasks(cluster, configured, folds, fit_args)
+
+
+def fit_as_dask_tasks(cluster: Any, configured: list[Any], folds: int, fit_args: tuple) -> list[list[dict]]:
+    """One Dask task per (configuration, fold) on `cluster`: the results per configuration, in order."""
+    from distributed import as_completed
+
+    jobs = fold_jobs(configured, folds)
+    name = Path(fit_args[0]).parent.name
+    futures = [
+        cluster.client.submit(fit_fold, configured[c], f, *fit_args, key=f"keel-cv-{c}-{f}-{name}", pure=False)
+        for c, f in jobs
+    ]
+    with tqdm(total=len(futures), desc="cross-validating on Dask", unit="fit", disable=None) as bar:
+        for _ in as_completed(futures):
+            bar.update()
+    return by_configuration(configured, jobs, cluster.client.gather(futures))
 
 
 def runtime_dir(runtime: RuntimeSpec) -> str | None:
@@ -97,7 +111,7 @@ def runtime_dir(runtime: RuntimeSpec) -> str | None:
     return None
 
 
-def _fold_task(
+def fit_fold(
     spec: Any,
     fold: int,
     path: str,
@@ -123,3 +137,9 @@ def _read(path: str) -> tuple[pd.DataFrame, np.ndarray]:
             _CACHE.clear()  # one run's split at a time per worker
             _CACHE[path] = (table.drop(columns=[LABEL]), table[LABEL].to_numpy())
         return _CACHE[path]
+
+
+def cached_splits() -> list[str]:
+    """On a worker: the split files this process has read (a test's proof that fits ran there)."""
+    with _CACHE_LOCK:
+        return list(_CACHE)
