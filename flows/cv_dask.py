@@ -63,11 +63,14 @@ def run_folds_as_tasks(
         split_file(runtime, configured, train, labels) as path,
     ):
         fit_args = (path, folds, seed, threshold, k, inner_valid_fraction)
-        api_url = current_api_url() if FlowRunContext.get() is not None else None
+        api_url = None
         if runtime.dask.cv_tasks == "dask":
             why: str | None = "runtime.dask.cv_tasks is dask"
+        elif FlowRunContext.get() is None:
+            why = "not inside a Prefect flow run"
         else:
-            why = "not inside a Prefect flow run" if api_url is None else unreachable_reason(cluster, api_url)
+            api_url = current_api_url()
+            why = unreachable_reason(cluster, api_url)
         if why is not None:
             print(f"cross-validation: {len(configured) * folds} fits as Dask tasks, not Prefect tasks: {why}")
             return fit_as_dask_tasks(cluster, configured, folds, fit_args)
