@@ -20,14 +20,12 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.on_dask import current_api_url, task_runner_on, unreachable_reason
 from pipeline.distributed.cluster import Cluster
-from pipeline.distributed.select import by_configuration, fit_as_dask_tasks, fit_fold, fold_jobs, split_file
+from pipeline.distributed.select import by_configuration, fit_as_dask_tasks, fit_fold, fold_jobs, run_folds_on_dask
 from pipeline.spec.schema import RuntimeSpec
 
 
@@ -39,43 +37,26 @@ def cv_fit(name: str, spec: Any, fold: int, fit_args: tuple) -> dict[str, Any]:
 
 def prefect_fold_runner(runtime: RuntimeSpec):
     """A `fold_runner` for pipeline.models.select.select_model: every fit a Prefect task on the run's cluster."""
-    return partial(run_folds_as_tasks, runtime)
+    return partial(run_folds_on_dask, runtime, fit=partial(fit_as_tasks, runtime))
 
 
-def run_folds_as_tasks(
-    runtime: RuntimeSpec,
-    configured: list[Any],
-    train: pd.DataFrame,
-    labels: np.ndarray,
-    folds: int,
-    seed: int,
-    threshold: float,
-    k: int,
-    inner_valid_fraction: float | None,
+def fit_as_tasks(
+    runtime: RuntimeSpec, cluster: Cluster, configured: list[Any], folds: int, fit_args: tuple
 ) -> list[list[dict[str, Any]]]:
-    """Every configuration's fold results, in the order run_folds_here returns them."""
+    """The fits as Prefect tasks when they can report to the flow's API, else as plain Dask tasks (and why)."""
     from prefect.context import FlowRunContext
 
-    from pipeline.distributed.cluster import open_cluster
-
-    with (
-        open_cluster(runtime, step="cross-validation") as cluster,
-        split_file(runtime, configured, train, labels) as path,
-    ):
-        fit_args = (path, folds, seed, threshold, k, inner_valid_fraction)
-        api_url = None
-        if runtime.dask.cv_tasks == "dask":
-            why: str | None = "runtime.dask.cv_tasks is dask"
-        elif FlowRunContext.get() is None:
-            why = "not inside a Prefect flow run"
-        else:
-            api_url = current_api_url()
-            why = unreachable_reason(cluster, api_url)
-        if why is not None:
-            print(f"cross-validation: {len(configured) * folds} fits as Dask tasks, not Prefect tasks: {why}")
-            return fit_as_dask_tasks(cluster, configured, folds, fit_args)
-        assert api_url is not None
-        return _fit_as_prefect_tasks(cluster, api_url, configured, folds, fit_args)
+    if runtime.dask.cv_tasks == "dask":
+        why = "runtime.dask.cv_tasks is dask"
+    elif FlowRunContext.get() is None:
+        why = "not inside a Prefect flow run"
+    else:
+        api_url = current_api_url()
+        why = unreachable_reason(cluster, api_url)
+        if why is None:
+            return _fit_as_prefect_tasks(cluster, api_url, configured, folds, fit_args)
+    print(f"cross-validation: {len(configured) * folds} fits as Dask tasks, not Prefect tasks: {why}")
+    return fit_as_dask_tasks(cluster, configured, folds, fit_args)
 
 
 def _fit_as_prefect_tasks(

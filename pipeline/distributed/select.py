@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -74,8 +74,13 @@ def run_folds_on_dask(
     threshold: float,
     k: int,
     inner_valid_fraction: float | None,
+    *,
+    fit: Callable[[Any, list[Any], int, tuple], list[list[dict]]] | None = None,
 ) -> list[list[dict[str, Any]]]:
-    """Every configuration's fold results, computed by the workers as Dask tasks."""
+    """Every configuration's fold results, computed by the workers from one split file.
+
+    `fit(cluster, configured, folds, fit_args)` submits the fits: plain Dask tasks by default (fit_as_dask_tasks),
+    a Prefect task each from a flow run (flows/cv_dask.py)."""
     from pipeline.distributed.cluster import open_cluster
 
     with (
@@ -83,7 +88,7 @@ def run_folds_on_dask(
         split_file(runtime, configured, train, labels) as path,
     ):
         fit_args = (path, folds, seed, threshold, k, inner_valid_fraction)
-        return fit_as_dask_tasks(cluster, configured, folds, fit_args)
+        return (fit or fit_as_dask_tasks)(cluster, configured, folds, fit_args)
 
 
 def fit_as_dask_tasks(cluster: Any, configured: list[Any], folds: int, fit_args: tuple) -> list[list[dict]]:
